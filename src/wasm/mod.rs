@@ -1,0 +1,85 @@
+//! The JS-facing surface (wasm32 only). Rust errors become JS errors here and nowhere else.
+//!
+//! Today: `probeWebGpu()` describes the adapter the browser offers (or says why there is
+//! none), and `webgpuSelfTest()` runs the numeric self-test on Burn's WebGPU device.
+
+pub mod adapter;
+
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+
+use crate::model::device::ComputeDevice;
+use crate::model::selftest;
+
+/// Installs the panic hook and the console logger once, when the module is instantiated:
+/// shader compile errors on wasm only reach `log::error!`.
+#[wasm_bindgen(start)]
+pub fn start() {
+    console_error_panic_hook::set_once();
+    // A second instantiation in the same realm finds the logger set; that is fine.
+    let _ = console_log::init_with_level(log::Level::Warn);
+}
+
+/// What `probeWebGpu()` resolves to.
+#[derive(Debug, Serialize)]
+struct ProbeJs {
+    available: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    adapter: Option<adapter::AdapterInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+/// `probeWebGpu()`: `{ available: true, adapter: {…} }` or `{ available: false, reason }`.
+#[wasm_bindgen(js_name = probeWebGpu)]
+pub async fn probe_webgpu() -> Result<JsValue, JsError> {
+    let probe = match adapter::probe().await {
+        adapter::Probe::Available { adapter } => ProbeJs {
+            available: true,
+            adapter: Some(adapter),
+            reason: None,
+        },
+        adapter::Probe::Unavailable { reason } => ProbeJs {
+            available: false,
+            adapter: None,
+            reason: Some(reason),
+        },
+    };
+    to_js(&probe)
+}
+
+/// What `webgpuSelfTest()` resolves to.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SelfTestJs {
+    passed: bool,
+    rows: usize,
+    cols: usize,
+    actual: Vec<f32>,
+    expected: Vec<f32>,
+}
+
+/// `webgpuSelfTest()`: runs a matmul on Burn's WebGPU device and compares it with the exact
+/// answer. Rejects with an error when no device can be had.
+#[wasm_bindgen(js_name = webgpuSelfTest)]
+pub async fn webgpu_self_test() -> Result<JsValue, JsError> {
+    let device = ComputeDevice::init_webgpu().await.map_err(to_js_error)?;
+    let report = selftest::self_test(&device).await.map_err(to_js_error)?;
+    to_js(&SelfTestJs {
+        passed: report.passed(),
+        rows: report.actual.rows(),
+        cols: report.actual.cols(),
+        actual: report.actual.values().to_vec(),
+        expected: report.expected.values().to_vec(),
+    })
+}
+
+fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| JsError::new(&e.to_string()))
+}
+
+fn to_js_error(err: impl std::error::Error) -> JsError {
+    JsError::new(&err.to_string())
+}
