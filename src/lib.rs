@@ -31,6 +31,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod gguf;
 pub mod model;
 
 #[cfg(target_arch = "wasm32")]

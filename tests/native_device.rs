@@ -6,8 +6,9 @@ use llama_web::model::device::{ComputeDevice, DeviceChoice};
 use llama_web::model::selftest::{Matrix, matmul_on_device, self_test};
 
 fn device(choice: DeviceChoice) -> ComputeDevice {
-    ComputeDevice::init_native(choice)
-        .unwrap_or_else(|e| panic!("{choice} device did not come up (is mesa-vulkan-drivers installed?): {e}"))
+    ComputeDevice::init_native(choice).unwrap_or_else(|e| {
+        panic!("{choice} device did not come up (is mesa-vulkan-drivers installed?): {e}")
+    })
 }
 
 fn known_product(choice: DeviceChoice) {
@@ -22,7 +23,10 @@ fn known_product(choice: DeviceChoice) {
 fn odd_sized_product(choice: DeviceChoice) {
     let device = device(choice);
     let report = pollster::block_on(self_test(&device)).unwrap();
-    assert_eq!(report.actual, report.expected, "{choice} matmul differs from the exact product");
+    assert_eq!(
+        report.actual, report.expected,
+        "{choice} matmul differs from the exact product"
+    );
     assert!(report.passed());
 }
 

@@ -15,7 +15,10 @@ async fn webgpu_adapter_is_returned() {
     match probe().await {
         Probe::Available { adapter } => {
             assert!(
-                adapter.limits.iter().any(|(name, v)| name == "maxStorageBufferBindingSize" && *v > 0.0),
+                adapter
+                    .limits
+                    .iter()
+                    .any(|(name, v)| name == "maxStorageBufferBindingSize" && *v > 0.0),
                 "adapter without limits: {adapter:?}"
             );
         }
@@ -28,7 +31,9 @@ async fn webgpu_matmul_known_values() {
     let device = ComputeDevice::init_webgpu().await.expect("WebGPU device");
     let a = Matrix::new(2, 3, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
     let b = Matrix::new(3, 2, vec![7.0, 8.0, 9.0, 10.0, 11.0, 12.0]).unwrap();
-    let c = matmul_on_device(&device, &a, &b).await.expect("matmul on WebGPU");
+    let c = matmul_on_device(&device, &a, &b)
+        .await
+        .expect("matmul on WebGPU");
     assert_eq!(c.values(), &[58.0, 64.0, 139.0, 154.0]);
 }
 

@@ -32,7 +32,9 @@ impl Matrix {
     pub fn small_integers(rows: usize, cols: usize, seed: u32) -> Self {
         let values = (0..rows * cols)
             .map(|i| {
-                let h = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed.wrapping_mul(97));
+                let h = (i as u32)
+                    .wrapping_mul(2_654_435_761)
+                    .wrapping_add(seed.wrapping_mul(97));
                 ((h >> 7) % 9) as f32 - 4.0
             })
             .collect();
@@ -61,7 +63,9 @@ impl Matrix {
         for i in 0..self.rows {
             for j in 0..rhs.cols {
                 let sum: f64 = (0..self.cols)
-                    .map(|k| self.values[i * self.cols + k] as f64 * rhs.values[k * rhs.cols + j] as f64)
+                    .map(|k| {
+                        self.values[i * self.cols + k] as f64 * rhs.values[k * rhs.cols + j] as f64
+                    })
                     .sum();
                 out.push(sum as f32);
             }
@@ -91,7 +95,10 @@ pub async fn matmul_on_device(
 ) -> Result<Matrix, DeviceError> {
     check_inner_dims(lhs, rhs)?;
     let to_tensor = |m: &Matrix| {
-        Tensor::<2>::from_data(TensorData::new(m.values.clone(), [m.rows, m.cols]), device.burn())
+        Tensor::<2>::from_data(
+            TensorData::new(m.values.clone(), [m.rows, m.cols]),
+            device.burn(),
+        )
     };
     let product = to_tensor(lhs).matmul(to_tensor(rhs));
     let data = product
@@ -100,9 +107,11 @@ pub async fn matmul_on_device(
         .map_err(|e| DeviceError::Execution {
             reason: e.to_string(),
         })?;
-    let values = data.try_into_vec::<f32>().map_err(|e| DeviceError::Execution {
-        reason: format!("{e:?}"),
-    })?;
+    let values = data
+        .try_into_vec::<f32>()
+        .map_err(|e| DeviceError::Execution {
+            reason: format!("{e:?}"),
+        })?;
     Matrix::new(lhs.rows, rhs.cols, values)
 }
 
@@ -146,16 +155,27 @@ mod tests {
 
     #[test]
     fn mismatched_shapes_are_typed_errors() {
-        assert!(matches!(Matrix::new(2, 2, vec![1.0; 3]), Err(DeviceError::Shape { .. })));
+        assert!(matches!(
+            Matrix::new(2, 2, vec![1.0; 3]),
+            Err(DeviceError::Shape { .. })
+        ));
         let a = Matrix::small_integers(2, 3, 0);
-        assert!(matches!(a.reference_matmul(&a), Err(DeviceError::Shape { .. })));
+        assert!(matches!(
+            a.reference_matmul(&a),
+            Err(DeviceError::Shape { .. })
+        ));
     }
 
     #[test]
     fn small_integers_are_varied_and_bounded() {
         let m = Matrix::small_integers(8, 8, 3);
-        assert!(m.values().iter().all(|v| (-4.0..=4.0).contains(v) && v.fract() == 0.0));
-        let distinct: std::collections::BTreeSet<i32> = m.values().iter().map(|v| *v as i32).collect();
+        assert!(
+            m.values()
+                .iter()
+                .all(|v| (-4.0..=4.0).contains(v) && v.fract() == 0.0)
+        );
+        let distinct: std::collections::BTreeSet<i32> =
+            m.values().iter().map(|v| *v as i32).collect();
         assert!(distinct.len() >= 5, "too few distinct values: {distinct:?}");
     }
 }

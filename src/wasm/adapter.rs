@@ -103,7 +103,8 @@ fn describe_adapter(adapter: &JsValue) -> Result<AdapterInfo, String> {
         Ok(get(&info, name)?.as_string().unwrap_or_default())
     };
     // Newer browsers report fallback-ness on the info object, older ones on the adapter.
-    let is_fallback_adapter = get(&info, "isFallbackAdapter")?.as_bool()
+    let is_fallback_adapter = get(&info, "isFallbackAdapter")?
+        .as_bool()
         .or(get(adapter, "isFallbackAdapter")?.as_bool())
         .unwrap_or(false);
 
