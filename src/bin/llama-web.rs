@@ -1,29 +1,79 @@
-//! `llama-web`: the native command-line tool (DESIGN.md, "CLI"). Subcommands arrive with the
-//! layers that implement them; only those that really work are listed.
+//! `llama-web`: the native command-line tool, the engine's test and benchmark surface
+//! (DESIGN.md, "CLI"). Subcommands arrive with the layers that implement them.
 
 #[cfg(not(target_arch = "wasm32"))]
-fn main() -> std::process::ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        None | Some("-h") | Some("--help") | Some("help") => {
-            println!("{}", USAGE);
-            std::process::ExitCode::SUCCESS
+mod cli {
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+    use std::process::ExitCode;
+
+    use clap::{Parser, Subcommand};
+    use llama_web::gguf::{FileSource, GgufHeader};
+    use llama_web::model::config::LlamaConfig;
+    use serde_json::json;
+
+    /// Llama 3.1 in the browser — the native tool.
+    #[derive(Parser)]
+    #[command(name = "llama-web", version, about)]
+    struct Cli {
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    #[derive(Subcommand)]
+    enum Command {
+        /// Print a GGUF model's architecture, hyper-parameters and tensor type counts as JSON.
+        Inspect {
+            /// The GGUF file.
+            model: PathBuf,
+        },
+    }
+
+    type CliResult = Result<(), Box<dyn std::error::Error>>;
+
+    pub fn main() -> ExitCode {
+        let cli = Cli::parse();
+        let result = match cli.command {
+            Command::Inspect { model } => inspect(model),
+        };
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("llama-web: {e}");
+                ExitCode::FAILURE
+            }
         }
-        Some("--version") | Some("-V") => {
-            println!("llama-web {}", env!("CARGO_PKG_VERSION"));
-            std::process::ExitCode::SUCCESS
+    }
+
+    fn inspect(model: PathBuf) -> CliResult {
+        let source = FileSource::open(&model)?;
+        let header = GgufHeader::read(&source)?;
+        let config = LlamaConfig::from_gguf(&header)?;
+        let mut types = BTreeMap::<String, usize>::new();
+        for t in header.tensors() {
+            *types.entry(t.ggml_type.to_string()).or_default() += 1;
         }
-        Some(other) => {
-            eprintln!("llama-web: unknown subcommand `{other}`\n\n{USAGE}");
-            std::process::ExitCode::from(2)
-        }
+        let report = json!({
+            "file": model.display().to_string(),
+            "gguf_version": header.version(),
+            "architecture": header.require_str("general.architecture")?,
+            "name": header.get("general.name").and_then(|v| v.as_str()),
+            "hyper_parameters": config,
+            "tensor_count": header.tensors().len(),
+            "tensor_types": types,
+            "tensor_bytes": header.tensors().iter().map(|t| t.n_bytes).sum::<u64>(),
+            "alignment": header.alignment(),
+            "data_offset": header.data_offset(),
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        Ok(())
     }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-const USAGE: &str = "usage: llama-web <subcommand> [options]\n\n\
-No subcommand is implemented yet: inspect, tokenize, render, dequant, logits, generate and\n\
-bench arrive with the layers that implement them (see README.md).";
+fn main() -> std::process::ExitCode {
+    cli::main()
+}
 
 /// The CLI is native only; the wasm build has nothing to run.
 #[cfg(target_arch = "wasm32")]

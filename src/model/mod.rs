@@ -1,5 +1,6 @@
-//! The model layer: everything that touches Burn tensors. Burn types stay inside this module
-//! (and the kernels, later); the layers above see plain Rust values.
+//! The model layer: the Llama hyper-parameters and everything that touches Burn tensors. Burn
+//! types stay inside this module (and the kernels, later); the layers above see plain Rust values.
 
+pub mod config;
 pub mod device;
 pub mod selftest;

@@ -1,0 +1,75 @@
+//! The native CLI, run as a user runs it.
+#![cfg(not(target_arch = "wasm32"))]
+
+use std::process::Command;
+
+fn llama_web(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_llama-web"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run llama-web")
+}
+
+#[test]
+fn inspect_smollm2() {
+    let out = llama_web(&["inspect", "models/SmolLM2-135M-Instruct.Q4_1.gguf"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["architecture"], "llama");
+    let hp = &v["hyper_parameters"];
+    assert_eq!(hp["n_layers"], 30);
+    assert_eq!(hp["hidden_size"], 576);
+    assert_eq!(hp["n_heads"], 9);
+    assert_eq!(hp["n_kv_heads"], 3);
+    assert_eq!(hp["head_dim"], 64);
+    assert_eq!(hp["vocab_size"], 49152);
+    assert_eq!(hp["tied_embeddings"], true);
+    assert_eq!(hp["rope_freqs"], false);
+    assert_eq!(
+        v["tensor_types"],
+        serde_json::json!({"F32": 61, "Q4_1": 210, "Q8_0": 1})
+    );
+    assert_eq!(v["tensor_count"], 272);
+}
+
+#[test]
+fn inspect_tiny_llama31_has_llama3_rope_and_untied_head() {
+    let out = llama_web(&[
+        "inspect",
+        "tests/fixtures/tiny_llama31/tiny-llama31-Q4_0.gguf",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hp = &v["hyper_parameters"];
+    assert_eq!(
+        (
+            hp["n_layers"].as_u64(),
+            hp["n_heads"].as_u64(),
+            hp["n_kv_heads"].as_u64()
+        ),
+        (Some(2), Some(4), Some(2))
+    );
+    assert_eq!(hp["rope_theta"], 500000.0);
+    assert_eq!(hp["rope_freqs"], true);
+    assert_eq!(hp["tied_embeddings"], false);
+}
+
+#[test]
+fn inspect_rejects_a_non_gguf_file_with_a_message() {
+    let out = llama_web(&["inspect", "Cargo.toml"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a GGUF file"), "{err}");
+    let out = llama_web(&["inspect", "no/such/file.gguf"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no/such/file.gguf"));
+}
