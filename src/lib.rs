@@ -33,6 +33,7 @@
 
 pub mod gguf;
 pub mod model;
+pub mod tokenizer;
 
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;

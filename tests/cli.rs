@@ -73,3 +73,51 @@ fn inspect_rejects_a_non_gguf_file_with_a_message() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no/such/file.gguf"));
 }
+
+#[test]
+fn tokenize_with_and_without_special_tokens() {
+    let run = |extra: &[&str]| -> Vec<u64> {
+        let mut args = vec![
+            "tokenize",
+            "tests/fixtures/tiny_llama31/tiny-llama31-F32.gguf",
+            "--text",
+            "Hi<|eot_id|>",
+        ];
+        args.extend_from_slice(extra);
+        let out = llama_web(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap())
+            .collect()
+    };
+    let parsed = run(&[]);
+    assert_eq!(parsed.last(), Some(&509), "{parsed:?}");
+    let as_text = run(&["--no-special"]);
+    assert!(
+        !as_text.contains(&509) && as_text.len() > parsed.len(),
+        "{as_text:?}"
+    );
+    // The same ids from the model's tokenizer.json.
+    let out = llama_web(&[
+        "tokenize",
+        "tests/fixtures/tiny_llama31/hf/tokenizer.json",
+        "--text",
+        "Hi<|eot_id|>",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let from_json: Vec<u64> = v["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect();
+    assert_eq!(from_json, parsed);
+}

@@ -10,6 +10,7 @@ mod cli {
     use clap::{Parser, Subcommand};
     use llama_web::gguf::{FileSource, GgufHeader};
     use llama_web::model::config::LlamaConfig;
+    use llama_web::tokenizer::{SpecialTokens, Tokenizer};
     use serde_json::json;
 
     /// Llama 3.1 in the browser — the native tool.
@@ -27,6 +28,17 @@ mod cli {
             /// The GGUF file.
             model: PathBuf,
         },
+        /// Encode text exactly (no BOS added) and print `{"ids": [...]}`.
+        Tokenize {
+            /// A GGUF file, or a tokenizer.json.
+            model: PathBuf,
+            /// The text to encode.
+            #[arg(long)]
+            text: String,
+            /// Treat special-token text such as `<|eot_id|>` as plain text.
+            #[arg(long)]
+            no_special: bool,
+        },
     }
 
     type CliResult = Result<(), Box<dyn std::error::Error>>;
@@ -35,6 +47,11 @@ mod cli {
         let cli = Cli::parse();
         let result = match cli.command {
             Command::Inspect { model } => inspect(model),
+            Command::Tokenize {
+                model,
+                text,
+                no_special,
+            } => tokenize(model, &text, no_special),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -66,6 +83,30 @@ mod cli {
             "data_offset": header.data_offset(),
         });
         println!("{}", serde_json::to_string_pretty(&report)?);
+        Ok(())
+    }
+
+    /// A tokenizer from a GGUF file's metadata, or from a tokenizer.json (any other extension).
+    fn load_tokenizer(model: &PathBuf) -> Result<Tokenizer, Box<dyn std::error::Error>> {
+        if model.extension().is_some_and(|e| e == "gguf") {
+            let source = FileSource::open(model)?;
+            let header = GgufHeader::read(&source)?;
+            Ok(Tokenizer::from_gguf(&header, &source)?)
+        } else {
+            let bytes = std::fs::read(model).map_err(|e| format!("{}: {e}", model.display()))?;
+            Ok(Tokenizer::from_json(&bytes)?)
+        }
+    }
+
+    fn tokenize(model: PathBuf, text: &str, no_special: bool) -> CliResult {
+        let tokenizer = load_tokenizer(&model)?;
+        let special = if no_special {
+            SpecialTokens::AsText
+        } else {
+            SpecialTokens::Parse
+        };
+        let ids = tokenizer.encode(text, special)?;
+        println!("{}", json!({ "ids": ids }));
         Ok(())
     }
 }

@@ -1,0 +1,149 @@
+//! Text ↔ token ids: HF `tokenizers` built from a GGUF file's own metadata (or from a
+//! tokenizer.json), and a streaming detokenizer that never emits a broken UTF-8 sequence.
+//!
+//! The pipeline is `tokenizers`' own: pre-tokenizer (the split regex chosen by
+//! `tokenizer.ggml.pre`) → byte-level BPE → byte-level decoder. No normalizer, and no
+//! post-processor: ids are exactly the text's, BOS included only when the text (a rendered
+//! chat template) contains it.
+
+mod from_gguf;
+mod stream;
+
+use std::sync::OnceLock;
+
+pub use stream::StreamDecoder;
+
+/// Why a tokenizer could not be built or used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenizerError {
+    /// The GGUF metadata is missing or malformed.
+    #[error(transparent)]
+    Gguf(#[from] crate::gguf::GgufError),
+    /// A tokenizer model other than byte-level BPE (`tokenizer.ggml.model` "gpt2").
+    #[error("tokenizer model `{model}` is not supported (llama-web reads `gpt2` byte-level BPE)")]
+    UnsupportedModel {
+        /// The model named in the file.
+        model: String,
+    },
+    /// A pre-tokenizer we do not know (`tokenizer.ggml.pre`).
+    #[error("pre-tokenizer `{pre}` is not supported (known: llama-bpe, smollm)")]
+    UnsupportedPreTokenizer {
+        /// The pre-tokenizer named in the file.
+        pre: String,
+    },
+    /// Vocabulary, merges or token types that do not fit together.
+    #[error("bad tokenizer data: {detail}")]
+    BadVocabulary {
+        /// What is wrong.
+        detail: String,
+    },
+    /// The `tokenizers` library refused (a bad tokenizer.json, an id out of range).
+    #[error("tokenizer: {0}")]
+    Library(String),
+}
+
+impl TokenizerError {
+    fn library(e: impl std::fmt::Display) -> Self {
+        TokenizerError::Library(e.to_string())
+    }
+}
+
+/// How special-token text inside the input is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpecialTokens {
+    /// `<|eot_id|>` in the text becomes the special token (HF's default).
+    Parse,
+    /// Special-token text is ordinary text (HF's `encode_special_tokens=True`).
+    AsText,
+}
+
+/// A tokenizer with the model's special ids.
+#[derive(Debug)]
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    /// A copy that treats special-token text as text, made on first use.
+    as_text: OnceLock<tokenizers::Tokenizer>,
+    bos_id: Option<u32>,
+    eos_id: Option<u32>,
+    add_bos: bool,
+}
+
+impl Tokenizer {
+    fn from_parts(
+        inner: tokenizers::Tokenizer,
+        bos_id: Option<u32>,
+        eos_id: Option<u32>,
+        add_bos: bool,
+    ) -> Self {
+        Self {
+            inner,
+            as_text: OnceLock::new(),
+            bos_id,
+            eos_id,
+            add_bos,
+        }
+    }
+
+    /// Loads an HF tokenizer.json. Its post-processor is dropped: ids are exactly the text's.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, TokenizerError> {
+        let mut inner =
+            tokenizers::Tokenizer::from_bytes(bytes).map_err(TokenizerError::library)?;
+        inner.with_post_processor(None::<tokenizers::PostProcessorWrapper>);
+        Ok(Self::from_parts(inner, None, None, false))
+    }
+
+    /// Encodes `text` exactly: no BOS is added.
+    pub fn encode(&self, text: &str, special: SpecialTokens) -> Result<Vec<u32>, TokenizerError> {
+        let tokenizer = match special {
+            SpecialTokens::Parse => &self.inner,
+            SpecialTokens::AsText => self.as_text.get_or_init(|| {
+                let mut t = self.inner.clone();
+                t.set_encode_special_tokens(true);
+                t
+            }),
+        };
+        let encoding = tokenizer
+            .encode_fast(text, false)
+            .map_err(TokenizerError::library)?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// Decodes ids to text (special tokens included unless `skip_special`). Bytes that do not
+    /// form UTF-8 become U+FFFD; use [`StreamDecoder`] for incremental output.
+    pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String, TokenizerError> {
+        self.inner
+            .decode(ids, skip_special)
+            .map_err(TokenizerError::library)
+    }
+
+    /// The id of a token's text (special tokens included).
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// The text of an id.
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
+    /// Number of ids, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// The beginning-of-text id, when the model names one.
+    pub fn bos_id(&self) -> Option<u32> {
+        self.bos_id
+    }
+
+    /// The end-of-sequence id named by the model's metadata, when it names one.
+    pub fn eos_id(&self) -> Option<u32> {
+        self.eos_id
+    }
+
+    /// Whether the model expects BOS before a raw (untemplated) prompt.
+    pub fn add_bos(&self) -> bool {
+        self.add_bos
+    }
+}
