@@ -5,6 +5,7 @@
 
 use llama_web::model::device::ComputeDevice;
 use llama_web::model::selftest::{Matrix, matmul_on_device, self_test};
+use llama_web::tokenizer::{SpecialTokens, Tokenizer};
 use llama_web::wasm::adapter::{Probe, probe};
 use wasm_bindgen_test::*;
 
@@ -42,4 +43,29 @@ async fn webgpu_matmul_odd_sizes_exact() {
     let device = ComputeDevice::init_webgpu().await.expect("WebGPU device");
     let report = self_test(&device).await.expect("self-test on WebGPU");
     assert_eq!(report.actual, report.expected);
+}
+
+fn ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+/// The Llama 3.1 tokenizer in the browser: HF's 21 cases and llama.cpp's 46 vectors.
+#[wasm_bindgen_test]
+fn llama31_tokenizer_cases_in_the_browser() {
+    use std::io::Read;
+    let gz: &[u8] = include_bytes!("fixtures/tokenizer/llama31/tokenizer.json.gz");
+    let mut json = Vec::new();
+    flate2::read::GzDecoder::new(gz).read_to_end(&mut json).unwrap();
+    let t = Tokenizer::from_json(&json).unwrap();
+    let hf: serde_json::Value = serde_json::from_str(include_str!("fixtures/tokenizer/llama31_tokenizer_cases.json")).unwrap();
+    let cpp: serde_json::Value = serde_json::from_str(include_str!("fixtures/tokenizer/llamacpp_llama_bpe_vectors.json")).unwrap();
+    let mut checked = 0;
+    for case in hf["cases"].as_array().unwrap().iter().chain(cpp["cases"].as_array().unwrap()) {
+        let text = case["text"].as_str().unwrap();
+        let expected = ids(&case["ids"]);
+        assert_eq!(t.encode(text, SpecialTokens::Parse).unwrap(), expected, "encode {text:?}");
+        assert_eq!(t.decode(&expected, false).unwrap(), text, "decode {text:?}");
+        checked += 1;
+    }
+    assert_eq!(checked, 21 + 46);
 }
