@@ -46,7 +46,11 @@ async fn webgpu_matmul_odd_sizes_exact() {
 }
 
 fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 /// The Llama 3.1 tokenizer in the browser: HF's 21 cases and llama.cpp's 46 vectors.
@@ -55,15 +59,32 @@ fn llama31_tokenizer_cases_in_the_browser() {
     use std::io::Read;
     let gz: &[u8] = include_bytes!("fixtures/tokenizer/llama31/tokenizer.json.gz");
     let mut json = Vec::new();
-    flate2::read::GzDecoder::new(gz).read_to_end(&mut json).unwrap();
+    flate2::read::GzDecoder::new(gz)
+        .read_to_end(&mut json)
+        .unwrap();
     let t = Tokenizer::from_json(&json).unwrap();
-    let hf: serde_json::Value = serde_json::from_str(include_str!("fixtures/tokenizer/llama31_tokenizer_cases.json")).unwrap();
-    let cpp: serde_json::Value = serde_json::from_str(include_str!("fixtures/tokenizer/llamacpp_llama_bpe_vectors.json")).unwrap();
+    let hf: serde_json::Value = serde_json::from_str(include_str!(
+        "fixtures/tokenizer/llama31_tokenizer_cases.json"
+    ))
+    .unwrap();
+    let cpp: serde_json::Value = serde_json::from_str(include_str!(
+        "fixtures/tokenizer/llamacpp_llama_bpe_vectors.json"
+    ))
+    .unwrap();
     let mut checked = 0;
-    for case in hf["cases"].as_array().unwrap().iter().chain(cpp["cases"].as_array().unwrap()) {
+    for case in hf["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(cpp["cases"].as_array().unwrap())
+    {
         let text = case["text"].as_str().unwrap();
         let expected = ids(&case["ids"]);
-        assert_eq!(t.encode(text, SpecialTokens::Parse).unwrap(), expected, "encode {text:?}");
+        assert_eq!(
+            t.encode(text, SpecialTokens::Parse).unwrap(),
+            expected,
+            "encode {text:?}"
+        );
         assert_eq!(t.decode(&expected, false).unwrap(), text, "decode {text:?}");
         checked += 1;
     }

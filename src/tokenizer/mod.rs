@@ -6,11 +6,14 @@
 //! post-processor: ids are exactly the text's, BOS included only when the text (a rendered
 //! chat template) contains it.
 
+pub mod chat_template;
 mod from_gguf;
+mod pyjson;
 mod stream;
 
 use std::sync::OnceLock;
 
+pub use chat_template::{ChatTemplate, RenderOptions, TemplateError};
 pub use stream::StreamDecoder;
 
 /// Why a tokenizer could not be built or used.
