@@ -121,3 +121,31 @@ fn tokenize_with_and_without_special_tokens() {
         .collect();
     assert_eq!(from_json, parsed);
 }
+
+#[test]
+fn render_prints_the_prompt_exactly() {
+    let dir = std::env::temp_dir().join(format!("llama-web-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let messages = dir.join("messages.json");
+    std::fs::write(&messages, r#"[{"role": "user", "content": "What is the capital of France?"}]"#).unwrap();
+    let out = llama_web(&["render", "models/SmolLM2-135M-Instruct.Q4_1.gguf", "--messages", messages.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let reference: serde_json::Value =
+        serde_json::from_slice(&std::fs::read("tests/fixtures/smollm2/hf_reference.json").unwrap()).unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), reference["prompt"].as_str().unwrap());
+
+    let out = llama_web(&[
+        "render",
+        "tests/fixtures/tokenizer/llama31/tokenizer_config.json",
+        "--messages",
+        messages.to_str().unwrap(),
+        "--date",
+        "01 Jan 2025",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let prompt = String::from_utf8(out.stdout).unwrap();
+    assert!(prompt.starts_with("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"));
+    assert!(prompt.contains("Today Date: 01 Jan 2025\n"));
+    assert!(prompt.ends_with("<|start_header_id|>assistant<|end_header_id|>\n\n"));
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -10,7 +10,7 @@ mod cli {
     use clap::{Parser, Subcommand};
     use llama_web::gguf::{FileSource, GgufHeader};
     use llama_web::model::config::LlamaConfig;
-    use llama_web::tokenizer::{SpecialTokens, Tokenizer};
+    use llama_web::tokenizer::{ChatTemplate, RenderOptions, SpecialTokens, Tokenizer};
     use serde_json::json;
 
     /// Llama 3.1 in the browser — the native tool.
@@ -39,6 +39,21 @@ mod cli {
             #[arg(long)]
             no_special: bool,
         },
+        /// Render a conversation with the model's chat template, generation prompt included;
+        /// print the prompt exactly (no trailing newline).
+        Render {
+            /// A GGUF file, or an HF tokenizer_config.json.
+            model: PathBuf,
+            /// A JSON file holding the messages array.
+            #[arg(long)]
+            messages: PathBuf,
+            /// A JSON file holding the tools array.
+            #[arg(long)]
+            tools: Option<PathBuf>,
+            /// The template's `date_string`, e.g. "26 Jul 2024".
+            #[arg(long)]
+            date: Option<String>,
+        },
     }
 
     type CliResult = Result<(), Box<dyn std::error::Error>>;
@@ -52,6 +67,12 @@ mod cli {
                 text,
                 no_special,
             } => tokenize(model, &text, no_special),
+            Command::Render {
+                model,
+                messages,
+                tools,
+                date,
+            } => render(model, messages, tools, date),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -96,6 +117,35 @@ mod cli {
             let bytes = std::fs::read(model).map_err(|e| format!("{}: {e}", model.display()))?;
             Ok(Tokenizer::from_json(&bytes)?)
         }
+    }
+
+    fn read_json(path: &PathBuf) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?)
+    }
+
+    fn render(model: PathBuf, messages: PathBuf, tools: Option<PathBuf>, date: Option<String>) -> CliResult {
+        let template = if model.extension().is_some_and(|e| e == "gguf") {
+            let source = FileSource::open(&model)?;
+            let header = GgufHeader::read(&source)?;
+            let tokenizer = Tokenizer::from_gguf(&header, &source)?;
+            ChatTemplate::from_gguf(&header, &tokenizer)?
+        } else {
+            let bytes = std::fs::read(&model).map_err(|e| format!("{}: {e}", model.display()))?;
+            ChatTemplate::from_tokenizer_config(&bytes)?
+        };
+        let mut options = RenderOptions {
+            add_generation_prompt: true,
+            tools: tools.as_ref().map(read_json).transpose()?,
+            ..Default::default()
+        };
+        if let Some(date) = date {
+            options.extra.insert("date_string".into(), date.into());
+        }
+        let prompt = template.render(&read_json(&messages)?, &options)?;
+        use std::io::Write;
+        std::io::stdout().write_all(prompt.as_bytes())?;
+        Ok(())
     }
 
     fn tokenize(model: PathBuf, text: &str, no_special: bool) -> CliResult {
