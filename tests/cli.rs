@@ -127,12 +127,29 @@ fn render_prints_the_prompt_exactly() {
     let dir = std::env::temp_dir().join(format!("llama-web-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let messages = dir.join("messages.json");
-    std::fs::write(&messages, r#"[{"role": "user", "content": "What is the capital of France?"}]"#).unwrap();
-    let out = llama_web(&["render", "models/SmolLM2-135M-Instruct.Q4_1.gguf", "--messages", messages.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(
+        &messages,
+        r#"[{"role": "user", "content": "What is the capital of France?"}]"#,
+    )
+    .unwrap();
+    let out = llama_web(&[
+        "render",
+        "models/SmolLM2-135M-Instruct.Q4_1.gguf",
+        "--messages",
+        messages.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let reference: serde_json::Value =
-        serde_json::from_slice(&std::fs::read("tests/fixtures/smollm2/hf_reference.json").unwrap()).unwrap();
-    assert_eq!(String::from_utf8(out.stdout).unwrap(), reference["prompt"].as_str().unwrap());
+        serde_json::from_slice(&std::fs::read("tests/fixtures/smollm2/hf_reference.json").unwrap())
+            .unwrap();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        reference["prompt"].as_str().unwrap()
+    );
 
     let out = llama_web(&[
         "render",
@@ -142,10 +159,69 @@ fn render_prints_the_prompt_exactly() {
         "--date",
         "01 Jan 2025",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let prompt = String::from_utf8(out.stdout).unwrap();
     assert!(prompt.starts_with("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"));
     assert!(prompt.contains("Today Date: 01 Jan 2025\n"));
     assert!(prompt.ends_with("<|start_header_id|>assistant<|end_header_id|>\n\n"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn dequant_writes_npy_identical_to_gguf_py() {
+    let dir = std::env::temp_dir().join(format!("llama-web-dequant-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out_path = dir.join("embd.npy");
+    let out = llama_web(&[
+        "dequant",
+        "tests/fixtures/tiny_llama31/tiny-llama31-Q4_0.gguf",
+        "--tensor",
+        "token_embd.weight",
+        "--out",
+        out_path.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let npy = std::fs::read(&out_path).unwrap();
+    assert_eq!(&npy[..8], b"\x93NUMPY\x01\x00");
+    let header_len = u16::from_le_bytes([npy[8], npy[9]]) as usize;
+    assert_eq!((10 + header_len) % 64, 0);
+    let header = std::str::from_utf8(&npy[10..10 + header_len]).unwrap();
+    assert!(
+        header.contains("'descr': '<f4'") && header.contains("'shape': (512, 64)"),
+        "{header}"
+    );
+    use sha2::Digest;
+    let digest: String = sha2::Sha256::digest(&npy[10 + header_len..])
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let hashes: serde_json::Value = serde_json::from_slice(
+        &std::fs::read("tests/fixtures/dequant/tensor_sha256.json").unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        digest,
+        hashes["tiny-llama31-Q4_0.gguf"]["token_embd.weight"]
+            .as_str()
+            .unwrap()
+    );
+    let missing = llama_web(&[
+        "dequant",
+        "tests/fixtures/tiny_llama31/tiny-llama31-Q4_0.gguf",
+        "--tensor",
+        "nope",
+        "--out",
+        out_path.to_str().unwrap(),
+    ]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no tensor named `nope`"));
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -39,6 +39,17 @@ mod cli {
             #[arg(long)]
             no_special: bool,
         },
+        /// Dequantize one tensor to f32 and write it as .npy (GGUF row-major layout).
+        Dequant {
+            /// The GGUF file.
+            model: PathBuf,
+            /// The tensor's name, e.g. `blk.0.attn_q.weight`.
+            #[arg(long)]
+            tensor: String,
+            /// Where to write the .npy file.
+            #[arg(long)]
+            out: PathBuf,
+        },
         /// Render a conversation with the model's chat template, generation prompt included;
         /// print the prompt exactly (no trailing newline).
         Render {
@@ -67,6 +78,7 @@ mod cli {
                 text,
                 no_special,
             } => tokenize(model, &text, no_special),
+            Command::Dequant { model, tensor, out } => dequant(model, &tensor, out),
             Command::Render {
                 model,
                 messages,
@@ -119,12 +131,55 @@ mod cli {
         }
     }
 
+    fn dequant(model: PathBuf, tensor: &str, out: PathBuf) -> CliResult {
+        let source = FileSource::open(&model)?;
+        let header = GgufHeader::read(&source)?;
+        let info = header
+            .tensor(tensor)
+            .ok_or_else(|| format!("{}: no tensor named `{tensor}`", model.display()))?;
+        let bytes = header.read_tensor_bytes(&source, tensor)?;
+        let values =
+            llama_web::gguf::dequant::dequantize(info.ggml_type, &bytes, info.n_elements as usize)?;
+        // GGUF dims are innermost-first; NumPy's shape is outermost-first.
+        let shape: Vec<u64> = info.dims.iter().rev().copied().collect();
+        std::fs::write(&out, npy_f32(&shape, &values))
+            .map_err(|e| format!("{}: {e}", out.display()))?;
+        Ok(())
+    }
+
+    /// A NumPy v1.0 `.npy` file: `<f4`, C order.
+    fn npy_f32(shape: &[u64], values: &[f32]) -> Vec<u8> {
+        let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
+        let shape = match dims.len() {
+            1 => format!("({},)", dims[0]),
+            _ => format!("({})", dims.join(", ")),
+        };
+        let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+        // Magic (6) + version (2) + length (2) + header + '\n' is a multiple of 64.
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        out.extend_from_slice(header.as_bytes());
+        for v in values {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out
+    }
+
     fn read_json(path: &PathBuf) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
         let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?)
     }
 
-    fn render(model: PathBuf, messages: PathBuf, tools: Option<PathBuf>, date: Option<String>) -> CliResult {
+    fn render(
+        model: PathBuf,
+        messages: PathBuf,
+        tools: Option<PathBuf>,
+        date: Option<String>,
+    ) -> CliResult {
         let template = if model.extension().is_some_and(|e| e == "gguf") {
             let source = FileSource::open(&model)?;
             let header = GgufHeader::read(&source)?;
