@@ -3,22 +3,12 @@
 //! from its GGUF, and the tiny model's GGUF template.
 #![cfg(not(target_arch = "wasm32"))]
 
-use std::io::Read;
-use std::path::PathBuf;
+mod common;
 
-use llama_web::gguf::{FileSource, GgufHeader};
+use common::{fixture, ids, json_fixture as json_file, llama31_tokenizer, open_gguf, smollm2_path};
+use llama_web::gguf::GgufHeader;
 use llama_web::tokenizer::{ChatTemplate, RenderOptions, SpecialTokens, TemplateError, Tokenizer};
 use serde_json::{Value, json};
-
-fn fixture(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(rel)
-}
-
-fn json_file(rel: &str) -> Value {
-    serde_json::from_slice(&std::fs::read(fixture(rel)).unwrap()).unwrap()
-}
 
 fn options(kwargs: &Value) -> RenderOptions {
     let mut extra = kwargs.as_object().cloned().unwrap_or_default();
@@ -32,16 +22,6 @@ fn options(kwargs: &Value) -> RenderOptions {
         tools,
         extra,
     }
-}
-
-fn llama31_tokenizer() -> Tokenizer {
-    let mut bytes = Vec::new();
-    flate2::read::GzDecoder::new(
-        std::fs::File::open(fixture("tokenizer/llama31/tokenizer.json.gz")).unwrap(),
-    )
-    .read_to_end(&mut bytes)
-    .unwrap();
-    Tokenizer::from_json(&bytes).unwrap()
 }
 
 #[test]
@@ -66,15 +46,9 @@ fn llama31_conversations_render_and_tokenize_like_hf() {
             .unwrap();
         let expected = case["prompt"].as_str().unwrap();
         assert_eq!(prompt, expected, "{name}");
-        let ids: Vec<u32> = case["ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_u64().unwrap() as u32)
-            .collect();
         assert_eq!(
             tokenizer.encode(&prompt, SpecialTokens::Parse).unwrap(),
-            ids,
+            ids(&case["ids"]),
             "{name}"
         );
     }
@@ -82,10 +56,7 @@ fn llama31_conversations_render_and_tokenize_like_hf() {
 
 #[test]
 fn smollm2_renders_its_own_gguf_template() {
-    let source = FileSource::open(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf"),
-    )
-    .expect("run `scripts/dev.sh setup`");
+    let source = open_gguf(smollm2_path());
     let header = GgufHeader::read(&source).unwrap();
     let tokenizer = Tokenizer::from_gguf(&header, &source).unwrap();
     let template = ChatTemplate::from_gguf(&header, &tokenizer).unwrap();
@@ -101,19 +72,15 @@ fn smollm2_renders_its_own_gguf_template() {
         .unwrap();
     let reference = json_file("smollm2/hf_reference.json");
     assert_eq!(prompt, reference["prompt"].as_str().unwrap());
-    let ids = tokenizer.encode(&prompt, SpecialTokens::Parse).unwrap();
-    let expected: Vec<u32> = reference["prompt_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect();
-    assert_eq!(ids, expected);
+    assert_eq!(
+        tokenizer.encode(&prompt, SpecialTokens::Parse).unwrap(),
+        ids(&reference["prompt_ids"])
+    );
 }
 
 #[test]
 fn tiny_gguf_template_is_llama31s() {
-    let source = FileSource::open(fixture("tiny_llama31/tiny-llama31-Q8_0.gguf")).unwrap();
+    let source = open_gguf(fixture("tiny_llama31/tiny-llama31-Q8_0.gguf"));
     let header = GgufHeader::read(&source).unwrap();
     let tokenizer = Tokenizer::from_gguf(&header, &source).unwrap();
     let template = ChatTemplate::from_gguf(&header, &tokenizer).unwrap();

@@ -6,15 +6,12 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use llama_web::gguf::dequant::dequantize;
-use llama_web::gguf::{FileSource, GgmlType, GgufHeader};
-use sha2::{Digest, Sha256};
+mod common;
 
-fn fixture(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(rel)
-}
+use common::{fixture, open_gguf, smollm2_path};
+use llama_web::gguf::dequant::dequantize;
+use llama_web::gguf::{GgmlType, GgufHeader};
+use sha2::{Digest, Sha256};
 
 const TYPES: [GgmlType; 11] = [
     GgmlType::F32,
@@ -66,8 +63,7 @@ fn sha256_of(values: &[f32]) -> String {
 }
 
 fn check_file(path: PathBuf, expected: &BTreeMap<String, String>) {
-    let source =
-        FileSource::open(&path).unwrap_or_else(|e| panic!("{e} (run `scripts/dev.sh setup`)"));
+    let source = open_gguf(path.clone());
     let header = GgufHeader::read(&source).unwrap();
     assert_eq!(header.tensors().len(), expected.len(), "{}", path.display());
     for t in header.tensors() {
@@ -96,8 +92,5 @@ fn every_tensor_of_the_fixture_models_matches_gguf_py() {
     ] {
         check_file(fixture(&format!("tiny_llama31/{name}")), &hashes[name]);
     }
-    check_file(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf"),
-        &hashes["SmolLM2-135M-Instruct.Q4_1.gguf"],
-    );
+    check_file(smollm2_path(), &hashes["SmolLM2-135M-Instruct.Q4_1.gguf"]);
 }

@@ -3,21 +3,18 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use llama_web::gguf::{
     ByteSource, CountingSource, FileSource, GgmlType, GgufError, GgufHeader, MemorySource,
     MetadataValue,
 };
 
-fn repo_path(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
+mod common;
+
+use common::{open_gguf, repo_path, smollm2_path};
 
 fn smollm2() -> FileSource {
-    let path = repo_path("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    FileSource::open(&path)
-        .unwrap_or_else(|e| panic!("{e} (run `scripts/dev.sh setup` to download it)"))
+    open_gguf(smollm2_path())
 }
 
 fn type_counts(h: &GgufHeader) -> BTreeMap<String, usize> {
@@ -423,4 +420,14 @@ fn missing_and_mistyped_keys_are_typed() {
         h.read_tensor_bytes(&MemorySource::new(Builder::valid().bytes()), "zz"),
         Err(GgufError::NoSuchTensor { .. })
     ));
+}
+
+#[test]
+fn version_2_files_read_like_version_3() {
+    let mut b = Builder::valid();
+    b.version = 2;
+    let h = b.read().unwrap();
+    assert_eq!(h.version(), 2);
+    assert_eq!(h.tensors().len(), 2);
+    assert_eq!(h.require_str("general.architecture").unwrap(), "llama");
 }

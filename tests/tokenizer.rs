@@ -3,47 +3,13 @@
 //! HF), special-token handling, and the streaming detokenizer.
 #![cfg(not(target_arch = "wasm32"))]
 
-use std::io::Read;
-use std::path::PathBuf;
+mod common;
 
-use llama_web::gguf::{FileSource, GgufHeader, MemorySource};
+use common::{
+    fixture, gguf_tokenizer, ids, json_fixture as json, llama31_tokenizer as llama31, smollm2_path,
+};
+use llama_web::gguf::{GgufHeader, MemorySource};
 use llama_web::tokenizer::{SpecialTokens, StreamDecoder, Tokenizer, TokenizerError};
-use serde_json::Value;
-
-fn fixture(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(rel)
-}
-
-fn json(rel: &str) -> Value {
-    serde_json::from_slice(&std::fs::read(fixture(rel)).unwrap()).unwrap()
-}
-
-fn llama31() -> Tokenizer {
-    let mut bytes = Vec::new();
-    flate2::read::GzDecoder::new(
-        std::fs::File::open(fixture("tokenizer/llama31/tokenizer.json.gz")).unwrap(),
-    )
-    .read_to_end(&mut bytes)
-    .unwrap();
-    Tokenizer::from_json(&bytes).unwrap()
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
-
-fn gguf_tokenizer(path: PathBuf) -> Tokenizer {
-    let source =
-        FileSource::open(&path).unwrap_or_else(|e| panic!("{e} (run `scripts/dev.sh setup`)"));
-    let header = GgufHeader::read(&source).unwrap();
-    Tokenizer::from_gguf(&header, &source).unwrap()
-}
 
 #[test]
 fn llama31_hf_cases() {
@@ -128,9 +94,7 @@ fn tiny_gguf_tokenizer_equals_its_tokenizer_json() {
 
 #[test]
 fn smollm2_gguf_tokenizer_matches_hf_prompt_ids() {
-    let t = gguf_tokenizer(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf"),
-    );
+    let t = gguf_tokenizer(smollm2_path());
     let reference = json("smollm2/hf_reference.json");
     let expected = ids(&reference["prompt_ids"]);
     assert_eq!(expected.len(), 37);

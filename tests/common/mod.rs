@@ -1,0 +1,61 @@
+//! Helpers shared by the native integration tests: where the fixtures are, and loading them.
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use llama_web::gguf::{FileSource, GgufHeader};
+use llama_web::tokenizer::Tokenizer;
+use serde_json::Value;
+
+/// A path inside the repository.
+pub fn repo_path(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// A path inside tests/fixtures.
+pub fn fixture(rel: &str) -> PathBuf {
+    repo_path("tests/fixtures").join(rel)
+}
+
+/// A JSON fixture, parsed.
+pub fn json_fixture(rel: &str) -> Value {
+    serde_json::from_slice(&std::fs::read(fixture(rel)).unwrap()).unwrap()
+}
+
+/// A JSON array of token ids.
+pub fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+/// The SmolLM2 GGUF that `scripts/dev.sh setup` downloads.
+pub fn smollm2_path() -> PathBuf {
+    repo_path("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+/// Opens a GGUF file, with a hint when it is the downloaded model that is missing.
+pub fn open_gguf(path: PathBuf) -> FileSource {
+    FileSource::open(&path).unwrap_or_else(|e| panic!("{e} (run `scripts/dev.sh setup`)"))
+}
+
+/// The tokenizer a GGUF file describes.
+pub fn gguf_tokenizer(path: PathBuf) -> Tokenizer {
+    let source = open_gguf(path);
+    let header = GgufHeader::read(&source).unwrap();
+    Tokenizer::from_gguf(&header, &source).unwrap()
+}
+
+/// The Llama 3.1 tokenizer, from the gzip-compressed tokenizer.json fixture.
+pub fn llama31_tokenizer() -> Tokenizer {
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(
+        std::fs::File::open(fixture("tokenizer/llama31/tokenizer.json.gz")).unwrap(),
+    )
+    .read_to_end(&mut bytes)
+    .unwrap();
+    Tokenizer::from_json(&bytes).unwrap()
+}
