@@ -14,7 +14,7 @@
 //! - `wasm` (wasm32 only): the JS-facing functions the demo page calls.
 //!
 //! ```no_run
-//! # #[cfg(not(target_arch = "wasm32"))]
+//! # #[cfg(all(not(target_arch = "wasm32"), feature = "gpu"))]
 //! # fn main() -> Result<(), llama_web::model::device::DeviceError> {
 //! use llama_web::model::device::{ComputeDevice, DeviceChoice};
 //! use llama_web::model::selftest::{Matrix, matmul_on_device};
@@ -26,7 +26,7 @@
 //! assert_eq!(c.values(), &[11.0]);
 //! # Ok(())
 //! # }
-//! # #[cfg(target_arch = "wasm32")]
+//! # #[cfg(any(target_arch = "wasm32", not(feature = "gpu")))]
 //! # fn main() {}
 //! ```
 #![deny(missing_docs)]
@@ -35,5 +35,5 @@ pub mod gguf;
 pub mod model;
 pub mod tokenizer;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "gpu"))]
 pub mod wasm;

@@ -109,6 +109,15 @@ impl LlamaConfig {
             tied_embeddings: h.tensor("output.weight").is_none(),
         };
         config.check_hyper_parameters()?;
+        // Each block has nine tensors: a block count beyond the tensor table is a corrupt
+        // header, not a reason to list millions of expected names.
+        if config.n_layers > h.tensors().len() / 9 {
+            return inconsistent(format!(
+                "{} blocks, but the file has only {} tensors",
+                config.n_layers,
+                h.tensors().len()
+            ));
+        }
         config.check_tensor_shapes(h)?;
         Ok(config)
     }
@@ -122,6 +131,14 @@ impl LlamaConfig {
             return inconsistent(format!(
                 "{} query heads for {} KV heads",
                 self.n_heads, self.n_kv_heads
+            ));
+        }
+        let widths = [self.n_heads, self.n_kv_heads]
+            .map(|heads| heads.checked_mul(self.head_dim).and_then(|w| w.checked_mul(2)));
+        if widths.contains(&None) {
+            return inconsistent(format!(
+                "{} heads of width {} overflow",
+                self.n_heads, self.head_dim
             ));
         }
         if self.head_dim == 0 || self.head_dim % 2 != 0 {
