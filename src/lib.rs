@@ -33,6 +33,7 @@
 
 pub mod gguf;
 pub mod model;
+pub mod npy;
 pub mod tokenizer;
 
 #[cfg(all(target_arch = "wasm32", feature = "gpu"))]

@@ -141,32 +141,10 @@ mod cli {
         let values =
             llama_web::gguf::dequant::dequantize(info.ggml_type, &bytes, info.n_elements as usize)?;
         // GGUF dims are innermost-first; NumPy's shape is outermost-first.
-        let shape: Vec<u64> = info.dims.iter().rev().copied().collect();
-        std::fs::write(&out, npy_f32(&shape, &values))
+        let shape: Vec<usize> = info.dims.iter().rev().map(|&d| d as usize).collect();
+        std::fs::write(&out, llama_web::npy::write_f32(&shape, &values))
             .map_err(|e| format!("{}: {e}", out.display()))?;
         Ok(())
-    }
-
-    /// A NumPy v1.0 `.npy` file: `<f4`, C order.
-    fn npy_f32(shape: &[u64], values: &[f32]) -> Vec<u8> {
-        let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
-        let shape = match dims.len() {
-            1 => format!("({},)", dims[0]),
-            _ => format!("({})", dims.join(", ")),
-        };
-        let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
-        // Magic (6) + version (2) + length (2) + header + '\n' is a multiple of 64.
-        while (10 + header.len() + 1) % 64 != 0 {
-            header.push(' ');
-        }
-        header.push('\n');
-        let mut out = b"\x93NUMPY\x01\x00".to_vec();
-        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-        out.extend_from_slice(header.as_bytes());
-        for v in values {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        out
     }
 
     fn read_json(path: &PathBuf) -> Result<serde_json::Value, Box<dyn std::error::Error>> {

@@ -157,6 +157,23 @@ impl ComputeDevice {
     }
 }
 
+/// Reads a tensor back to the host as f32, asynchronously (synchronous readback panics on
+/// wasm), flattened row-major.
+pub(crate) async fn read_f32<const D: usize>(
+    tensor: burn::tensor::Tensor<D>,
+) -> Result<Vec<f32>, DeviceError> {
+    let data = tensor
+        .into_data_async()
+        .await
+        .map_err(|e| DeviceError::Execution {
+            reason: e.to_string(),
+        })?;
+    data.try_into_vec_as::<f32>()
+        .map_err(|e| DeviceError::Execution {
+            reason: format!("{e:?}"),
+        })
+}
+
 /// The process-wide Vulkan device. Burn registers a wgpu runtime once per selector and refuses
 /// to initialise it twice, so every caller (tests run in parallel threads) shares one result.
 #[cfg(not(target_arch = "wasm32"))]

@@ -5,4 +5,13 @@ pub mod config;
 #[cfg(feature = "gpu")]
 pub mod device;
 #[cfg(feature = "gpu")]
+pub mod error;
+#[cfg(feature = "gpu")]
+pub mod kv_cache;
+#[cfg(feature = "gpu")]
+pub mod llama;
+pub mod rope;
+#[cfg(feature = "gpu")]
 pub mod selftest;
+#[cfg(feature = "gpu")]
+pub mod weights;

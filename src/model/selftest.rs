@@ -6,7 +6,7 @@
 
 use burn::tensor::{Tensor, TensorData};
 
-use super::device::{ComputeDevice, DeviceError};
+use super::device::{ComputeDevice, DeviceError, read_f32};
 
 /// A dense row-major f32 matrix on the host.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,18 +100,7 @@ pub async fn matmul_on_device(
             device.burn(),
         )
     };
-    let product = to_tensor(lhs).matmul(to_tensor(rhs));
-    let data = product
-        .into_data_async()
-        .await
-        .map_err(|e| DeviceError::Execution {
-            reason: e.to_string(),
-        })?;
-    let values = data
-        .try_into_vec::<f32>()
-        .map_err(|e| DeviceError::Execution {
-            reason: format!("{e:?}"),
-        })?;
+    let values = read_f32(to_tensor(lhs).matmul(to_tensor(rhs))).await?;
     Matrix::new(lhs.rows, rhs.cols, values)
 }
 

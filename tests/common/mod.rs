@@ -59,3 +59,39 @@ pub fn llama31_tokenizer() -> Tokenizer {
     .unwrap();
     Tokenizer::from_json(&bytes).unwrap()
 }
+
+/// A `.npy` fixture of f32 values.
+pub fn npy_fixture(rel: &str) -> llama_web::npy::NpyArray {
+    llama_web::npy::read_f32(&std::fs::read(fixture(rel)).unwrap()).unwrap()
+}
+
+/// Loads a GGUF model onto a native device (`cpu` or `wgpu`).
+pub fn load_llama(
+    path: PathBuf,
+    device: llama_web::model::device::DeviceChoice,
+) -> llama_web::model::llama::Llama {
+    use llama_web::model::device::ComputeDevice;
+    let source = open_gguf(path);
+    let header = GgufHeader::read(&source).unwrap();
+    let device = ComputeDevice::init_native(device).unwrap();
+    llama_web::model::llama::Llama::load(&header, &source, &device, &mut |_| {}).unwrap()
+}
+
+/// The largest |a - b|, and the largest |b| (the scale the tolerances are relative to).
+pub fn max_diff(actual: &[f32], expected: &[f32]) -> (f32, f32) {
+    assert_eq!(actual.len(), expected.len(), "lengths differ");
+    let diff = actual
+        .iter()
+        .zip(expected)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, |m, d| if d.is_nan() || m.is_nan() { f32::NAN } else { m.max(d) });
+    let scale = expected.iter().fold(0f32, |m, b| m.max(b.abs()));
+    (diff, scale)
+}
+
+/// Asserts `actual` is within `rel` × max|expected| of `expected` everywhere.
+pub fn assert_close_rel(what: &str, actual: &[f32], expected: &[f32], rel: f32) {
+    let (diff, scale) = max_diff(actual, expected);
+    eprintln!("{what}: max |diff| {diff:e}, max |ref| {scale}, ratio {:e}", diff / scale);
+    assert!(diff <= rel * scale, "{what}: max |diff| {diff} > {rel} × {scale}");
+}

@@ -1,0 +1,338 @@
+//! The Llama forward pass on Burn tensors, written once for every device.
+//!
+//! One sequence at a time: activations are `[tokens, width]`, attention `[heads, tokens,
+//! head_dim]`. The arithmetic follows HF transformers' `LlamaForCausalLM` (eager attention, f32)
+//! step by step, which is what the fixtures' goldens were computed with.
+
+use burn::tensor::activation::{silu, softmax};
+use burn::tensor::{Int, Tensor, TensorData};
+
+use crate::gguf::{ByteSource, GgufHeader};
+
+use super::config::LlamaConfig;
+use super::device::{ComputeDevice, read_f32};
+use super::error::ModelError;
+use super::kv_cache::KvCache;
+use super::rope::RopeTable;
+use super::weights::{LoadProgress, TensorLoader};
+
+/// Which positions' logits a forward pass returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogitsFor {
+    /// Every input token's (`[tokens, vocab]`), as `llama-web logits` prints them.
+    All,
+    /// Only the last token's (`[1, vocab]`), all that generation needs.
+    Last,
+}
+
+/// A dense linear layer `y = x Wᵀ`, with `W` as GGUF stores it: `[out, in]`.
+#[derive(Debug, Clone)]
+struct Linear {
+    weight: Tensor<2>,
+}
+
+impl Linear {
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        x.matmul(self.weight.clone().transpose())
+    }
+}
+
+/// RMSNorm with a learned scale, as HF: `w · x / sqrt(mean(x²) + eps)`.
+#[derive(Debug, Clone)]
+struct RmsNorm {
+    weight: Tensor<1>,
+    eps: f64,
+}
+
+impl RmsNorm {
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let variance = (x.clone() * x.clone()).mean_dim(1);
+        let normed = x * (variance + self.eps).sqrt().recip();
+        normed * self.weight.clone().unsqueeze_dim::<2>(0)
+    }
+}
+
+/// One transformer block's weights.
+#[derive(Debug, Clone)]
+struct Block {
+    attn_norm: RmsNorm,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    ffn_norm: RmsNorm,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+/// Per-call inputs every block shares.
+struct Step<'a> {
+    /// `[1, tokens, head_dim/2, 1]` cosines and sines of each token's angles.
+    cos: Tensor<4>,
+    sin: Tensor<4>,
+    /// `[1, tokens, cached + tokens]` additive causal mask (`None` for a single token).
+    mask: Option<Tensor<3>>,
+    config: &'a LlamaConfig,
+}
+
+/// A loaded Llama model on one device.
+#[derive(Debug, Clone)]
+pub struct Llama {
+    config: LlamaConfig,
+    device: ComputeDevice,
+    rope: RopeTable,
+    embedding: Tensor<2>,
+    blocks: Vec<Block>,
+    output_norm: RmsNorm,
+    /// `None` when the head is tied to the embedding table.
+    output: Option<Linear>,
+}
+
+impl Llama {
+    /// Reads the hyper-parameters and uploads every weight to `device`, one tensor at a time,
+    /// calling `on_progress` after each.
+    pub fn load(
+        header: &GgufHeader,
+        source: &impl ByteSource,
+        device: &ComputeDevice,
+        on_progress: &mut dyn FnMut(LoadProgress),
+    ) -> Result<Self, ModelError> {
+        let config = LlamaConfig::from_gguf(header)?;
+        let mut loader = TensorLoader::new(header, source, &config, device, on_progress);
+        let eps = config.rms_eps;
+        let norm = |loader: &mut TensorLoader<_>, name: &str| -> Result<RmsNorm, ModelError> {
+            Ok(RmsNorm {
+                weight: loader.vector(name)?,
+                eps,
+            })
+        };
+        let linear = |loader: &mut TensorLoader<_>, name: &str| -> Result<Linear, ModelError> {
+            Ok(Linear {
+                weight: loader.matrix(name)?,
+            })
+        };
+
+        let factors = match config.rope_freqs {
+            true => Some(loader.host_vector("rope_freqs.weight")?),
+            false => None,
+        };
+        let rope = RopeTable::new(config.head_dim, config.rope_theta, factors.as_deref());
+        let embedding = loader.matrix("token_embd.weight")?;
+        let mut blocks = Vec::with_capacity(config.n_layers);
+        for i in 0..config.n_layers {
+            let name = |n: &str| format!("blk.{i}.{n}.weight");
+            blocks.push(Block {
+                attn_norm: norm(&mut loader, &name("attn_norm"))?,
+                q: linear(&mut loader, &name("attn_q"))?,
+                k: linear(&mut loader, &name("attn_k"))?,
+                v: linear(&mut loader, &name("attn_v"))?,
+                o: linear(&mut loader, &name("attn_output"))?,
+                ffn_norm: norm(&mut loader, &name("ffn_norm"))?,
+                gate: linear(&mut loader, &name("ffn_gate"))?,
+                up: linear(&mut loader, &name("ffn_up"))?,
+                down: linear(&mut loader, &name("ffn_down"))?,
+            });
+        }
+        let output_norm = norm(&mut loader, "output_norm.weight")?;
+        let output = match config.tied_embeddings {
+            true => None,
+            false => Some(linear(&mut loader, "output.weight")?),
+        };
+        Ok(Self {
+            config,
+            device: device.clone(),
+            rope,
+            embedding,
+            blocks,
+            output_norm,
+            output,
+        })
+    }
+
+    /// The hyper-parameters.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &ComputeDevice {
+        &self.device
+    }
+
+    /// A fresh cache for this model holding up to `context_size` tokens.
+    pub fn new_cache(&self, context_size: usize) -> KvCache {
+        KvCache::new(self.config.n_layers, context_size)
+    }
+
+    /// Runs `ids` (at `positions`, one each) after the tokens already in `cache`, appends
+    /// their keys and values to it, and returns the logits `which` asks for, row-major
+    /// `[rows, vocab]`.
+    pub async fn forward(
+        &self,
+        ids: &[u32],
+        positions: &[u64],
+        cache: &mut KvCache,
+        which: LogitsFor,
+    ) -> Result<Vec<f32>, ModelError> {
+        let hidden = self.run(ids, positions, cache, None)?;
+        let rows = match which {
+            LogitsFor::All => hidden,
+            LogitsFor::Last => {
+                let n = ids.len();
+                hidden.slice([n - 1..n])
+            }
+        };
+        Ok(read_f32(self.head(rows)).await?)
+    }
+
+    /// Like [`Llama::forward`] with [`LogitsFor::All`], but returns the residual stream instead:
+    /// `[layers + 2][tokens × width]` — the embeddings, the output of every block, and the final
+    /// norm's output (the head's input). The fidelity tests compare these with HF's.
+    pub async fn hidden_states(
+        &self,
+        ids: &[u32],
+        positions: &[u64],
+        cache: &mut KvCache,
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
+        let mut trace = Vec::new();
+        let last = self.run(ids, positions, cache, Some(&mut trace))?;
+        trace.push(last);
+        let mut out = Vec::with_capacity(trace.len());
+        for t in trace {
+            out.push(read_f32(t).await?);
+        }
+        Ok(out)
+    }
+
+    /// The forward pass up to the final norm; `trace` collects the residual stream.
+    fn run(
+        &self,
+        ids: &[u32],
+        positions: &[u64],
+        cache: &mut KvCache,
+        mut trace: Option<&mut Vec<Tensor<2>>>,
+    ) -> Result<Tensor<2>, ModelError> {
+        self.check_input(ids, positions, cache)?;
+        let device = self.device.burn();
+        let n = ids.len();
+        let past = cache.len();
+
+        let ids_tensor = Tensor::<1, Int>::from_data(
+            TensorData::new(ids.iter().map(|&i| i as i64).collect(), [n]),
+            device,
+        );
+        let mut x = self.embedding.clone().select(0, ids_tensor);
+
+        let half = self.config.head_dim / 2;
+        let (cos, sin) = self.rope.cos_sin(positions);
+        let table = |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [1, n, half, 1]), device);
+        let step = Step {
+            cos: table(cos),
+            sin: table(sin),
+            mask: (n > 1).then(|| causal_mask(n, past, device)),
+            config: &self.config,
+        };
+
+        for (layer, block) in self.blocks.iter().enumerate() {
+            if let Some(t) = trace.as_deref_mut() {
+                t.push(x.clone());
+            }
+            let h = block.attn_norm.forward(x.clone());
+            x = x + block.attention(h, layer, cache, &step);
+            let h = block.ffn_norm.forward(x.clone());
+            x = x + block.mlp(h);
+        }
+        cache.advance(n);
+        if let Some(t) = trace.as_deref_mut() {
+            t.push(x.clone());
+        }
+        Ok(self.output_norm.forward(x))
+    }
+
+    fn head(&self, hidden: Tensor<2>) -> Tensor<2> {
+        match &self.output {
+            Some(output) => output.forward(hidden),
+            None => hidden.matmul(self.embedding.clone().transpose()),
+        }
+    }
+
+    fn check_input(&self, ids: &[u32], positions: &[u64], cache: &KvCache) -> Result<(), ModelError> {
+        let bad = |detail: String| Err(ModelError::BadInput { detail });
+        if ids.is_empty() {
+            return bad("no tokens".into());
+        }
+        if ids.len() != positions.len() {
+            return bad(format!("{} tokens but {} positions", ids.len(), positions.len()));
+        }
+        if let Some(&id) = ids.iter().find(|&&id| id as usize >= self.config.vocab_size) {
+            return bad(format!("token id {id} is outside the vocabulary ({})", self.config.vocab_size));
+        }
+        // Positions beyond 2^24 lose integer precision in f32 (HF computes angles in f32 too).
+        if let Some(&p) = positions.iter().find(|&&p| p >= 1 << 24) {
+            return bad(format!("position {p} is beyond 2^24"));
+        }
+        let needed = cache.len() + ids.len();
+        if needed > cache.capacity() {
+            return Err(ModelError::ContextOverflow {
+                needed,
+                context_size: cache.capacity(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Block {
+    /// Grouped-query attention over the cache and the new tokens.
+    fn attention(&self, h: Tensor<2>, layer: usize, cache: &mut KvCache, step: &Step) -> Tensor<2> {
+        let c = step.config;
+        let n = h.dims()[0];
+        let (heads, kv_heads, hd) = (c.n_heads, c.n_kv_heads, c.head_dim);
+        let split = |x: Tensor<2>, heads: usize| x.reshape([n, heads, hd]).swap_dims(0, 1);
+        let q = rope(split(self.q.forward(h.clone()), heads), step);
+        let k = rope(split(self.k.forward(h.clone()), kv_heads), step);
+        let v = split(self.v.forward(h), kv_heads);
+        let (k, v) = cache.append(layer, k, v);
+        let total = k.dims()[1];
+
+        // Query heads g·rep .. g·rep+rep-1 share KV head g: group them along the token axis.
+        let rep = heads / kv_heads;
+        let q = q.reshape([kv_heads, rep * n, hd]);
+        let scores = q.matmul(k.transpose()) * (1.0 / (hd as f64).sqrt());
+        let mut scores = scores.reshape([heads, n, total]);
+        if let Some(mask) = &step.mask {
+            scores = scores + mask.clone();
+        }
+        let probs = softmax(scores, 2).reshape([kv_heads, rep * n, total]);
+        let out = probs.matmul(v).reshape([heads, n, hd]).swap_dims(0, 1);
+        self.o.forward(out.reshape([n, heads * hd]))
+    }
+
+    /// The SwiGLU MLP: `down(silu(gate(h)) · up(h))`.
+    fn mlp(&self, h: Tensor<2>) -> Tensor<2> {
+        let gated = silu(self.gate.forward(h.clone())) * self.up.forward(h);
+        self.down.forward(gated)
+    }
+}
+
+/// Rotates adjacent pairs `(2j, 2j+1)` of `x` (`[heads, tokens, head_dim]`).
+fn rope(x: Tensor<3>, step: &Step) -> Tensor<3> {
+    let [heads, n, hd] = x.dims();
+    let pairs = x.reshape([heads, n, hd / 2, 2]);
+    let a = pairs.clone().slice([0..heads, 0..n, 0..hd / 2, 0..1]);
+    let b = pairs.slice([0..heads, 0..n, 0..hd / 2, 1..2]);
+    let (cos, sin) = (step.cos.clone(), step.sin.clone());
+    let ra = a.clone() * cos.clone() - b.clone() * sin.clone();
+    let rb = b * cos + a * sin;
+    Tensor::cat(vec![ra, rb], 3).reshape([heads, n, hd])
+}
+
+/// `[1, n, past + n]`: 0 where token `i` (cache slot `past + i`) may attend, −∞ after it.
+fn causal_mask(n: usize, past: usize, device: &burn::tensor::Device) -> Tensor<3> {
+    let total = past + n;
+    let values = (0..n)
+        .flat_map(|i| (0..total).map(move |j| if j <= past + i { 0.0 } else { f32::NEG_INFINITY }))
+        .collect::<Vec<f32>>();
+    Tensor::from_data(TensorData::new(values, [1, n, total]), device)
+}
