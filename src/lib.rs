@@ -31,6 +31,8 @@
 //! ```
 #![deny(missing_docs)]
 
+#[cfg(feature = "gpu")]
+pub mod engine;
 pub mod gguf;
 pub mod model;
 pub mod npy;

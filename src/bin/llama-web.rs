@@ -8,8 +8,15 @@ mod cli {
     use std::process::ExitCode;
 
     use clap::{Parser, Subcommand};
+    use std::io::Write;
+    use std::ops::ControlFlow;
+
+    use llama_web::engine::sampling::SamplingParams;
+    use llama_web::engine::{Engine, GenerateRequest};
     use llama_web::gguf::{FileSource, GgufHeader};
     use llama_web::model::config::LlamaConfig;
+    use llama_web::model::device::{ComputeDevice, DeviceChoice};
+    use llama_web::model::llama::{Llama, LogitsFor};
     use llama_web::tokenizer::{ChatTemplate, RenderOptions, SpecialTokens, Tokenizer};
     use serde_json::json;
 
@@ -65,6 +72,61 @@ mod cli {
             #[arg(long)]
             date: Option<String>,
         },
+        /// Run token ids through the model and write their logits as .npy `[n, vocab]` f32.
+        Logits {
+            /// The GGUF file.
+            model: PathBuf,
+            /// Comma-separated token ids.
+            #[arg(long, value_delimiter = ',', required = true)]
+            ids: Vec<u32>,
+            /// One position per id (like HF `position_ids`); default 0..n-1.
+            #[arg(long, value_delimiter = ',')]
+            positions: Option<Vec<u64>>,
+            /// Where to write the .npy file.
+            #[arg(long)]
+            out: PathBuf,
+            /// `cpu` or `wgpu` (Vulkan).
+            #[arg(long, default_value = "wgpu")]
+            device: DeviceChoice,
+        },
+        /// Generate a continuation of a raw prompt or a chat; stream the text, or print JSON.
+        Generate {
+            /// The GGUF file.
+            model: PathBuf,
+            /// A raw prompt (BOS added when the model asks for it).
+            #[arg(long, conflicts_with = "messages", required_unless_present = "messages")]
+            prompt: Option<String>,
+            /// A JSON file holding OpenAI-shaped messages, rendered with the model's template.
+            #[arg(long)]
+            messages: Option<PathBuf>,
+            /// At most this many new tokens.
+            #[arg(long, default_value_t = 128)]
+            max_tokens: usize,
+            /// 0 is greedy.
+            #[arg(long, default_value_t = 0.0)]
+            temperature: f32,
+            /// Keep the k most likely tokens.
+            #[arg(long)]
+            top_k: Option<usize>,
+            /// Nucleus sampling mass.
+            #[arg(long, default_value_t = 1.0)]
+            top_p: f32,
+            /// Seed for sampling.
+            #[arg(long)]
+            seed: Option<u64>,
+            /// Stop strings (repeatable).
+            #[arg(long)]
+            stop: Vec<String>,
+            /// Context size (default: min(4096, the model's)).
+            #[arg(long)]
+            context: Option<usize>,
+            /// `cpu` or `wgpu` (Vulkan).
+            #[arg(long, default_value = "wgpu")]
+            device: DeviceChoice,
+            /// Print one JSON object instead of streaming the text.
+            #[arg(long)]
+            json: bool,
+        },
     }
 
     type CliResult = Result<(), Box<dyn std::error::Error>>;
@@ -85,6 +147,41 @@ mod cli {
                 tools,
                 date,
             } => render(model, messages, tools, date),
+            Command::Logits {
+                model,
+                ids,
+                positions,
+                out,
+                device,
+            } => logits(model, &ids, positions, out, device),
+            Command::Generate {
+                model,
+                prompt,
+                messages,
+                max_tokens,
+                temperature,
+                top_k,
+                top_p,
+                seed,
+                stop,
+                context,
+                device,
+                json,
+            } => {
+                let sampling = SamplingParams {
+                    temperature,
+                    top_k,
+                    top_p,
+                    seed,
+                    ..SamplingParams::default()
+                };
+                let prompt = match (prompt, messages) {
+                    (Some(text), _) => Prompt::Text(text),
+                    (None, Some(path)) => Prompt::Messages(path),
+                    (None, None) => unreachable!("clap requires one"),
+                };
+                generate(model, prompt, max_tokens, sampling, stop, context, device, json)
+            }
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -144,6 +241,78 @@ mod cli {
         let shape: Vec<usize> = info.dims.iter().rev().map(|&d| d as usize).collect();
         std::fs::write(&out, llama_web::npy::write_f32(&shape, &values))
             .map_err(|e| format!("{}: {e}", out.display()))?;
+        Ok(())
+    }
+
+    fn logits(
+        model: PathBuf,
+        ids: &[u32],
+        positions: Option<Vec<u64>>,
+        out: PathBuf,
+        device: DeviceChoice,
+    ) -> CliResult {
+        let positions = positions.unwrap_or_else(|| (0..ids.len() as u64).collect());
+        let source = FileSource::open(&model)?;
+        let header = GgufHeader::read(&source)?;
+        let device = ComputeDevice::init_native(device)?;
+        let llama = Llama::load(&header, &source, &device, &mut |_| {})?;
+        let mut cache = llama.new_cache(ids.len());
+        let values =
+            pollster::block_on(llama.forward(ids, &positions, &mut cache, LogitsFor::All))?;
+        let shape = [ids.len(), llama.config().vocab_size];
+        std::fs::write(&out, llama_web::npy::write_f32(&shape, &values))
+            .map_err(|e| format!("{}: {e}", out.display()))?;
+        Ok(())
+    }
+
+    /// Where `generate` gets its prompt.
+    enum Prompt {
+        Text(String),
+        Messages(PathBuf),
+    }
+
+    #[allow(clippy::too_many_arguments)] // one per command-line flag
+    fn generate(
+        model: PathBuf,
+        prompt: Prompt,
+        max_tokens: usize,
+        sampling: SamplingParams,
+        stop: Vec<String>,
+        context: Option<usize>,
+        device: DeviceChoice,
+        json: bool,
+    ) -> CliResult {
+        let source = FileSource::open(&model)?;
+        let header = GgufHeader::read(&source)?;
+        let device = ComputeDevice::init_native(device)?;
+        let engine = Engine::load(&header, &source, &device, context, &mut |_| {})?;
+        let prompt = match prompt {
+            Prompt::Text(text) => engine.text_prompt(&text)?,
+            Prompt::Messages(path) => engine.chat_prompt(&read_json(&path)?, None)?,
+        };
+        let request = GenerateRequest {
+            prompt,
+            max_tokens,
+            sampling,
+            stop,
+            ignore_eos: false,
+        };
+        let mut stdout = std::io::stdout();
+        let completion = pollster::block_on(engine.generate(&request, &mut |delta| {
+            if !json {
+                // A closed pipe ends the generation.
+                let written = stdout.write_all(delta.text.as_bytes()).and_then(|_| stdout.flush());
+                if written.is_err() {
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        }))?;
+        if json {
+            println!("{}", serde_json::to_string(&completion)?);
+        } else {
+            println!();
+        }
         Ok(())
     }
 

@@ -1,0 +1,337 @@
+//! The generation engine: a loaded model with its tokenizer and chat template, and the
+//! prefill/decode loop — sampling, stop conditions, usage counts, streamed text deltas and
+//! cancellation between tokens.
+//!
+//! An [`Engine`] is immutable while it generates: each call owns its KV cache, so a call that
+//! fails or is cancelled leaves the engine as it was.
+
+pub mod sampling;
+pub mod stop;
+
+use std::ops::ControlFlow;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::gguf::{ByteSource, GgufHeader, MetadataValue};
+use crate::model::device::ComputeDevice;
+use crate::model::error::ModelError;
+use crate::model::llama::{Llama, LogitsFor};
+use crate::model::weights::LoadProgress;
+use crate::tokenizer::{
+    ChatTemplate, RenderOptions, SpecialTokens, StreamDecoder, TemplateError, Tokenizer,
+    TokenizerError,
+};
+
+use sampling::{Sampler, SamplingParams};
+use stop::{StopScan, StopStrings};
+
+/// Token texts that end a turn in the model families we run (llama.cpp treats the same
+/// control tokens as end-of-generation).
+const END_TOKEN_TEXTS: &[&str] = &[
+    "<|eot_id|>",
+    "<|eom_id|>",
+    "<|end_of_text|>",
+    "<|im_end|>",
+    "<|endoftext|>",
+];
+
+/// Context size used when the caller does not choose one (capped by the model's).
+pub const DEFAULT_CONTEXT_SIZE: usize = 4096;
+
+/// What can go wrong while generating.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// Loading or running the model failed.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// Tokenizing or detokenizing failed.
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    /// The chat template is missing or failed to render.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    /// The prompt plus `max_tokens` do not fit in the context.
+    #[error(
+        "context overflow: {prompt_tokens} prompt tokens + max_tokens {max_tokens} exceed the context of {context_size}"
+    )]
+    ContextOverflow {
+        /// Tokens in the prompt.
+        prompt_tokens: usize,
+        /// Tokens asked for.
+        max_tokens: usize,
+        /// Tokens the context holds.
+        context_size: usize,
+    },
+    /// A request the engine cannot run (empty prompt, out-of-range setting).
+    #[error("bad request: {detail}")]
+    BadRequest {
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// An end token or a stop string.
+    Stop,
+    /// `max_tokens` reached.
+    Length,
+    /// The caller cancelled between tokens.
+    Cancelled,
+}
+
+/// Token counts, OpenAI-shaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    /// Tokens in the prompt.
+    pub prompt_tokens: usize,
+    /// Tokens generated (an end token included).
+    pub completion_tokens: usize,
+    /// The sum.
+    pub total_tokens: usize,
+}
+
+/// One generation request.
+#[derive(Debug, Clone)]
+pub struct GenerateRequest {
+    /// The prompt's token ids (a rendered chat or raw text, BOS included if wanted).
+    pub prompt: Vec<u32>,
+    /// At most this many new tokens.
+    pub max_tokens: usize,
+    /// How to choose each token.
+    pub sampling: SamplingParams,
+    /// Strings that end generation; they are not part of the text.
+    pub stop: Vec<String>,
+    /// Keep going past end tokens (for comparisons with reference sequences).
+    pub ignore_eos: bool,
+}
+
+/// One streamed step: the token chosen and the text it completed (often empty while a
+/// multi-byte character or a possible stop string is held back).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delta {
+    /// The token id; `None` for the last delta, which releases text held back at the end.
+    pub id: Option<u32>,
+    /// New text, safe to show.
+    pub text: String,
+}
+
+/// The outcome of a generation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Completion {
+    /// The generated ids (an end token included, the tokens of a stop string too).
+    pub ids: Vec<u32>,
+    /// The text shown to the caller: no end token, nothing from a stop string on.
+    pub text: String,
+    /// Why it ended.
+    pub finish_reason: FinishReason,
+    /// Token counts.
+    pub usage: Usage,
+}
+
+/// A model ready to generate: weights on a device, tokenizer, chat template, end tokens.
+#[derive(Debug)]
+pub struct Engine {
+    model: Llama,
+    tokenizer: Tokenizer,
+    template: Option<ChatTemplate>,
+    end_tokens: Vec<u32>,
+    context_size: usize,
+}
+
+impl Engine {
+    /// Loads a GGUF model onto `device`. `context_size` defaults to
+    /// min([`DEFAULT_CONTEXT_SIZE`], the model's trained context).
+    pub fn load(
+        header: &GgufHeader,
+        source: &impl ByteSource,
+        device: &ComputeDevice,
+        context_size: Option<usize>,
+        on_progress: &mut dyn FnMut(LoadProgress),
+    ) -> Result<Self, EngineError> {
+        let tokenizer = Tokenizer::from_gguf(header, source)?;
+        let template = ChatTemplate::from_gguf(header, &tokenizer).ok();
+        let model = Llama::load(header, source, device, on_progress)?;
+        let trained = model.config().context_length;
+        let context_size = context_size.unwrap_or(DEFAULT_CONTEXT_SIZE.min(trained));
+        if context_size == 0 {
+            return Err(EngineError::BadRequest {
+                detail: "context size 0".into(),
+            });
+        }
+        let end_tokens = end_tokens(header, &tokenizer);
+        Ok(Self {
+            model,
+            tokenizer,
+            template,
+            end_tokens,
+            context_size,
+        })
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Llama {
+        &self.model
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The ids that end generation.
+    pub fn end_tokens(&self) -> &[u32] {
+        &self.end_tokens
+    }
+
+    /// Tokens the context holds (prompt and output together).
+    pub fn context_size(&self) -> usize {
+        self.context_size
+    }
+
+    /// Renders OpenAI-shaped `messages` (and `tools`) with the model's chat template, ending
+    /// with the assistant's header, and tokenizes the result (no BOS added: the template has it).
+    pub fn chat_prompt(&self, messages: &Value, tools: Option<Value>) -> Result<Vec<u32>, EngineError> {
+        let template = self.template.as_ref().ok_or(TemplateError::Missing)?;
+        let options = RenderOptions {
+            add_generation_prompt: true,
+            tools,
+            ..RenderOptions::default()
+        };
+        let text = template.render(messages, &options)?;
+        Ok(self.tokenizer.encode(&text, SpecialTokens::Parse)?)
+    }
+
+    /// Tokenizes a raw prompt, adding BOS when the model asks for it.
+    pub fn text_prompt(&self, text: &str) -> Result<Vec<u32>, EngineError> {
+        let mut ids = Vec::new();
+        if let (true, Some(bos)) = (self.tokenizer.add_bos(), self.tokenizer.bos_id()) {
+            ids.push(bos);
+        }
+        ids.extend(self.tokenizer.encode(text, SpecialTokens::Parse)?);
+        Ok(ids)
+    }
+
+    /// Generates from `request.prompt`, calling `on_delta` after every token; returning
+    /// [`ControlFlow::Break`] from it cancels (finish reason [`FinishReason::Cancelled`]).
+    pub async fn generate(
+        &self,
+        request: &GenerateRequest,
+        on_delta: &mut dyn FnMut(&Delta) -> ControlFlow<()>,
+    ) -> Result<Completion, EngineError> {
+        let prompt = &request.prompt;
+        if prompt.is_empty() {
+            return Err(EngineError::BadRequest {
+                detail: "empty prompt".into(),
+            });
+        }
+        request
+            .sampling
+            .validate()
+            .map_err(|detail| EngineError::BadRequest { detail })?;
+        if prompt.len() + request.max_tokens > self.context_size {
+            return Err(EngineError::ContextOverflow {
+                prompt_tokens: prompt.len(),
+                max_tokens: request.max_tokens,
+                context_size: self.context_size,
+            });
+        }
+
+        let mut sampler = Sampler::new(request.sampling.clone());
+        let mut cache = self.model.new_cache(self.context_size);
+        let mut decoder = StreamDecoder::new(true);
+        let mut stops = StopStrings::new(&request.stop);
+        let mut ids: Vec<u32> = Vec::new();
+        let mut text = String::new();
+        let mut stopped_by_string = false;
+
+        let positions: Vec<u64> = (0..prompt.len() as u64).collect();
+        let mut logits = self
+            .model
+            .forward(prompt, &positions, &mut cache, LogitsFor::Last)
+            .await?;
+        let finish_reason = loop {
+            if ids.len() == request.max_tokens {
+                break FinishReason::Length;
+            }
+            let id = sampler.sample(&mut logits, prompt, &ids);
+            ids.push(id);
+            if !request.ignore_eos && self.end_tokens.contains(&id) {
+                break FinishReason::Stop;
+            }
+            let piece = decoder.step(&self.tokenizer, id)?.unwrap_or_default();
+            let (delta, stopped) = match stops.push(&piece) {
+                StopScan::Continue(t) => (t, false),
+                StopScan::Stop(t) => (t, true),
+            };
+            text.push_str(&delta);
+            let flow = on_delta(&Delta {
+                id: Some(id),
+                text: delta,
+            });
+            if stopped {
+                stopped_by_string = true;
+                break FinishReason::Stop;
+            }
+            if flow.is_break() {
+                break FinishReason::Cancelled;
+            }
+            if ids.len() == request.max_tokens {
+                break FinishReason::Length;
+            }
+            let position = (prompt.len() + ids.len() - 1) as u64;
+            logits = self
+                .model
+                .forward(&[id], &[position], &mut cache, LogitsFor::Last)
+                .await?;
+        };
+        if !stopped_by_string {
+            // Release what the decoder and the stop matcher still hold.
+            let tail = decoder.finish(&self.tokenizer)?.unwrap_or_default();
+            let mut rest = match stops.push(&tail) {
+                StopScan::Continue(t) => t + &stops.finish(),
+                StopScan::Stop(t) => t,
+            };
+            if !rest.is_empty() {
+                text.push_str(&rest);
+                let _ = on_delta(&Delta {
+                    id: None,
+                    text: std::mem::take(&mut rest),
+                });
+            }
+        }
+        Ok(Completion {
+            usage: Usage {
+                prompt_tokens: prompt.len(),
+                completion_tokens: ids.len(),
+                total_tokens: prompt.len() + ids.len(),
+            },
+            ids,
+            text,
+            finish_reason,
+        })
+    }
+}
+
+/// The ids that end generation: the metadata's EOS/EOT/EOM ids, and the model's tokens whose
+/// text is a known end-of-turn marker.
+fn end_tokens(header: &GgufHeader, tokenizer: &Tokenizer) -> Vec<u32> {
+    let keys = [
+        "tokenizer.ggml.eos_token_id",
+        "tokenizer.ggml.eot_token_id",
+        "tokenizer.ggml.eom_token_id",
+    ];
+    let mut ids: Vec<u32> = keys
+        .iter()
+        .filter_map(|k| header.get(k).and_then(MetadataValue::as_u64))
+        .map(|id| id as u32)
+        .chain(END_TOKEN_TEXTS.iter().filter_map(|t| tokenizer.token_to_id(t)))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
