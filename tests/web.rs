@@ -1,5 +1,6 @@
-//! Browser: in headless Chromium, WebGPU gives a real adapter and Burn's matmul on it is exact.
-//! Run by `scripts/dev.sh test` through wasm-bindgen-test-runner (webdriver.json adds
+//! Browser: in headless Chromium, WebGPU gives a real adapter and Burn's matmul on it is exact;
+//! the Llama 3.1 tokenizer encodes as HF does; the tiny Llama 3.1 model's logits match HF's
+//! goldens and a seeded sampling run gives the native run's ids. Run by `scripts/dev.sh test` through wasm-bindgen-test-runner (webdriver.json adds
 //! `--enable-unsafe-webgpu`; without it there is no adapter and these tests fail).
 #![cfg(target_arch = "wasm32")]
 
@@ -89,4 +90,90 @@ fn llama31_tokenizer_cases_in_the_browser() {
         checked += 1;
     }
     assert_eq!(checked, 21 + 46);
+}
+
+// ---- The tiny Llama 3.1 model on WebGPU (SwiftShader) against HF's goldens ----
+
+const TINY_F32: &[u8] = include_bytes!("fixtures/tiny_llama31/tiny-llama31-F32.gguf");
+const TINY_Q8_0: &[u8] = include_bytes!("fixtures/tiny_llama31/tiny-llama31-Q8_0.gguf");
+const TINY_Q4_0: &[u8] = include_bytes!("fixtures/tiny_llama31/tiny-llama31-Q4_0.gguf");
+const GOLDEN: &[u8] = include_bytes!("fixtures/tiny_llama31/golden/golden.json");
+
+async fn tiny_engine(gguf: &[u8]) -> llama_web::engine::Engine {
+    use llama_web::gguf::{GgufHeader, MemorySource};
+    let device = ComputeDevice::init_webgpu().await.expect("WebGPU device");
+    let source = MemorySource::new(gguf.to_vec());
+    let header = GgufHeader::read(&source).unwrap();
+    llama_web::engine::Engine::load(&header, &source, &device, Some(64), &mut |_| {}).unwrap()
+}
+
+fn golden_ids() -> Vec<u32> {
+    ids(&serde_json::from_slice::<serde_json::Value>(GOLDEN).unwrap()["ids"])
+}
+
+/// Logits within 1e-4 × max|golden| everywhere.
+fn assert_close(what: &str, actual: &[f32], npy: &[u8]) {
+    let expected = llama_web::npy::read_f32(npy).unwrap();
+    assert_eq!(actual.len(), expected.values.len(), "{what}");
+    let scale = expected.values.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = actual
+        .iter()
+        .zip(&expected.values)
+        .fold(0f32, |m, (a, b)| if (a - b).is_nan() { f32::NAN } else { m.max((a - b).abs()) });
+    web_sys::console::log_1(&format!("{what}: max |diff| {diff:e} (scale {scale})").into());
+    assert!(diff <= 1e-4 * scale, "{what}: max |diff| {diff} > 1e-4 × {scale}");
+}
+
+async fn tiny_logits(gguf: &[u8], positions: std::ops::Range<u64>) -> Vec<f32> {
+    use llama_web::model::llama::LogitsFor;
+    let engine = tiny_engine(gguf).await;
+    let model = engine.model();
+    let mut cache = model.new_cache(16);
+    let positions: Vec<u64> = positions.collect();
+    model
+        .forward(&golden_ids(), &positions, &mut cache, LogitsFor::All)
+        .await
+        .unwrap()
+}
+
+#[wasm_bindgen_test]
+async fn tiny_f32_logits_match_hf_on_webgpu() {
+    let logits = tiny_logits(TINY_F32, 0..16).await;
+    assert_close("F32 pos 0..15", &logits, include_bytes!("fixtures/tiny_llama31/golden/hf_f32_logits.npy"));
+    let logits = tiny_logits(TINY_F32, 100_000..100_016).await;
+    assert_close(
+        "F32 pos 100000..",
+        &logits,
+        include_bytes!("fixtures/tiny_llama31/golden/hf_f32_logits_pos100000.npy"),
+    );
+}
+
+#[wasm_bindgen_test]
+async fn tiny_quantized_logits_match_hf_on_webgpu() {
+    let logits = tiny_logits(TINY_Q8_0, 0..16).await;
+    assert_close("Q8_0", &logits, include_bytes!("fixtures/tiny_llama31/golden/hf_dequant_q8_0_logits.npy"));
+    let logits = tiny_logits(TINY_Q4_0, 0..16).await;
+    assert_close("Q4_0", &logits, include_bytes!("fixtures/tiny_llama31/golden/hf_dequant_q4_0_logits.npy"));
+}
+
+/// The same seeded run as tests/engine.rs natively: the same ids in the browser.
+#[wasm_bindgen_test]
+async fn seeded_sampling_in_the_browser_equals_the_native_run() {
+    use llama_web::engine::GenerateRequest;
+    use llama_web::engine::sampling::SamplingParams;
+    let recorded: serde_json::Value =
+        serde_json::from_slice(include_bytes!("fixtures/tiny_llama31/seeded_sample.json")).unwrap();
+    let engine = tiny_engine(TINY_F32).await;
+    let request = GenerateRequest {
+        prompt: ids(&recorded["prompt"]),
+        max_tokens: recorded["max_tokens"].as_u64().unwrap() as usize,
+        sampling: serde_json::from_value::<SamplingParams>(recorded["sampling"].clone()).unwrap(),
+        stop: vec![],
+        ignore_eos: true,
+    };
+    let out = engine
+        .generate(&request, &mut |_| std::ops::ControlFlow::Continue(()))
+        .await
+        .unwrap();
+    assert_eq!(out.ids, ids(&recorded["ids"]));
 }
