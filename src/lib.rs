@@ -5,13 +5,50 @@
 //! The same Rust code builds natively (Vulkan through wgpu, and a CPU device) for tests, the
 //! CLI and benchmarks. `../shared/DESIGN.md` in the project is the target design.
 //!
-//! What exists today (the foundation):
+//! The layers, top to bottom of the data flow:
 //!
-//! - [`model::device`]: picking and initialising a compute device — wgpu (WebGPU in the
-//!   browser, Vulkan natively) or the pure-Rust CPU device — with typed errors.
-//! - [`model::selftest`]: a matmul on that device, read back asynchronously, used as the
-//!   start-up numeric self-test (a broken shader on wasm only logs; a wrong number is visible).
+//! - [`gguf`]: the GGUF reader over ranged byte sources, and reference dequantizers.
+//! - [`tokenizer`]: the tokenizer from GGUF metadata, streaming detokenization, chat templates.
+//! - [`model`]: the Llama hyper-parameters; with the `gpu` feature (default) the devices
+//!   ([`model::device`]), the start-up self-test, and the forward pass ([`model::llama`]).
+//! - `engine` (`gpu` feature): prefill/decode, sampling, stop conditions, usage, cancellation.
+//! - [`npy`]: `.npy` files of f32.
 //! - `wasm` (wasm32 only): the JS-facing functions the demo page calls.
+//!
+//! Generating from a GGUF file natively:
+//!
+//! ```no_run
+//! # #[cfg(all(not(target_arch = "wasm32"), feature = "gpu"))]
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::ops::ControlFlow;
+//! use llama_web::engine::{Engine, GenerateRequest, sampling::SamplingParams};
+//! use llama_web::gguf::{FileSource, GgufHeader};
+//! use llama_web::model::device::{ComputeDevice, DeviceChoice};
+//!
+//! let source = FileSource::open("models/SmolLM2-135M-Instruct.Q4_1.gguf")?;
+//! let header = GgufHeader::read(&source)?;
+//! let device = ComputeDevice::init_native(DeviceChoice::Wgpu)?;
+//! let engine = Engine::load(&header, &source, &device, None, &mut |_| {})?;
+//! let messages = serde_json::json!([{"role": "user", "content": "Hi!"}]);
+//! let request = GenerateRequest {
+//!     prompt: engine.chat_prompt(&messages, None)?,
+//!     max_tokens: 64,
+//!     sampling: SamplingParams::greedy(),
+//!     stop: vec![],
+//!     ignore_eos: false,
+//! };
+//! let done = pollster::block_on(engine.generate(&request, &mut |delta| {
+//!     print!("{}", delta.text);
+//!     ControlFlow::Continue(())
+//! }))?;
+//! println!("\n{:?}, {} tokens", done.finish_reason, done.usage.completion_tokens);
+//! # Ok(())
+//! # }
+//! # #[cfg(any(target_arch = "wasm32", not(feature = "gpu")))]
+//! # fn main() {}
+//! ```
+//!
+//! The device self-test, the first thing a page runs on a new device:
 //!
 //! ```no_run
 //! # #[cfg(all(not(target_arch = "wasm32"), feature = "gpu"))]

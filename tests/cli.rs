@@ -225,3 +225,153 @@ fn dequant_writes_npy_identical_to_gguf_py() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no tensor named `nope`"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn logits_with_positions_match_the_hf_golden() {
+    let dir = std::env::temp_dir().join(format!("llama-web-logits-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out_path = dir.join("logits.npy");
+    let golden: serde_json::Value = serde_json::from_slice(
+        &std::fs::read("tests/fixtures/tiny_llama31/golden/golden.json").unwrap(),
+    )
+    .unwrap();
+    let join = |key: &str| -> String {
+        let v: Vec<String> = golden[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.to_string())
+            .collect();
+        v.join(",")
+    };
+    let out = llama_web(&[
+        "logits",
+        "tests/fixtures/tiny_llama31/tiny-llama31-F32.gguf",
+        "--ids",
+        &join("ids"),
+        "--positions",
+        &join("positions_b"),
+        "--out",
+        out_path.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ours = llama_web::npy::read_f32(&std::fs::read(&out_path).unwrap()).unwrap();
+    let hf = llama_web::npy::read_f32(
+        &std::fs::read("tests/fixtures/tiny_llama31/golden/hf_f32_logits_pos100000.npy").unwrap(),
+    )
+    .unwrap();
+    assert_eq!(ours.shape, [16, 512]);
+    let scale = hf.values.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = ours
+        .values
+        .iter()
+        .zip(&hf.values)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(diff <= 1e-4 * scale, "{diff}");
+
+    let bad = llama_web(&[
+        "logits",
+        "tests/fixtures/tiny_llama31/tiny-llama31-F32.gguf",
+        "--ids",
+        "1,2,9999",
+        "--out",
+        out_path.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("outside the vocabulary"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn generate_json_reports_ids_text_finish_reason_and_usage() {
+    let dir = std::env::temp_dir().join(format!("llama-web-generate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let messages = dir.join("messages.json");
+    std::fs::write(
+        &messages,
+        r#"[{"role": "user", "content": "What is the capital of France?"}]"#,
+    )
+    .unwrap();
+    let model = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+    let out = llama_web(&[
+        "generate",
+        model,
+        "--messages",
+        messages.to_str().unwrap(),
+        "--max-tokens",
+        "20",
+        "--device",
+        "cpu",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["text"], "The capital of France is Paris.");
+    assert_eq!(report["finish_reason"], "stop");
+    assert_eq!(
+        report["ids"],
+        serde_json::json!([504, 3575, 282, 4649, 314, 7042, 30, 2])
+    );
+    assert_eq!(
+        report["usage"],
+        serde_json::json!({"prompt_tokens": 37, "completion_tokens": 8, "total_tokens": 45})
+    );
+
+    // Streaming mode prints the same text; a length stop is reported in JSON as "length".
+    let streamed = llama_web(&[
+        "generate",
+        model,
+        "--messages",
+        messages.to_str().unwrap(),
+        "--max-tokens",
+        "20",
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&streamed.stdout),
+        "The capital of France is Paris.\n"
+    );
+    let short = llama_web(&[
+        "generate",
+        model,
+        "--prompt",
+        "Hello",
+        "--max-tokens",
+        "2",
+        "--device",
+        "cpu",
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&short.stdout).unwrap();
+    assert_eq!(report["finish_reason"], "length");
+    assert_eq!(report["usage"]["completion_tokens"], 2);
+
+    let overflow = llama_web(&[
+        "generate",
+        model,
+        "--prompt",
+        "Hello",
+        "--max-tokens",
+        "50",
+        "--context",
+        "8",
+        "--device",
+        "cpu",
+    ]);
+    assert!(!overflow.status.success());
+    assert!(String::from_utf8_lossy(&overflow.stderr).contains("context overflow"));
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -22,7 +22,11 @@ fn engine(path: PathBuf, device: DeviceChoice, context: Option<usize>) -> Engine
 }
 
 fn tiny(device: DeviceChoice) -> Engine {
-    engine(fixture("tiny_llama31/tiny-llama31-F32.gguf"), device, Some(64))
+    engine(
+        fixture("tiny_llama31/tiny-llama31-F32.gguf"),
+        device,
+        Some(64),
+    )
 }
 
 fn request(prompt: Vec<u32>, max_tokens: usize, sampling: SamplingParams) -> GenerateRequest {
@@ -52,7 +56,10 @@ fn argmax_and_margins(engine: &Engine, prompt: &[u32], reference: &[u32]) -> Vec
             let row = &logits[(prompt.len() - 1 + step) * vocab..][..vocab];
             let mut sorted = row.to_vec();
             sorted.sort_by(|a, b| b.total_cmp(a));
-            (llama_web::engine::sampling::argmax(row), sorted[0] - sorted[1])
+            (
+                llama_web::engine::sampling::argmax(row),
+                sorted[0] - sorted[1],
+            )
         })
         .collect()
 }
@@ -64,20 +71,36 @@ fn assert_greedy_matches(what: &str, engine: &Engine, prompt: Vec<u32>, referenc
     let steps = argmax_and_margins(engine, &prompt, reference);
     let clear: Vec<usize> = (0..steps.len()).filter(|&i| steps[i].1 >= 0.1).collect();
     for &i in &clear {
-        assert_eq!(steps[i].0, reference[i], "{what}: step {i} (margin {})", steps[i].1);
+        assert_eq!(
+            steps[i].0, reference[i],
+            "{what}: step {i} (margin {})",
+            steps[i].1
+        );
     }
-    let first_close = clear.iter().enumerate().find(|(n, i)| n != *i).map_or(clear.len(), |(n, _)| n);
+    let first_close = clear
+        .iter()
+        .enumerate()
+        .find(|(n, i)| n != *i)
+        .map_or(clear.len(), |(n, _)| n);
     let mut req = request(prompt, reference.len(), SamplingParams::greedy());
     req.ignore_eos = true;
     let out = run(engine, &req);
-    let agree = out.ids.iter().zip(reference).take_while(|(a, b)| a == b).count();
+    let agree = out
+        .ids
+        .iter()
+        .zip(reference)
+        .take_while(|(a, b)| a == b)
+        .count();
     eprintln!(
         "{what}: {} of {} steps have margin ≥ 0.1; the first under it is step {first_close}; \
          free-running greedy agrees with HF for {agree} steps",
         clear.len(),
         reference.len()
     );
-    assert!(clear.len() >= 8, "{what}: too few clear steps to mean anything");
+    assert!(
+        clear.len() >= 8,
+        "{what}: too few clear steps to mean anything"
+    );
     assert!(agree >= first_close, "{what}: diverged at step {agree}");
     assert_eq!(out.finish_reason, FinishReason::Length);
 }
@@ -88,7 +111,12 @@ fn tiny_greedy_continuation_equals_hf() {
     for device in [DeviceChoice::Cpu, DeviceChoice::Wgpu] {
         let engine = tiny(device);
         let what = format!("tiny on {device}");
-        assert_greedy_matches(&what, &engine, ids(&golden["ids"]), &ids(&golden["hf_greedy_32"]));
+        assert_greedy_matches(
+            &what,
+            &engine,
+            ids(&golden["ids"]),
+            &ids(&golden["hf_greedy_32"]),
+        );
     }
 }
 
@@ -96,7 +124,8 @@ fn tiny_greedy_continuation_equals_hf() {
 fn smollm2_greedy_continuation_equals_hf() {
     let reference = json_fixture("smollm2/hf_reference.json");
     let engine = engine(smollm2_path(), DeviceChoice::Cpu, None);
-    let messages = serde_json::json!([{"role": "user", "content": "What is the capital of France?"}]);
+    let messages =
+        serde_json::json!([{"role": "user", "content": "What is the capital of France?"}]);
     let prompt = engine.chat_prompt(&messages, None).unwrap();
     assert_eq!(prompt, ids(&reference["prompt_ids"]));
     assert_greedy_matches("SmolLM2", &engine, prompt, &ids(&reference["greedy_ids"]));
@@ -105,7 +134,8 @@ fn smollm2_greedy_continuation_equals_hf() {
 #[test]
 fn smollm2_stops_at_its_end_token_and_at_stop_strings() {
     let engine = engine(smollm2_path(), DeviceChoice::Cpu, None);
-    let messages = serde_json::json!([{"role": "user", "content": "What is the capital of France?"}]);
+    let messages =
+        serde_json::json!([{"role": "user", "content": "What is the capital of France?"}]);
     let prompt = engine.chat_prompt(&messages, None).unwrap();
     let n = prompt.len();
 
@@ -137,7 +167,10 @@ fn smollm2_stops_at_its_end_token_and_at_stop_strings() {
     assert_eq!(out.finish_reason, FinishReason::Stop);
 
     let out = run(&engine, &request(prompt, 3, SamplingParams::greedy()));
-    assert_eq!((out.ids.len(), out.finish_reason), (3, FinishReason::Length));
+    assert_eq!(
+        (out.ids.len(), out.finish_reason),
+        (3, FinishReason::Length)
+    );
     assert_eq!(out.text, "The capital of");
 }
 
@@ -154,9 +187,17 @@ fn seeded_sampling_is_reproducible_and_matches_the_recorded_run() {
         req.ignore_eos = true;
         let first = run(&engine, &req);
         assert_eq!(first.ids, ids(&recorded["ids"]), "{device}");
-        assert_eq!(run(&engine, &req).ids, first.ids, "{device}: same seed, same ids");
+        assert_eq!(
+            run(&engine, &req).ids,
+            first.ids,
+            "{device}: same seed, same ids"
+        );
         req.sampling.seed = Some(sampling.seed.unwrap() + 1);
-        assert_ne!(run(&engine, &req).ids, first.ids, "{device}: another seed, other ids");
+        assert_ne!(
+            run(&engine, &req).ids,
+            first.ids,
+            "{device}: another seed, other ids"
+        );
     }
 }
 
@@ -169,7 +210,11 @@ fn cancelling_between_tokens_leaves_the_engine_reusable() {
     let mut seen = 0;
     let cancelled = block_on(engine.generate(&req, &mut |_| {
         seen += 1;
-        if seen == 3 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        if seen == 3 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
     }))
     .unwrap();
     assert_eq!(cancelled.finish_reason, FinishReason::Cancelled);
@@ -181,22 +226,43 @@ fn cancelling_between_tokens_leaves_the_engine_reusable() {
 
 #[test]
 fn context_overflow_and_bad_requests_are_typed_errors() {
-    let engine = engine(fixture("tiny_llama31/tiny-llama31-F32.gguf"), DeviceChoice::Cpu, Some(20));
+    let engine = engine(
+        fixture("tiny_llama31/tiny-llama31-F32.gguf"),
+        DeviceChoice::Cpu,
+        Some(20),
+    );
     let prompt = ids(&json_fixture("tiny_llama31/golden/golden.json")["ids"]);
     let result = block_on(engine.generate(
         &request(prompt.clone(), 5, SamplingParams::greedy()),
         &mut |_| ControlFlow::Continue(()),
     ));
     assert!(
-        matches!(result, Err(EngineError::ContextOverflow { prompt_tokens: 16, max_tokens: 5, context_size: 20 })),
+        matches!(
+            result,
+            Err(EngineError::ContextOverflow {
+                prompt_tokens: 16,
+                max_tokens: 5,
+                context_size: 20
+            })
+        ),
         "{result:?}"
     );
     for bad in [
         request(vec![], 1, SamplingParams::greedy()),
-        request(prompt.clone(), 1, SamplingParams { top_p: 2.0, ..SamplingParams::default() }),
+        request(
+            prompt.clone(),
+            1,
+            SamplingParams {
+                top_p: 2.0,
+                ..SamplingParams::default()
+            },
+        ),
     ] {
         let result = block_on(engine.generate(&bad, &mut |_| ControlFlow::Continue(())));
-        assert!(matches!(result, Err(EngineError::BadRequest { .. })), "{result:?}");
+        assert!(
+            matches!(result, Err(EngineError::BadRequest { .. })),
+            "{result:?}"
+        );
     }
     let out = run(&engine, &request(prompt, 4, SamplingParams::greedy()));
     assert_eq!(out.ids.len(), 4, "still usable");
@@ -212,5 +278,7 @@ fn end_tokens_come_from_metadata_and_token_texts() {
 }
 
 fn engine_end_tokens_of_smollm2() -> Vec<u32> {
-    engine(smollm2_path(), DeviceChoice::Cpu, None).end_tokens().to_vec()
+    engine(smollm2_path(), DeviceChoice::Cpu, None)
+        .end_tokens()
+        .to_vec()
 }

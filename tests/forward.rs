@@ -13,7 +13,10 @@ use pollster::block_on;
 const DEVICES: [DeviceChoice; 2] = [DeviceChoice::Cpu, DeviceChoice::Wgpu];
 
 fn tiny(kind: &str, device: DeviceChoice) -> Llama {
-    load_llama(fixture(&format!("tiny_llama31/tiny-llama31-{kind}.gguf")), device)
+    load_llama(
+        fixture(&format!("tiny_llama31/tiny-llama31-{kind}.gguf")),
+        device,
+    )
 }
 
 fn golden_ids() -> Vec<u32> {
@@ -33,7 +36,12 @@ fn tiny_f32_logits_match_hf_at_positions_0_to_15() {
     for device in DEVICES {
         let model = tiny("F32", device);
         let logits = logits_at(&model, &ids, &(0..16).collect::<Vec<_>>());
-        assert_close_rel(&format!("{device} pos 0..15"), &logits, &expected.values, 1e-4);
+        assert_close_rel(
+            &format!("{device} pos 0..15"),
+            &logits,
+            &expected.values,
+            1e-4,
+        );
     }
 }
 
@@ -44,7 +52,12 @@ fn tiny_f32_logits_match_hf_at_positions_100000_on() {
     for device in DEVICES {
         let model = tiny("F32", device);
         let logits = logits_at(&model, &ids, &(100_000..100_016).collect::<Vec<_>>());
-        assert_close_rel(&format!("{device} pos 100000.."), &logits, &expected.values, 1e-4);
+        assert_close_rel(
+            &format!("{device} pos 100000.."),
+            &logits,
+            &expected.values,
+            1e-4,
+        );
     }
 }
 
@@ -70,11 +83,18 @@ fn tiny_f32_hidden_states_match_hf() {
 fn tiny_quantized_logits_match_hf_on_dequantized_weights() {
     let ids = golden_ids();
     for (kind, golden) in [("Q8_0", "q8_0"), ("Q4_0", "q4_0")] {
-        let expected = npy_fixture(&format!("tiny_llama31/golden/hf_dequant_{golden}_logits.npy"));
+        let expected = npy_fixture(&format!(
+            "tiny_llama31/golden/hf_dequant_{golden}_logits.npy"
+        ));
         for device in DEVICES {
             let model = tiny(kind, device);
             let logits = logits_at(&model, &ids, &(0..16).collect::<Vec<_>>());
-            assert_close_rel(&format!("{kind} on {device}"), &logits, &expected.values, 1e-4);
+            assert_close_rel(
+                &format!("{kind} on {device}"),
+                &logits,
+                &expected.values,
+                1e-4,
+            );
         }
     }
 }
@@ -88,16 +108,26 @@ fn incremental_decoding_through_the_cache_matches_the_batched_pass() {
     for device in DEVICES {
         let model = tiny("F32", device);
         let mut cache = model.new_cache(16);
-        let mut rows =
-            block_on(model.forward(&ids[..9], &(0..9).collect::<Vec<_>>(), &mut cache, LogitsFor::All))
-                .unwrap();
+        let mut rows = block_on(model.forward(
+            &ids[..9],
+            &(0..9).collect::<Vec<_>>(),
+            &mut cache,
+            LogitsFor::All,
+        ))
+        .unwrap();
         for p in 9..16 {
-            let last = block_on(model.forward(&ids[p..p + 1], &[p as u64], &mut cache, LogitsFor::Last))
-                .unwrap();
+            let last =
+                block_on(model.forward(&ids[p..p + 1], &[p as u64], &mut cache, LogitsFor::Last))
+                    .unwrap();
             rows.extend(last);
         }
         assert_eq!(cache.len(), 16);
-        assert_close_rel(&format!("{device} incremental"), &rows, &expected.values, 1e-4);
+        assert_close_rel(
+            &format!("{device} incremental"),
+            &rows,
+            &expected.values,
+            1e-4,
+        );
     }
 }
 
@@ -106,9 +136,16 @@ fn bad_input_and_context_overflow_are_typed_errors_that_leave_the_model_usable()
     let ids = golden_ids();
     let model = tiny("F32", DeviceChoice::Cpu);
     let mut cache = model.new_cache(4);
-    let overflow = block_on(model.forward(&ids[..5], &[0, 1, 2, 3, 4], &mut cache, LogitsFor::Last));
+    let overflow =
+        block_on(model.forward(&ids[..5], &[0, 1, 2, 3, 4], &mut cache, LogitsFor::Last));
     assert!(
-        matches!(overflow, Err(ModelError::ContextOverflow { needed: 5, context_size: 4 })),
+        matches!(
+            overflow,
+            Err(ModelError::ContextOverflow {
+                needed: 5,
+                context_size: 4
+            })
+        ),
         "{overflow:?}"
     );
     for (ids, positions) in [(&[512u32][..], &[0u64][..]), (&[1, 2], &[0]), (&[], &[])] {
@@ -130,7 +167,8 @@ fn smollm2_last_logits_match_hf_within_1e_3() {
         let model = load_llama(smollm2_path(), device);
         let mut cache = model.new_cache(64);
         let positions: Vec<u64> = (0..prompt.len() as u64).collect();
-        let logits = block_on(model.forward(&prompt, &positions, &mut cache, LogitsFor::Last)).unwrap();
+        let logits =
+            block_on(model.forward(&prompt, &positions, &mut cache, LogitsFor::Last)).unwrap();
         let (diff, _) = max_diff(&logits, &expected.values);
         eprintln!("SmolLM2 on {device}: max |diff| {diff:e}");
         assert!(diff <= 1e-3, "SmolLM2 on {device}: max |diff| {diff}");
@@ -145,7 +183,12 @@ fn rope_inverse_frequencies_match_transformers_within_two_ulps() {
     use llama_web::model::rope::RopeTable;
     let rope = json_fixture("tiny_llama31/rope.json");
     let floats = |key: &str| -> Vec<f32> {
-        rope[key].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect()
+        rope[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect()
     };
     let within_two_ulps = |ours: &[f32], theirs: &[f32]| {
         assert_eq!(ours.len(), theirs.len());

@@ -215,7 +215,7 @@ impl Builder {
             out.extend_from_slice(&t.to_le_bytes());
             out.extend_from_slice(&off.to_le_bytes());
         }
-        while out.len() as u64 % self.alignment != 0 {
+        while !(out.len() as u64).is_multiple_of(self.alignment) {
             out.push(0);
         }
         out.extend_from_slice(&self.data);

@@ -116,12 +116,18 @@ fn assert_close(what: &str, actual: &[f32], npy: &[u8]) {
     let expected = llama_web::npy::read_f32(npy).unwrap();
     assert_eq!(actual.len(), expected.values.len(), "{what}");
     let scale = expected.values.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let diff = actual
-        .iter()
-        .zip(&expected.values)
-        .fold(0f32, |m, (a, b)| if (a - b).is_nan() { f32::NAN } else { m.max((a - b).abs()) });
+    let diff = actual.iter().zip(&expected.values).fold(0f32, |m, (a, b)| {
+        if (a - b).is_nan() {
+            f32::NAN
+        } else {
+            m.max((a - b).abs())
+        }
+    });
     web_sys::console::log_1(&format!("{what}: max |diff| {diff:e} (scale {scale})").into());
-    assert!(diff <= 1e-4 * scale, "{what}: max |diff| {diff} > 1e-4 × {scale}");
+    assert!(
+        diff <= 1e-4 * scale,
+        "{what}: max |diff| {diff} > 1e-4 × {scale}"
+    );
 }
 
 async fn tiny_logits(gguf: &[u8], positions: std::ops::Range<u64>) -> Vec<f32> {
@@ -139,7 +145,11 @@ async fn tiny_logits(gguf: &[u8], positions: std::ops::Range<u64>) -> Vec<f32> {
 #[wasm_bindgen_test]
 async fn tiny_f32_logits_match_hf_on_webgpu() {
     let logits = tiny_logits(TINY_F32, 0..16).await;
-    assert_close("F32 pos 0..15", &logits, include_bytes!("fixtures/tiny_llama31/golden/hf_f32_logits.npy"));
+    assert_close(
+        "F32 pos 0..15",
+        &logits,
+        include_bytes!("fixtures/tiny_llama31/golden/hf_f32_logits.npy"),
+    );
     let logits = tiny_logits(TINY_F32, 100_000..100_016).await;
     assert_close(
         "F32 pos 100000..",
@@ -151,9 +161,17 @@ async fn tiny_f32_logits_match_hf_on_webgpu() {
 #[wasm_bindgen_test]
 async fn tiny_quantized_logits_match_hf_on_webgpu() {
     let logits = tiny_logits(TINY_Q8_0, 0..16).await;
-    assert_close("Q8_0", &logits, include_bytes!("fixtures/tiny_llama31/golden/hf_dequant_q8_0_logits.npy"));
+    assert_close(
+        "Q8_0",
+        &logits,
+        include_bytes!("fixtures/tiny_llama31/golden/hf_dequant_q8_0_logits.npy"),
+    );
     let logits = tiny_logits(TINY_Q4_0, 0..16).await;
-    assert_close("Q4_0", &logits, include_bytes!("fixtures/tiny_llama31/golden/hf_dequant_q4_0_logits.npy"));
+    assert_close(
+        "Q4_0",
+        &logits,
+        include_bytes!("fixtures/tiny_llama31/golden/hf_dequant_q4_0_logits.npy"),
+    );
 }
 
 /// The same seeded run as tests/engine.rs natively: the same ids in the browser.

@@ -94,7 +94,11 @@ mod cli {
             /// The GGUF file.
             model: PathBuf,
             /// A raw prompt (BOS added when the model asks for it).
-            #[arg(long, conflicts_with = "messages", required_unless_present = "messages")]
+            #[arg(
+                long,
+                conflicts_with = "messages",
+                required_unless_present = "messages"
+            )]
             prompt: Option<String>,
             /// A JSON file holding OpenAI-shaped messages, rendered with the model's template.
             #[arg(long)]
@@ -180,7 +184,9 @@ mod cli {
                     (None, Some(path)) => Prompt::Messages(path),
                     (None, None) => unreachable!("clap requires one"),
                 };
-                generate(model, prompt, max_tokens, sampling, stop, context, device, json)
+                generate(
+                    model, prompt, max_tokens, sampling, stop, context, device, json,
+                )
             }
         };
         match result {
@@ -301,7 +307,9 @@ mod cli {
         let completion = pollster::block_on(engine.generate(&request, &mut |delta| {
             if !json {
                 // A closed pipe ends the generation.
-                let written = stdout.write_all(delta.text.as_bytes()).and_then(|_| stdout.flush());
+                let written = stdout
+                    .write_all(delta.text.as_bytes())
+                    .and_then(|_| stdout.flush());
                 if written.is_err() {
                     return ControlFlow::Break(());
                 }

@@ -195,7 +195,11 @@ impl Engine {
 
     /// Renders OpenAI-shaped `messages` (and `tools`) with the model's chat template, ending
     /// with the assistant's header, and tokenizes the result (no BOS added: the template has it).
-    pub fn chat_prompt(&self, messages: &Value, tools: Option<Value>) -> Result<Vec<u32>, EngineError> {
+    pub fn chat_prompt(
+        &self,
+        messages: &Value,
+        tools: Option<Value>,
+    ) -> Result<Vec<u32>, EngineError> {
         let template = self.template.as_ref().ok_or(TemplateError::Missing)?;
         let options = RenderOptions {
             add_generation_prompt: true,
@@ -329,7 +333,11 @@ fn end_tokens(header: &GgufHeader, tokenizer: &Tokenizer) -> Vec<u32> {
         .iter()
         .filter_map(|k| header.get(k).and_then(MetadataValue::as_u64))
         .map(|id| id as u32)
-        .chain(END_TOKEN_TEXTS.iter().filter_map(|t| tokenizer.token_to_id(t)))
+        .chain(
+            END_TOKEN_TEXTS
+                .iter()
+                .filter_map(|t| tokenizer.token_to_id(t)),
+        )
         .collect();
     ids.sort_unstable();
     ids.dedup();

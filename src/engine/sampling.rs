@@ -165,7 +165,11 @@ impl Sampler {
                 prompt.iter().chain(output).copied().collect();
             for id in seen {
                 if let Some(l) = logits.get_mut(id as usize) {
-                    *l = if *l > 0.0 { *l / p.repetition_penalty } else { *l * p.repetition_penalty };
+                    *l = if *l > 0.0 {
+                        *l / p.repetition_penalty
+                    } else {
+                        *l * p.repetition_penalty
+                    };
                 }
             }
         }
@@ -264,7 +268,7 @@ mod tests {
                 ..SamplingParams::default()
             });
             (0..64)
-                .map(|_| s.sample(&mut vec![0.0; 50], &[], &[]))
+                .map(|_| s.sample(&mut [0.0; 50], &[], &[]))
                 .collect::<Vec<_>>()
         };
         assert_eq!(draws(1), draws(1));
@@ -282,9 +286,18 @@ mod tests {
     fn top_k_one_and_tiny_top_p_are_greedy() {
         let logits = [0.5, 2.0, 1.9, -3.0];
         for params in [
-            SamplingParams { top_k: Some(1), ..SamplingParams::default() },
-            SamplingParams { top_p: 0.01, ..SamplingParams::default() },
-            SamplingParams { min_p: 0.99, ..SamplingParams::default() },
+            SamplingParams {
+                top_k: Some(1),
+                ..SamplingParams::default()
+            },
+            SamplingParams {
+                top_p: 0.01,
+                ..SamplingParams::default()
+            },
+            SamplingParams {
+                min_p: 0.99,
+                ..SamplingParams::default()
+            },
         ] {
             let mut s = sampler(params);
             for _ in 0..20 {
@@ -311,22 +324,49 @@ mod tests {
             sampler(params).sample(&mut [2.0, 1.5, 1.0], &[], output)
         };
         let bias = HashMap::from([(2, 5.0)]);
-        assert_eq!(greedy(SamplingParams { logit_bias: bias, ..SamplingParams::greedy() }, &[]), 2);
-        let presence = SamplingParams { presence_penalty: 1.0, ..SamplingParams::greedy() };
+        assert_eq!(
+            greedy(
+                SamplingParams {
+                    logit_bias: bias,
+                    ..SamplingParams::greedy()
+                },
+                &[]
+            ),
+            2
+        );
+        let presence = SamplingParams {
+            presence_penalty: 1.0,
+            ..SamplingParams::greedy()
+        };
         assert_eq!(greedy(presence, &[0]), 1);
-        let frequency = SamplingParams { frequency_penalty: 0.3, ..SamplingParams::greedy() };
+        let frequency = SamplingParams {
+            frequency_penalty: 0.3,
+            ..SamplingParams::greedy()
+        };
         assert_eq!(greedy(frequency.clone(), &[0]), 0);
         assert_eq!(greedy(frequency, &[0, 0]), 1);
-        let repetition = SamplingParams { repetition_penalty: 1.5, ..SamplingParams::greedy() };
+        let repetition = SamplingParams {
+            repetition_penalty: 1.5,
+            ..SamplingParams::greedy()
+        };
         assert_eq!(greedy(repetition, &[0]), 1);
     }
 
     #[test]
     fn out_of_range_settings_are_rejected() {
         for bad in [
-            SamplingParams { temperature: -1.0, ..SamplingParams::default() },
-            SamplingParams { top_p: 1.5, ..SamplingParams::default() },
-            SamplingParams { temperature: f32::NAN, ..SamplingParams::default() },
+            SamplingParams {
+                temperature: -1.0,
+                ..SamplingParams::default()
+            },
+            SamplingParams {
+                top_p: 1.5,
+                ..SamplingParams::default()
+            },
+            SamplingParams {
+                temperature: f32::NAN,
+                ..SamplingParams::default()
+            },
         ] {
             assert!(bad.validate().is_err());
         }

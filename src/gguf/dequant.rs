@@ -20,7 +20,9 @@ pub fn dequantize_into(
 ) -> Result<(), GgufError> {
     let block_elems = ggml_type.block_elements() as usize;
     let block_bytes = ggml_type.block_bytes() as usize;
-    if out.len() % block_elems != 0 || bytes.len() != out.len() / block_elems * block_bytes {
+    if !out.len().is_multiple_of(block_elems)
+        || bytes.len() != out.len() / block_elems * block_bytes
+    {
         return Err(GgufError::BadTensor {
             name: format!("{ggml_type} data"),
             detail: format!(

@@ -180,7 +180,7 @@ impl TensorInfo {
             .try_fold(1u64, |acc, &d| acc.checked_mul(d))
             .ok_or_else(|| bad(format!("element count of {dims:?} overflows")))?;
         let block = ggml_type.block_elements();
-        if dims[0] % block != 0 {
+        if !dims[0].is_multiple_of(block) {
             return Err(bad(format!(
                 "row length {} is not a multiple of the {ggml_type} block ({block})",
                 dims[0]

@@ -127,21 +127,24 @@ impl LlamaConfig {
         {
             return inconsistent(format!("zero-sized hyper-parameter in {self:?}"));
         }
-        if self.n_heads % self.n_kv_heads != 0 {
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return inconsistent(format!(
                 "{} query heads for {} KV heads",
                 self.n_heads, self.n_kv_heads
             ));
         }
-        let widths = [self.n_heads, self.n_kv_heads]
-            .map(|heads| heads.checked_mul(self.head_dim).and_then(|w| w.checked_mul(2)));
+        let widths = [self.n_heads, self.n_kv_heads].map(|heads| {
+            heads
+                .checked_mul(self.head_dim)
+                .and_then(|w| w.checked_mul(2))
+        });
         if widths.contains(&None) {
             return inconsistent(format!(
                 "{} heads of width {} overflow",
                 self.n_heads, self.head_dim
             ));
         }
-        if self.head_dim == 0 || self.head_dim % 2 != 0 {
+        if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
             return inconsistent(format!(
                 "head width {} is not a positive even number",
                 self.head_dim

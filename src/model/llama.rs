@@ -180,7 +180,7 @@ impl Llama {
             LogitsFor::All => hidden,
             LogitsFor::Last => {
                 let n = ids.len();
-                hidden.slice([n - 1..n])
+                hidden.narrow(0, n - 1, 1)
             }
         };
         Ok(read_f32(self.head(rows)).await?)
@@ -226,7 +226,8 @@ impl Llama {
 
         let half = self.config.head_dim / 2;
         let (cos, sin) = self.rope.cos_sin(positions);
-        let table = |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [1, n, half, 1]), device);
+        let table =
+            |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [1, n, half, 1]), device);
         let step = Step {
             cos: table(cos),
             sin: table(sin),
@@ -244,7 +245,7 @@ impl Llama {
             x = x + block.mlp(h);
         }
         cache.advance(n);
-        if let Some(t) = trace.as_deref_mut() {
+        if let Some(t) = trace {
             t.push(x.clone());
         }
         Ok(self.output_norm.forward(x))
@@ -257,16 +258,31 @@ impl Llama {
         }
     }
 
-    fn check_input(&self, ids: &[u32], positions: &[u64], cache: &KvCache) -> Result<(), ModelError> {
+    fn check_input(
+        &self,
+        ids: &[u32],
+        positions: &[u64],
+        cache: &KvCache,
+    ) -> Result<(), ModelError> {
         let bad = |detail: String| Err(ModelError::BadInput { detail });
         if ids.is_empty() {
             return bad("no tokens".into());
         }
         if ids.len() != positions.len() {
-            return bad(format!("{} tokens but {} positions", ids.len(), positions.len()));
+            return bad(format!(
+                "{} tokens but {} positions",
+                ids.len(),
+                positions.len()
+            ));
         }
-        if let Some(&id) = ids.iter().find(|&&id| id as usize >= self.config.vocab_size) {
-            return bad(format!("token id {id} is outside the vocabulary ({})", self.config.vocab_size));
+        if let Some(&id) = ids
+            .iter()
+            .find(|&&id| id as usize >= self.config.vocab_size)
+        {
+            return bad(format!(
+                "token id {id} is outside the vocabulary ({})",
+                self.config.vocab_size
+            ));
         }
         // Positions beyond 2^24 lose integer precision in f32 (HF computes angles in f32 too).
         if let Some(&p) = positions.iter().find(|&&p| p >= 1 << 24) {
@@ -332,7 +348,15 @@ fn rope(x: Tensor<3>, step: &Step) -> Tensor<3> {
 fn causal_mask(n: usize, past: usize, device: &burn::tensor::Device) -> Tensor<3> {
     let total = past + n;
     let values = (0..n)
-        .flat_map(|i| (0..total).map(move |j| if j <= past + i { 0.0 } else { f32::NEG_INFINITY }))
+        .flat_map(|i| {
+            (0..total).map(move |j| {
+                if j <= past + i {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })
+        })
         .collect::<Vec<f32>>();
     Tensor::from_data(TensorData::new(values, [1, n, total]), device)
 }

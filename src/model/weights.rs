@@ -65,8 +65,8 @@ impl<'a, S: ByteSource> TensorLoader<'a, S> {
     /// The tensor `name` dequantized to f32, as a `[rows, cols]` matrix (GGUF's `ne` reversed).
     pub(crate) fn matrix(&mut self, name: &str) -> Result<Tensor<2>, ModelError> {
         let (info, values) = self.read(name)?;
-        let [cols, rows] = [info.dims[0], info.dims.get(1).copied().unwrap_or(1)]
-            .map(|d| d as usize);
+        let [cols, rows] =
+            [info.dims[0], info.dims.get(1).copied().unwrap_or(1)].map(|d| d as usize);
         Ok(Tensor::from_data(
             TensorData::new(values, [rows, cols]),
             self.device.burn(),
@@ -77,7 +77,10 @@ impl<'a, S: ByteSource> TensorLoader<'a, S> {
     pub(crate) fn vector(&mut self, name: &str) -> Result<Tensor<1>, ModelError> {
         let values = self.host_vector(name)?;
         let n = values.len();
-        Ok(Tensor::from_data(TensorData::new(values, [n]), self.device.burn()))
+        Ok(Tensor::from_data(
+            TensorData::new(values, [n]),
+            self.device.burn(),
+        ))
     }
 
     /// The 1-D tensor `name` in f32, kept on the host (small tables such as `rope_freqs`).

@@ -3,7 +3,7 @@
 //! `apply_chat_template` renders it, byte for byte.
 //!
 //! What HF's environment adds, and so do we: `trim_blocks` and `lstrip_blocks`, loop controls,
-//! a `tojson` that keeps key order and does not escape (see [`super::pyjson`]),
+//! a `tojson` that keeps key order and does not escape (see the private `pyjson` module),
 //! `raise_exception(msg)`, `strftime_now(fmt)`, and the variables `bos_token`, `eos_token`,
 //! `add_generation_prompt`, `tools` and any extra keyword arguments (`date_string`,
 //! `builtin_tools`, …). Python string methods (`.strip()`, `.startswith()`) come from

@@ -84,7 +84,13 @@ pub fn max_diff(actual: &[f32], expected: &[f32]) -> (f32, f32) {
         .iter()
         .zip(expected)
         .map(|(a, b)| (a - b).abs())
-        .fold(0f32, |m, d| if d.is_nan() || m.is_nan() { f32::NAN } else { m.max(d) });
+        .fold(0f32, |m, d| {
+            if d.is_nan() || m.is_nan() {
+                f32::NAN
+            } else {
+                m.max(d)
+            }
+        });
     let scale = expected.iter().fold(0f32, |m, b| m.max(b.abs()));
     (diff, scale)
 }
@@ -92,6 +98,12 @@ pub fn max_diff(actual: &[f32], expected: &[f32]) -> (f32, f32) {
 /// Asserts `actual` is within `rel` × max|expected| of `expected` everywhere.
 pub fn assert_close_rel(what: &str, actual: &[f32], expected: &[f32], rel: f32) {
     let (diff, scale) = max_diff(actual, expected);
-    eprintln!("{what}: max |diff| {diff:e}, max |ref| {scale}, ratio {:e}", diff / scale);
-    assert!(diff <= rel * scale, "{what}: max |diff| {diff} > {rel} × {scale}");
+    eprintln!(
+        "{what}: max |diff| {diff:e}, max |ref| {scale}, ratio {:e}",
+        diff / scale
+    );
+    assert!(
+        diff <= rel * scale,
+        "{what}: max |diff| {diff} > {rel} × {scale}"
+    );
 }
