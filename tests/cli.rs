@@ -3,6 +3,13 @@
 
 use std::process::Command;
 
+/// A fresh scratch folder for one test.
+fn scratch_dir(test: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("llama-web-{test}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 fn llama_web(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_llama-web"))
         .args(args)
@@ -124,8 +131,7 @@ fn tokenize_with_and_without_special_tokens() {
 
 #[test]
 fn render_prints_the_prompt_exactly() {
-    let dir = std::env::temp_dir().join(format!("llama-web-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("cli");
     let messages = dir.join("messages.json");
     std::fs::write(
         &messages,
@@ -173,8 +179,7 @@ fn render_prints_the_prompt_exactly() {
 
 #[test]
 fn dequant_writes_npy_identical_to_gguf_py() {
-    let dir = std::env::temp_dir().join(format!("llama-web-dequant-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("dequant");
     let out_path = dir.join("embd.npy");
     let out = llama_web(&[
         "dequant",
@@ -228,8 +233,7 @@ fn dequant_writes_npy_identical_to_gguf_py() {
 
 #[test]
 fn logits_with_positions_match_the_hf_golden() {
-    let dir = std::env::temp_dir().join(format!("llama-web-logits-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("logits");
     let out_path = dir.join("logits.npy");
     let golden: serde_json::Value = serde_json::from_slice(
         &std::fs::read("tests/fixtures/tiny_llama31/golden/golden.json").unwrap(),
@@ -292,8 +296,7 @@ fn logits_with_positions_match_the_hf_golden() {
 
 #[test]
 fn generate_json_reports_ids_text_finish_reason_and_usage() {
-    let dir = std::env::temp_dir().join(format!("llama-web-generate-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("generate");
     let messages = dir.join("messages.json");
     std::fs::write(
         &messages,

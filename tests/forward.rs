@@ -28,37 +28,28 @@ fn logits_at(model: &Llama, ids: &[u32], positions: &[u64]) -> Vec<f32> {
     block_on(model.forward(ids, positions, &mut cache, LogitsFor::All)).unwrap()
 }
 
-#[test]
-fn tiny_f32_logits_match_hf_at_positions_0_to_15() {
+/// Checks the tiny model's logits for the golden ids at `positions` on every device.
+fn check_tiny_logits(kind: &str, golden: &str, positions: std::ops::Range<u64>) {
     let ids = golden_ids();
-    let expected = npy_fixture("tiny_llama31/golden/hf_f32_logits.npy");
+    let expected = npy_fixture(&format!("tiny_llama31/golden/{golden}"));
     assert_eq!(expected.shape, [16, 512]);
+    let positions: Vec<u64> = positions.collect();
     for device in DEVICES {
-        let model = tiny("F32", device);
-        let logits = logits_at(&model, &ids, &(0..16).collect::<Vec<_>>());
-        assert_close_rel(
-            &format!("{device} pos 0..15"),
-            &logits,
-            &expected.values,
-            1e-4,
-        );
+        let model = tiny(kind, device);
+        let logits = logits_at(&model, &ids, &positions);
+        let what = format!("{kind} on {device} from position {}", positions[0]);
+        assert_close_rel(&what, &logits, &expected.values, 1e-4);
     }
 }
 
 #[test]
+fn tiny_f32_logits_match_hf_at_positions_0_to_15() {
+    check_tiny_logits("F32", "hf_f32_logits.npy", 0..16);
+}
+
+#[test]
 fn tiny_f32_logits_match_hf_at_positions_100000_on() {
-    let ids = golden_ids();
-    let expected = npy_fixture("tiny_llama31/golden/hf_f32_logits_pos100000.npy");
-    for device in DEVICES {
-        let model = tiny("F32", device);
-        let logits = logits_at(&model, &ids, &(100_000..100_016).collect::<Vec<_>>());
-        assert_close_rel(
-            &format!("{device} pos 100000.."),
-            &logits,
-            &expected.values,
-            1e-4,
-        );
-    }
+    check_tiny_logits("F32", "hf_f32_logits_pos100000.npy", 100_000..100_016);
 }
 
 #[test]
@@ -81,22 +72,8 @@ fn tiny_f32_hidden_states_match_hf() {
 
 #[test]
 fn tiny_quantized_logits_match_hf_on_dequantized_weights() {
-    let ids = golden_ids();
-    for (kind, golden) in [("Q8_0", "q8_0"), ("Q4_0", "q4_0")] {
-        let expected = npy_fixture(&format!(
-            "tiny_llama31/golden/hf_dequant_{golden}_logits.npy"
-        ));
-        for device in DEVICES {
-            let model = tiny(kind, device);
-            let logits = logits_at(&model, &ids, &(0..16).collect::<Vec<_>>());
-            assert_close_rel(
-                &format!("{kind} on {device}"),
-                &logits,
-                &expected.values,
-                1e-4,
-            );
-        }
-    }
+    check_tiny_logits("Q8_0", "hf_dequant_q8_0_logits.npy", 0..16);
+    check_tiny_logits("Q4_0", "hf_dequant_q4_0_logits.npy", 0..16);
 }
 
 /// Prefill part of the prompt, then decode the rest one token at a time through the KV cache:
