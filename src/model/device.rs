@@ -151,8 +151,8 @@ impl ComputeDevice {
         self.choice
     }
 
-    /// The Burn device, for code inside the model layer.
-    pub(crate) fn burn(&self) -> &Device {
+    /// The Burn device, to create tensors on it.
+    pub fn burn(&self) -> &Device {
         &self.device
     }
 }

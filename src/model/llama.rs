@@ -14,7 +14,7 @@ use super::device::{ComputeDevice, read_f32};
 use super::error::ModelError;
 use super::kv_cache::KvCache;
 use super::rope::RopeTable;
-use super::weights::{LoadProgress, TensorLoader};
+use super::weights::{Linear, LoadProgress, TensorLoader};
 
 /// Which positions' logits a forward pass returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,18 +23,6 @@ pub enum LogitsFor {
     All,
     /// Only the last token's (`[1, vocab]`), all that generation needs.
     Last,
-}
-
-/// A dense linear layer `y = x Wᵀ`, with `W` as GGUF stores it: `[out, in]`.
-#[derive(Debug, Clone)]
-struct Linear {
-    weight: Tensor<2>,
-}
-
-impl Linear {
-    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        x.matmul(self.weight.clone().transpose())
-    }
 }
 
 /// RMSNorm with a learned scale, as HF: `w · x / sqrt(mean(x²) + eps)`.
@@ -82,7 +70,7 @@ pub struct Llama {
     config: LlamaConfig,
     device: ComputeDevice,
     rope: RopeTable,
-    embedding: Tensor<2>,
+    embedding: Linear,
     blocks: Vec<Block>,
     output_norm: RmsNorm,
     /// `None` when the head is tied to the embedding table.
@@ -107,18 +95,14 @@ impl Llama {
                 eps,
             })
         };
-        let linear = |loader: &mut TensorLoader<_>, name: &str| -> Result<Linear, ModelError> {
-            Ok(Linear {
-                weight: loader.matrix(name)?,
-            })
-        };
+        let linear = |loader: &mut TensorLoader<_>, name: &str| loader.linear(name);
 
         let factors = match config.rope_freqs {
             true => Some(loader.host_vector("rope_freqs.weight")?),
             false => None,
         };
         let rope = RopeTable::new(config.head_dim, config.rope_theta, factors.as_deref());
-        let embedding = loader.matrix("token_embd.weight")?;
+        let embedding = loader.linear("token_embd.weight")?;
         let mut blocks = Vec::with_capacity(config.n_layers);
         for i in 0..config.n_layers {
             let name = |n: &str| format!("blk.{i}.{n}.weight");
@@ -158,6 +142,28 @@ impl Llama {
     /// The device the weights live on.
     pub fn device(&self) -> &ComputeDevice {
         &self.device
+    }
+
+    /// Bytes the weights take on the device: the file's bytes for block-quantized matrices (wgpu),
+    /// 4 per element for dense ones, 4 per element for the norms.
+    pub fn weight_bytes(&self) -> u64 {
+        let norms = |n: &RmsNorm| n.weight.shape().num_elements() as u64 * 4;
+        let blocks: u64 = self
+            .blocks
+            .iter()
+            .map(|b| {
+                [&b.q, &b.k, &b.v, &b.o, &b.gate, &b.up, &b.down]
+                    .iter()
+                    .map(|l| l.device_bytes())
+                    .sum::<u64>()
+                    + norms(&b.attn_norm)
+                    + norms(&b.ffn_norm)
+            })
+            .sum();
+        blocks
+            + self.embedding.device_bytes()
+            + self.output.as_ref().map_or(0, Linear::device_bytes)
+            + norms(&self.output_norm)
     }
 
     /// A fresh cache for this model holding up to `context_size` tokens.
@@ -222,7 +228,7 @@ impl Llama {
             TensorData::new(ids.iter().map(|&i| i as i64).collect(), [n]),
             device,
         );
-        let mut x = self.embedding.clone().select(0, ids_tensor);
+        let mut x = self.embedding.rows(ids_tensor);
 
         let half = self.config.head_dim / 2;
         let (cos, sin) = self.rope.cos_sin(positions);
@@ -252,10 +258,10 @@ impl Llama {
     }
 
     fn head(&self, hidden: Tensor<2>) -> Tensor<2> {
-        match &self.output {
-            Some(output) => output.forward(hidden),
-            None => hidden.matmul(self.embedding.clone().transpose()),
-        }
+        self.output
+            .as_ref()
+            .unwrap_or(&self.embedding)
+            .forward(hidden)
     }
 
     fn check_input(

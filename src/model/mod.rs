@@ -10,6 +10,8 @@ pub mod error;
 pub mod kv_cache;
 #[cfg(feature = "gpu")]
 pub mod llama;
+#[cfg(feature = "gpu")]
+pub mod quant;
 pub mod rope;
 #[cfg(feature = "gpu")]
 pub mod selftest;

@@ -1,16 +1,53 @@
 //! Loading a Llama's weights from GGUF onto a device, one tensor at a time.
 //!
-//! This stage dequantizes every tensor to f32 on the host (with the reference dequantizers)
-//! before upload; the quantized kernels will upload the file's blocks as they are. Only one
-//! tensor's bytes are in host memory at a time.
+//! On the wgpu device, matrices stay in their GGUF block format ([`QuantMatrix`], our kernels);
+//! F32 matrices and every matrix on the CPU device (which has no CubeCL runtime) are dense f32,
+//! dequantized on the host with the reference dequantizers. Only one tensor's bytes are in host
+//! memory at a time.
 
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 
-use crate::gguf::{ByteSource, GgufHeader, TensorInfo, dequant};
+use crate::gguf::{ByteSource, GgmlType, GgufHeader, TensorInfo, dequant};
 
 use super::config::LlamaConfig;
-use super::device::ComputeDevice;
+use super::device::{ComputeDevice, DeviceChoice};
 use super::error::ModelError;
+use super::quant::QuantMatrix;
+
+/// A weight matrix `W [out, in]` (GGUF's layout) on the device, dense or block-quantized.
+#[derive(Debug, Clone)]
+pub(crate) enum Linear {
+    /// f32 values.
+    Dense(Tensor<2>),
+    /// The file's blocks, multiplied by our kernels.
+    Quant(QuantMatrix),
+}
+
+impl Linear {
+    /// `x [n, in] → x Wᵀ [n, out]`.
+    pub(crate) fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        match self {
+            Linear::Dense(w) => x.matmul(w.clone().transpose()),
+            Linear::Quant(w) => w.matmul(x),
+        }
+    }
+
+    /// Bytes the weights take on the device.
+    pub(crate) fn device_bytes(&self) -> u64 {
+        match self {
+            Linear::Dense(w) => w.shape().num_elements() as u64 * 4,
+            Linear::Quant(w) => w.device_bytes(),
+        }
+    }
+
+    /// Rows `ids` of W in f32 (embedding lookups).
+    pub(crate) fn rows(&self, ids: Tensor<1, Int>) -> Tensor<2> {
+        match self {
+            Linear::Dense(w) => w.clone().select(0, ids),
+            Linear::Quant(w) => w.gather_rows(ids),
+        }
+    }
+}
 
 /// Loading progress, reported after each tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,15 +99,24 @@ impl<'a, S: ByteSource> TensorLoader<'a, S> {
         }
     }
 
-    /// The tensor `name` dequantized to f32, as a `[rows, cols]` matrix (GGUF's `ne` reversed).
-    pub(crate) fn matrix(&mut self, name: &str) -> Result<Tensor<2>, ModelError> {
-        let (info, values) = self.read(name)?;
+    /// The matrix `name` (`[rows, cols]`, GGUF's `ne` reversed): block-quantized on the wgpu
+    /// device, dense f32 otherwise.
+    pub(crate) fn linear(&mut self, name: &str) -> Result<Linear, ModelError> {
+        let (info, bytes) = self.read_bytes(name)?;
+        if self.device.choice() == DeviceChoice::Wgpu && info.ggml_type != GgmlType::F32 {
+            return Ok(Linear::Quant(QuantMatrix::upload(
+                info,
+                &bytes,
+                self.device,
+            )?));
+        }
+        let values = dequantized(info, &bytes)?;
         let [cols, rows] =
             [info.dims[0], info.dims.get(1).copied().unwrap_or(1)].map(|d| d as usize);
-        Ok(Tensor::from_data(
+        Ok(Linear::Dense(Tensor::from_data(
             TensorData::new(values, [rows, cols]),
             self.device.burn(),
-        ))
+        )))
     }
 
     /// The 1-D tensor `name` in f32, on the device.
@@ -89,16 +135,25 @@ impl<'a, S: ByteSource> TensorLoader<'a, S> {
     }
 
     fn read(&mut self, name: &str) -> Result<(&'a TensorInfo, Vec<f32>), ModelError> {
+        let (info, bytes) = self.read_bytes(name)?;
+        Ok((info, dequantized(info, &bytes)?))
+    }
+
+    fn read_bytes(&mut self, name: &str) -> Result<(&'a TensorInfo, Vec<u8>), ModelError> {
         let header = self.header;
         let info = header
             .tensor(name)
             .ok_or_else(|| crate::gguf::GgufError::NoSuchTensor { name: name.into() })?;
         let bytes = header.read_tensor_bytes(self.source, name)?;
-        let mut values = vec![0f32; info.n_elements as usize];
-        dequant::dequantize_into(info.ggml_type, &bytes, &mut values)?;
         self.progress.tensors_done += 1;
         self.progress.bytes_done += info.n_bytes;
         (self.on_progress)(self.progress);
-        Ok((info, values))
+        Ok((info, bytes))
     }
+}
+
+fn dequantized(info: &TensorInfo, bytes: &[u8]) -> Result<Vec<f32>, ModelError> {
+    let mut values = vec![0f32; info.n_elements as usize];
+    dequant::dequantize_into(info.ggml_type, bytes, &mut values)?;
+    Ok(values)
 }

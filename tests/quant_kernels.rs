@@ -1,0 +1,158 @@
+//! The quantized kernels on the wgpu device (lavapipe) against the host reference: every format,
+//! random blocks, shapes that are not multiples of the workgroup, outputs poisoned beforehand.
+
+use llama_web::gguf::dequant::dequantize;
+use llama_web::gguf::{GgmlType, TensorInfo};
+use llama_web::model::device::{ComputeDevice, DeviceChoice};
+use llama_web::model::quant::{QuantMatrix, SUPPORTED};
+
+use burn::tensor::{Int, Tensor, TensorData};
+
+/// A small deterministic generator (SplitMix64).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn byte(&mut self) -> u8 {
+        self.next() as u8
+    }
+
+    /// A finite f16 of moderate size (|x| in about 2^-9 .. 2^1), either sign.
+    fn f16_bits(&mut self) -> [u8; 2] {
+        let exp = 6 + (self.next() % 10) as u16; // biased exponent 6..=15
+        let bits = ((self.next() as u16 & 1) << 15) | (exp << 10) | (self.next() as u16 & 0x3FF);
+        bits.to_le_bytes()
+    }
+}
+
+/// `rows` rows of random `t` blocks with finite scales, `cols` elements each.
+fn random_rows(t: GgmlType, rows: usize, cols: usize, rng: &mut Rng) -> Vec<u8> {
+    let (be, bb) = (t.block_elements() as usize, t.block_bytes() as usize);
+    let mut out = Vec::new();
+    for _ in 0..rows * cols / be {
+        let mut block: Vec<u8> = (0..bb).map(|_| rng.byte()).collect();
+        let f16_fields: &[usize] = match t {
+            GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q5_0 => &[0],
+            GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
+            GgmlType::Q6_K => &[208],
+            GgmlType::F16 => &[0],
+            _ => &[],
+        };
+        for &at in f16_fields {
+            block[at..at + 2].copy_from_slice(&rng.f16_bits());
+        }
+        match t {
+            GgmlType::F32 => {
+                let v = (rng.next() % 2001) as f32 / 1000.0 - 1.0;
+                block.copy_from_slice(&v.to_le_bytes());
+            }
+            GgmlType::BF16 => {
+                let v = (rng.next() % 2001) as f32 / 1000.0 - 1.0;
+                block.copy_from_slice(&v.to_bits().to_le_bytes()[2..]);
+            }
+            _ => {}
+        }
+        out.extend(block);
+    }
+    out
+}
+
+fn info(t: GgmlType, rows: usize, cols: usize) -> TensorInfo {
+    TensorInfo {
+        name: format!("test.{t}"),
+        dims: vec![cols as u64, rows as u64],
+        ggml_type: t,
+        offset: 0,
+        n_elements: (rows * cols) as u64,
+        n_bytes: (rows * cols) as u64 / t.block_elements() * t.block_bytes(),
+    }
+}
+
+fn wgpu() -> ComputeDevice {
+    ComputeDevice::init_native(DeviceChoice::Wgpu).unwrap()
+}
+
+/// Fills the memory pool with NaN buffers of `len` floats, so a kernel that skips an output
+/// element leaves NaN behind instead of a stale right answer.
+fn poison(device: &ComputeDevice, len: usize) {
+    let nan = Tensor::<1>::from_data(TensorData::new(vec![f32::NAN; len], [len]), device.burn());
+    let _ = nan.into_data();
+}
+
+fn read(t: Tensor<2>) -> Vec<f32> {
+    t.into_data().try_to_vec::<f32>().unwrap()
+}
+
+#[test]
+fn matmul_matches_dequantize_then_matmul_for_every_format() {
+    let device = wgpu();
+    let mut rng = Rng(42);
+    for t in SUPPORTED {
+        let block = t.block_elements() as usize;
+        // Rows not a multiple of the 64-unit workgroup; one, five and seven tokens.
+        for (rows, blocks_per_row, n) in [(1, 1, 1), (67, 2, 5), (130, 3, 7)] {
+            let cols = blocks_per_row * block;
+            let bytes = random_rows(t, rows, cols, &mut rng);
+            let w = dequantize(t, &bytes, rows * cols).unwrap();
+            let x: Vec<f32> = (0..n * cols)
+                .map(|_| (rng.next() % 2001) as f32 / 1000.0 - 1.0)
+                .collect();
+
+            let matrix = QuantMatrix::upload(&info(t, rows, cols), &bytes, &device).unwrap();
+            poison(&device, n * rows);
+            let xt = Tensor::<2>::from_data(TensorData::new(x.clone(), [n, cols]), device.burn());
+            let actual = read(matrix.matmul(xt));
+            assert_eq!(actual.len(), n * rows);
+            for tok in 0..n {
+                for r in 0..rows {
+                    let terms =
+                        (0..cols).map(|k| x[tok * cols + k] as f64 * w[r * cols + k] as f64);
+                    let expected: f64 = terms.clone().sum();
+                    let magnitude: f64 = terms.map(f64::abs).sum();
+                    let got = actual[tok * rows + r] as f64;
+                    assert!(
+                        (got - expected).abs() <= 1e-5 * magnitude + 1e-30,
+                        "{t} {rows}×{cols}, token {tok} row {r}: {got} vs {expected}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn gathered_rows_equal_the_reference_dequantization() {
+    let device = wgpu();
+    let mut rng = Rng(7);
+    for t in SUPPORTED {
+        let (rows, cols) = (37, 2 * t.block_elements() as usize);
+        let bytes = random_rows(t, rows, cols, &mut rng);
+        let w = dequantize(t, &bytes, rows * cols).unwrap();
+        let matrix = QuantMatrix::upload(&info(t, rows, cols), &bytes, &device).unwrap();
+        let ids = [36u32, 0, 5, 5, 17];
+        poison(&device, ids.len() * cols);
+        let ids_t = Tensor::<1, Int>::from_data(
+            TensorData::new(ids.iter().map(|&i| i as i64).collect(), [ids.len()]),
+            device.burn(),
+        );
+        let actual = read(matrix.gather_rows(ids_t));
+        for (i, &id) in ids.iter().enumerate() {
+            let got = &actual[i * cols..(i + 1) * cols];
+            let expected = &w[id as usize * cols..(id as usize + 1) * cols];
+            for (k, (a, b)) in got.iter().zip(expected).enumerate() {
+                assert_eq!(
+                    a.to_bits(),
+                    b.to_bits(),
+                    "{t} row {id} element {k}: {a} vs {b}"
+                );
+            }
+        }
+    }
+}
