@@ -13,7 +13,9 @@ mod cli {
 
     use llama_web::engine::sampling::SamplingParams;
     use llama_web::engine::{Engine, GenerateRequest};
-    use llama_web::gguf::{FileSource, GgufHeader};
+    use llama_web::gguf::{ByteSource, FileSource, GgufHeader};
+    use llama_web::model::plan::{KvFormat, MemoryPlan};
+    use llama_web::model::synthetic::{SyntheticKind, SyntheticModel};
     use llama_web::model::config::LlamaConfig;
     use llama_web::model::device::{ComputeDevice, DeviceChoice};
     use llama_web::model::llama::{Llama, LogitsFor};
@@ -131,6 +133,28 @@ mod cli {
             #[arg(long)]
             json: bool,
         },
+        /// Measure prefill and decode speed, bandwidth and memory; print one JSON object.
+        Bench {
+            /// The GGUF file (or use --synthetic).
+            #[arg(required_unless_present = "synthetic", conflicts_with = "synthetic")]
+            model: Option<PathBuf>,
+            /// A synthetic model with a real model's shapes and tensor types: `llama3.1-8b:Q4_K_M`
+            /// or `llama3.1-8b:Q4_0`.
+            #[arg(long)]
+            synthetic: Option<String>,
+            /// `cpu` or `wgpu` (Vulkan).
+            #[arg(long, default_value = "wgpu")]
+            device: DeviceChoice,
+            /// Context size for the memory plan.
+            #[arg(long, default_value_t = 8192)]
+            context: usize,
+            /// Prompt tokens to prefill.
+            #[arg(long, default_value_t = 128)]
+            prompt_len: usize,
+            /// Tokens to decode.
+            #[arg(long = "gen", default_value_t = 64)]
+            gen_tokens: usize,
+        },
     }
 
     type CliResult = Result<(), Box<dyn std::error::Error>>;
@@ -188,6 +212,14 @@ mod cli {
                     model, prompt, max_tokens, sampling, stop, context, device, json,
                 )
             }
+            Command::Bench {
+                model,
+                synthetic,
+                device,
+                context,
+                prompt_len,
+                gen_tokens,
+            } => bench(model, synthetic, device, context, prompt_len, gen_tokens),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -321,6 +353,81 @@ mod cli {
         } else {
             println!();
         }
+        Ok(())
+    }
+
+    fn bench(
+        model: Option<PathBuf>,
+        synthetic: Option<String>,
+        device: DeviceChoice,
+        context: usize,
+        prompt_len: usize,
+        gen_tokens: usize,
+    ) -> CliResult {
+        match (model, synthetic) {
+            (Some(path), _) => {
+                let source = FileSource::open(&path)?;
+                run_bench(&source, path.display().to_string(), device, context, prompt_len, gen_tokens)
+            }
+            (None, Some(name)) => {
+                let kind = SyntheticKind::parse(&name).ok_or_else(|| {
+                    format!("unknown synthetic model `{name}` (llama3.1-8b:Q4_K_M or llama3.1-8b:Q4_0)")
+                })?;
+                let source = SyntheticModel::new(kind);
+                run_bench(&source, format!("synthetic {name}"), device, context, prompt_len, gen_tokens)
+            }
+            (None, None) => unreachable!("clap requires one"),
+        }
+    }
+
+    fn run_bench(
+        source: &impl ByteSource,
+        model_name: String,
+        device: DeviceChoice,
+        context: usize,
+        prompt_len: usize,
+        gen_tokens: usize,
+    ) -> CliResult {
+        let header = GgufHeader::read(source)?;
+        let config = LlamaConfig::from_gguf(&header)?;
+        let plans: Vec<MemoryPlan> = [KvFormat::F32, KvFormat::Q8]
+            .map(|kv| MemoryPlan::new(&header, &config, context, kv))
+            .into();
+        let device = ComputeDevice::init_native(device)?;
+        let started = std::time::Instant::now();
+        let mut reported = 0;
+        let llama = Llama::load(&header, source, &device, &mut |p| {
+            let percent = (p.bytes_done * 100 / p.bytes_total.max(1)) as usize;
+            if percent >= reported + 10 || p.tensors_done == p.tensors_total {
+                reported = percent;
+                eprintln!("loading: {percent}% ({} of {} tensors)", p.tensors_done, p.tensors_total);
+            }
+        })?;
+        let load_s = started.elapsed().as_secs_f64();
+        let device_name = device
+            .burn()
+            .identity()
+            .map_or_else(|| device.choice().to_string(), |id| id.name);
+        let clock = std::time::Instant::now();
+        let now = || clock.elapsed().as_secs_f64();
+        let report = pollster::block_on(llama_web::engine::bench::run(
+            &llama,
+            device_name,
+            prompt_len,
+            gen_tokens,
+            &now,
+        ))?;
+        let mut json = serde_json::to_value(&report)?;
+        let extra = json!({
+            "model": model_name,
+            "load_s": load_s,
+            "context": context,
+            "plan": plans,
+        });
+        json.as_object_mut()
+            .expect("a report is an object")
+            .extend(extra.as_object().expect("an object").clone());
+        println!("{}", serde_json::to_string_pretty(&json)?);
         Ok(())
     }
 

@@ -5,6 +5,7 @@
 //! An [`Engine`] is immutable while it generates: each call owns its KV cache, so a call that
 //! fails or is cancelled leaves the engine as it was.
 
+pub mod bench;
 pub mod sampling;
 pub mod stop;
 
@@ -17,6 +18,7 @@ use crate::gguf::{ByteSource, GgufHeader, MetadataValue};
 use crate::model::device::ComputeDevice;
 use crate::model::error::ModelError;
 use crate::model::llama::{Llama, LogitsFor};
+use crate::model::plan::PREFILL_CHUNK;
 use crate::model::weights::LoadProgress;
 use crate::tokenizer::{
     ChatTemplate, RenderOptions, SpecialTokens, StreamDecoder, TemplateError, Tokenizer,
@@ -253,11 +255,16 @@ impl Engine {
         let mut text = String::new();
         let mut stopped_by_string = false;
 
-        let positions: Vec<u64> = (0..prompt.len() as u64).collect();
-        let mut logits = self
-            .model
-            .forward(prompt, &positions, &mut cache, LogitsFor::Last)
-            .await?;
+        // Prefill in chunks: the attention scores of a chunk are [heads, chunk, context].
+        let mut logits = Vec::new();
+        for (i, chunk) in prompt.chunks(PREFILL_CHUNK).enumerate() {
+            let first = (i * PREFILL_CHUNK) as u64;
+            let positions: Vec<u64> = (first..first + chunk.len() as u64).collect();
+            logits = self
+                .model
+                .forward(chunk, &positions, &mut cache, LogitsFor::Last)
+                .await?;
+        }
         let finish_reason = loop {
             if ids.len() == request.max_tokens {
                 break FinishReason::Length;

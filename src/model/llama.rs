@@ -5,7 +5,7 @@
 //! step by step, which is what the fixtures' goldens were computed with.
 
 use burn::tensor::activation::{silu, softmax};
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 
 use crate::gguf::{ByteSource, GgufHeader};
 
@@ -14,7 +14,7 @@ use super::device::{ComputeDevice, read_f32};
 use super::error::ModelError;
 use super::kv_cache::KvCache;
 use super::rope::RopeTable;
-use super::weights::{Linear, LoadProgress, TensorLoader};
+use super::weights::{HostEmbedding, Linear, LoadProgress, TensorLoader};
 
 /// Which positions' logits a forward pass returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,11 +70,11 @@ pub struct Llama {
     config: LlamaConfig,
     device: ComputeDevice,
     rope: RopeTable,
-    embedding: Linear,
+    embedding: HostEmbedding,
     blocks: Vec<Block>,
     output_norm: RmsNorm,
-    /// `None` when the head is tied to the embedding table.
-    output: Option<Linear>,
+    /// The head (the embedding table again, on the device, when they are tied).
+    output: Linear,
 }
 
 impl Llama {
@@ -102,7 +102,12 @@ impl Llama {
             false => None,
         };
         let rope = RopeTable::new(config.head_dim, config.rope_theta, factors.as_deref());
-        let embedding = loader.linear("token_embd.weight")?;
+        let (embd_info, embd_bytes) = loader.read_bytes("token_embd.weight")?;
+        let tied_head = match config.tied_embeddings {
+            true => Some(loader.linear_from(embd_info, &embd_bytes)?),
+            false => None,
+        };
+        let embedding = HostEmbedding::new(embd_info, embd_bytes);
         let mut blocks = Vec::with_capacity(config.n_layers);
         for i in 0..config.n_layers {
             let name = |n: &str| format!("blk.{i}.{n}.weight");
@@ -119,9 +124,9 @@ impl Llama {
             });
         }
         let output_norm = norm(&mut loader, "output_norm.weight")?;
-        let output = match config.tied_embeddings {
-            true => None,
-            false => Some(linear(&mut loader, "output.weight")?),
+        let output = match tied_head {
+            Some(head) => head,
+            None => linear(&mut loader, "output.weight")?,
         };
         Ok(Self {
             config,
@@ -145,7 +150,7 @@ impl Llama {
     }
 
     /// Bytes the weights take on the device: the file's bytes for block-quantized matrices (wgpu),
-    /// 4 per element for dense ones, 4 per element for the norms.
+    /// 4 per element for dense ones and the norms. The embedding table is on the host.
     pub fn weight_bytes(&self) -> u64 {
         let norms = |n: &RmsNorm| n.weight.shape().num_elements() as u64 * 4;
         let blocks: u64 = self
@@ -160,10 +165,12 @@ impl Llama {
                     + norms(&b.ffn_norm)
             })
             .sum();
-        blocks
-            + self.embedding.device_bytes()
-            + self.output.as_ref().map_or(0, Linear::device_bytes)
-            + norms(&self.output_norm)
+        blocks + self.output.device_bytes() + norms(&self.output_norm)
+    }
+
+    /// Bytes of weights kept on the host (the token-embedding table, in the file's format).
+    pub fn host_weight_bytes(&self) -> u64 {
+        self.embedding.host_bytes()
     }
 
     /// A fresh cache for this model holding up to `context_size` tokens.
@@ -224,11 +231,7 @@ impl Llama {
         let n = ids.len();
         let past = cache.len();
 
-        let ids_tensor = Tensor::<1, Int>::from_data(
-            TensorData::new(ids.iter().map(|&i| i as i64).collect(), [n]),
-            device,
-        );
-        let mut x = self.embedding.rows(ids_tensor);
+        let mut x = self.embedding.lookup(ids, &self.device)?;
 
         let half = self.config.head_dim / 2;
         let (cos, sin) = self.rope.cos_sin(positions);
@@ -258,10 +261,7 @@ impl Llama {
     }
 
     fn head(&self, hidden: Tensor<2>) -> Tensor<2> {
-        self.output
-            .as_ref()
-            .unwrap_or(&self.embedding)
-            .forward(hidden)
+        self.output.forward(hidden)
     }
 
     fn check_input(

@@ -10,10 +10,12 @@ pub mod error;
 pub mod kv_cache;
 #[cfg(feature = "gpu")]
 pub mod llama;
+pub mod plan;
 #[cfg(feature = "gpu")]
 pub mod quant;
 pub mod rope;
 #[cfg(feature = "gpu")]
 pub mod selftest;
+pub mod synthetic;
 #[cfg(feature = "gpu")]
 pub mod weights;

@@ -5,7 +5,7 @@
 //! dequantized on the host with the reference dequantizers. Only one tensor's bytes are in host
 //! memory at a time.
 
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 
 use crate::gguf::{ByteSource, GgmlType, GgufHeader, TensorInfo, dequant};
 
@@ -39,13 +39,56 @@ impl Linear {
             Linear::Quant(w) => w.device_bytes(),
         }
     }
+}
 
-    /// Rows `ids` of W in f32 (embedding lookups).
-    pub(crate) fn rows(&self, ids: Tensor<1, Int>) -> Tensor<2> {
-        match self {
-            Linear::Dense(w) => w.clone().select(0, ids),
-            Linear::Quant(w) => w.gather_rows(ids),
+/// The token-embedding table, kept on the host in the file's format: each lookup dequantizes
+/// only the rows it needs (the 8B's table is 295 MB as Q4_K, and the GPU never needs it whole
+/// unless the output head is tied to it).
+#[derive(Debug, Clone)]
+pub(crate) struct HostEmbedding {
+    bytes: Vec<u8>,
+    format: GgmlType,
+    rows: usize,
+    cols: usize,
+    row_bytes: usize,
+}
+
+impl HostEmbedding {
+    /// The table `info` describes, from its bytes.
+    pub(crate) fn new(info: &TensorInfo, bytes: Vec<u8>) -> Self {
+        let cols = info.dims[0] as usize;
+        let rows = info.dims.get(1).copied().unwrap_or(1) as usize;
+        Self {
+            row_bytes: bytes.len() / rows.max(1),
+            bytes,
+            format: info.ggml_type,
+            rows,
+            cols,
         }
+    }
+
+    /// Rows `ids` in f32 on `device`, `[ids.len(), cols]`. Ids must be `< rows`.
+    pub(crate) fn lookup(
+        &self,
+        ids: &[u32],
+        device: &ComputeDevice,
+    ) -> Result<Tensor<2>, ModelError> {
+        let mut values = vec![0f32; ids.len() * self.cols];
+        for (&id, out) in ids.iter().zip(values.chunks_mut(self.cols)) {
+            let id = id as usize;
+            debug_assert!(id < self.rows);
+            let row = &self.bytes[id * self.row_bytes..(id + 1) * self.row_bytes];
+            dequant::dequantize_into(self.format, row, out)?;
+        }
+        Ok(Tensor::from_data(
+            TensorData::new(values, [ids.len(), self.cols]),
+            device.burn(),
+        ))
+    }
+
+    /// Bytes held on the host.
+    pub(crate) fn host_bytes(&self) -> u64 {
+        self.bytes.len() as u64
     }
 }
 
@@ -103,6 +146,11 @@ impl<'a, S: ByteSource> TensorLoader<'a, S> {
     /// device, dense f32 otherwise.
     pub(crate) fn linear(&mut self, name: &str) -> Result<Linear, ModelError> {
         let (info, bytes) = self.read_bytes(name)?;
+        self.linear_from(info, &bytes)
+    }
+
+    /// [`TensorLoader::linear`] from bytes already read.
+    pub(crate) fn linear_from(&self, info: &TensorInfo, bytes: &[u8]) -> Result<Linear, ModelError> {
         if self.device.choice() == DeviceChoice::Wgpu && info.ggml_type != GgmlType::F32 {
             return Ok(Linear::Quant(QuantMatrix::upload(
                 info,
@@ -139,7 +187,8 @@ impl<'a, S: ByteSource> TensorLoader<'a, S> {
         Ok((info, dequantized(info, &bytes)?))
     }
 
-    fn read_bytes(&mut self, name: &str) -> Result<(&'a TensorInfo, Vec<u8>), ModelError> {
+    /// The bytes of tensor `name`, exactly as stored.
+    pub(crate) fn read_bytes(&mut self, name: &str) -> Result<(&'a TensorInfo, Vec<u8>), ModelError> {
         let header = self.header;
         let info = header
             .tensor(name)

@@ -203,22 +203,3 @@ pub fn matmul_kernel(
     }
     out[t * rows + row] = acc;
 }
-
-/// Dequantizes rows `ids[t]` into `out[t, :]` (embedding lookups; one unit per element).
-#[cube(launch)]
-pub fn gather_rows_kernel(
-    w: &Tensor<u32>,
-    ids: &Tensor<u32>,
-    out: &mut Tensor<f32>,
-    cols: usize,
-    row_bytes: usize,
-    #[comptime] format: u32,
-) {
-    let k = ABSOLUTE_POS_X as usize;
-    let t = CUBE_POS_Y as usize;
-    if k >= cols {
-        terminate!();
-    }
-    let row = ids[t] as usize;
-    out[t * cols + k] = element(w, row * row_bytes, k, format);
-}

@@ -47,14 +47,6 @@ pub trait QuantOps: burn::backend::Backend {
         words: IntTensor<Self>,
         layout: Layout,
     ) -> FloatTensor<Self>;
-
-    /// Rows `ids` of W, dequantized: `[ids.len(), cols]`.
-    #[fusion(dtype = DType::F32, shape = Shape::new([ids[0], layout.cols]))]
-    fn quant_gather(
-        words: IntTensor<Self>,
-        ids: IntTensor<Self>,
-        layout: Layout,
-    ) -> FloatTensor<Self>;
 }
 
 impl QuantOps for CubeBackend {
@@ -86,40 +78,18 @@ impl QuantOps for CubeBackend {
         );
         out
     }
-
-    fn quant_gather(
-        words: IntTensor<Self>,
-        ids: IntTensor<Self>,
-        layout: Layout,
-    ) -> FloatTensor<Self> {
-        let ids = into_contiguous(ids);
-        let n = ids.meta.shape()[0];
-        let client = words.client.clone();
-        let out = empty_device::<f32>(
-            client.clone(),
-            words.device.clone(),
-            Shape::new([n, layout.cols]),
-        );
-        let count = CubeCount::Static((layout.cols as u32).div_ceil(WORKGROUP), n as u32, 1);
-        kernels::gather_rows_kernel::launch(
-            &client,
-            count,
-            CubeDim::new_1d(WORKGROUP),
-            words.into_tensor_arg(),
-            ids.into_tensor_arg(),
-            out.clone().into_tensor_arg(),
-            layout.cols,
-            layout.row_bytes,
-            layout.format,
-        );
-        out
-    }
 }
 
-/// A weight matrix in its GGUF block format on the wgpu device.
+/// The largest buffer one chunk of a matrix may take: lavapipe's (and many Android GPUs')
+/// `maxStorageBufferBindingSize` is 128 MiB; SwiftShader allows 1 GiB, desktop GPUs 1–4 GiB.
+/// Larger matrices (the 8B's 430 MB `output.weight`) are split into row chunks.
+pub const MAX_CHUNK_BYTES: usize = 128 * 1024 * 1024 - 256;
+
+/// A weight matrix in its GGUF block format on the wgpu device, in row chunks that each fit
+/// one storage-buffer binding.
 #[derive(Debug, Clone)]
 pub struct QuantMatrix {
-    words: Tensor<1, Int>,
+    chunks: Vec<(Tensor<1, Int>, Layout)>,
     layout: Layout,
 }
 
@@ -130,65 +100,108 @@ impl QuantMatrix {
         bytes: &[u8],
         device: &ComputeDevice,
     ) -> Result<Self, ModelError> {
-        let cols = info.dims[0] as usize;
-        let rows = info.dims.get(1).copied().unwrap_or(1) as usize;
-        let format = info.ggml_type.id();
-        if !SUPPORTED.contains(&info.ggml_type) {
+        Self::upload_chunked(info, bytes, device, MAX_CHUNK_BYTES)
+    }
+
+    /// [`QuantMatrix::upload`] with chunks of at most `max_chunk_bytes` (tests use small ones).
+    pub fn upload_chunked(
+        info: &TensorInfo,
+        bytes: &[u8],
+        device: &ComputeDevice,
+        max_chunk_bytes: usize,
+    ) -> Result<Self, ModelError> {
+        let t = info.ggml_type;
+        if !SUPPORTED.contains(&t) {
             return Err(ModelError::BadInput {
-                detail: format!("no GPU kernel for {} (`{}`)", info.ggml_type, info.name),
+                detail: format!("no GPU kernel for {t} (`{}`)", info.name),
             });
         }
-        let row_bytes =
-            cols / info.ggml_type.block_elements() as usize * info.ggml_type.block_bytes() as usize;
-        let words: Vec<u32> = bytes
-            .chunks(4)
-            .map(|c| {
-                let mut w = [0u8; 4];
-                w[..c.len()].copy_from_slice(c);
-                u32::from_le_bytes(w)
+        let cols = info.dims[0] as usize;
+        let rows = info.dims.get(1).copied().unwrap_or(1) as usize;
+        let row_bytes = cols / t.block_elements() as usize * t.block_bytes() as usize;
+        if bytes.len() != rows * row_bytes || row_bytes > max_chunk_bytes {
+            return Err(ModelError::BadInput {
+                detail: format!(
+                    "`{}`: {} bytes for {rows} rows of {row_bytes}, chunks of {max_chunk_bytes}",
+                    info.name,
+                    bytes.len()
+                ),
+            });
+        }
+        let layout = Layout {
+            rows,
+            cols,
+            row_bytes,
+            format: t.id(),
+        };
+        let rows_per_chunk = max_chunk_bytes / row_bytes;
+        let chunks = bytes
+            .chunks(rows_per_chunk * row_bytes)
+            .map(|chunk| {
+                let words = to_words(chunk);
+                let n = words.len();
+                let tensor = Tensor::<1, Int>::from_data(
+                    TensorData::new(words, [n]),
+                    (device.burn(), DType::U32),
+                );
+                let layout = Layout {
+                    rows: chunk.len() / row_bytes,
+                    ..layout
+                };
+                (tensor, layout)
             })
             .collect();
-        let n = words.len();
-        let words =
-            Tensor::<1, Int>::from_data(TensorData::new(words, [n]), (device.burn(), DType::U32));
-        Ok(Self {
-            words,
-            layout: Layout {
-                rows,
-                cols,
-                row_bytes,
-                format,
-            },
-        })
+        Ok(Self { chunks, layout })
     }
 
-    /// Bytes the blocks take on the device (the file's bytes, padded to whole words).
+    /// Bytes the blocks take on the device (the file's bytes, each chunk padded to whole words).
     pub fn device_bytes(&self) -> u64 {
-        self.words.shape().num_elements() as u64 * 4
+        self.chunks
+            .iter()
+            .map(|(words, _)| words.shape().num_elements() as u64 * 4)
+            .sum()
     }
 
-    /// The layout.
+    /// The whole matrix's layout.
     pub fn layout(&self) -> Layout {
         self.layout
     }
 
-    /// `x [n, cols] → x Wᵀ [n, rows]`.
-    pub fn matmul(&self, x: Tensor<2>) -> Tensor<2> {
-        Tensor::from_dispatch(<Dispatch as QuantOps>::quant_matmul(
-            x.into_dispatch(),
-            self.words.clone().into_dispatch(),
-            self.layout,
-        ))
+    /// How many chunks the rows are split into.
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len()
     }
 
-    /// Rows `ids` dequantized to f32: `[ids.len(), cols]`.
-    pub fn gather_rows(&self, ids: Tensor<1, Int>) -> Tensor<2> {
-        Tensor::from_dispatch(<Dispatch as QuantOps>::quant_gather(
-            self.words.clone().into_dispatch(),
-            ids.into_dispatch(),
-            self.layout,
-        ))
+    /// `x [n, cols] → x Wᵀ [n, rows]`.
+    pub fn matmul(&self, x: Tensor<2>) -> Tensor<2> {
+        let mut outputs: Vec<Tensor<2>> = self
+            .chunks
+            .iter()
+            .map(|(words, layout)| {
+                Tensor::from_dispatch(<Dispatch as QuantOps>::quant_matmul(
+                    x.clone().into_dispatch(),
+                    words.clone().into_dispatch(),
+                    *layout,
+                ))
+            })
+            .collect();
+        match outputs.len() {
+            1 => outputs.pop().expect("one chunk"),
+            _ => Tensor::cat(outputs, 1),
+        }
     }
+}
+
+/// Little-endian u32 words of `bytes`, the last one zero-padded.
+fn to_words(bytes: &[u8]) -> Vec<u32> {
+    bytes
+        .chunks(4)
+        .map(|c| {
+            let mut w = [0u8; 4];
+            w[..c.len()].copy_from_slice(c);
+            u32::from_le_bytes(w)
+        })
+        .collect()
 }
 
 /// The formats the kernels decode.

@@ -1,0 +1,108 @@
+//! The benchmark behind `llama-web bench` and the browser bench page: prefill and decode speed,
+//! the weight bytes each decoded token reads, effective bandwidth and peak GPU memory.
+//!
+//! Token ids are pseudo-random (the numbers are not the point); every step reads its logits
+//! back, so each timing covers the GPU work. Nothing here asserts a speed.
+
+use serde::Serialize;
+
+use crate::model::error::ModelError;
+use crate::model::llama::{Llama, LogitsFor};
+use crate::model::plan::PREFILL_CHUNK;
+
+use super::sampling::argmax;
+
+/// What one benchmark run measured.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BenchReport {
+    /// The device, as it names itself.
+    pub device: String,
+    /// Prompt tokens prefilled.
+    pub prompt_len: usize,
+    /// Tokens decoded.
+    #[serde(rename = "gen")]
+    pub gen_tokens: usize,
+    /// Prefill speed, tokens per second.
+    pub prefill_tok_s: f64,
+    /// Decode speed, tokens per second.
+    pub decode_tok_s: f64,
+    /// Weight bytes each decoded token reads (every matrix on the device, once).
+    pub weight_bytes_per_token: u64,
+    /// `weight_bytes_per_token × decode_tok_s`, in GB/s (10^9 bytes).
+    pub effective_gb_s: f64,
+    /// The most the device's allocator held during the run (None where it does not say).
+    pub peak_gpu_bytes: Option<u64>,
+}
+
+/// Prefills `prompt_len` tokens (in chunks, as the engine does) and decodes `gen_tokens` more
+/// with greedy choice, timing both with `now` (seconds).
+pub async fn run(
+    model: &Llama,
+    device_name: String,
+    prompt_len: usize,
+    gen_tokens: usize,
+    now: &dyn Fn() -> f64,
+) -> Result<BenchReport, ModelError> {
+    let vocab = model.config().vocab_size as u64;
+    let mut state = 0x1234_5678u64;
+    let prompt: Vec<u32> = (0..prompt_len.max(1))
+        .map(|_| {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            ((state >> 33) % vocab) as u32
+        })
+        .collect();
+    let mut cache = model.new_cache(prompt.len() + gen_tokens);
+    let mut peak = Peak::new(model);
+
+    let start = now();
+    let mut logits = Vec::new();
+    for (i, chunk) in prompt.chunks(PREFILL_CHUNK).enumerate() {
+        let first = (i * PREFILL_CHUNK) as u64;
+        let positions: Vec<u64> = (first..first + chunk.len() as u64).collect();
+        logits = model.forward(chunk, &positions, &mut cache, LogitsFor::Last).await?;
+        peak.sample();
+    }
+    let prefill_s = now() - start;
+
+    let start = now();
+    for step in 0..gen_tokens {
+        let id = argmax(&logits);
+        let position = (prompt.len() + step) as u64;
+        logits = model.forward(&[id], &[position], &mut cache, LogitsFor::Last).await?;
+        peak.sample();
+    }
+    let decode_s = now() - start;
+
+    let weight_bytes_per_token = model.weight_bytes();
+    let decode_tok_s = gen_tokens as f64 / decode_s;
+    Ok(BenchReport {
+        device: device_name,
+        prompt_len: prompt.len(),
+        gen_tokens,
+        prefill_tok_s: prompt.len() as f64 / prefill_s,
+        decode_tok_s,
+        weight_bytes_per_token,
+        effective_gb_s: weight_bytes_per_token as f64 * decode_tok_s / 1e9,
+        peak_gpu_bytes: peak.max,
+    })
+}
+
+/// The largest allocator reading seen.
+struct Peak<'a> {
+    model: &'a Llama,
+    max: Option<u64>,
+}
+
+impl<'a> Peak<'a> {
+    fn new(model: &'a Llama) -> Self {
+        let mut peak = Self { model, max: None };
+        peak.sample();
+        peak
+    }
+
+    fn sample(&mut self) {
+        if let Some(usage) = self.model.device().burn().memory_pool_usage() {
+            self.max = Some(self.max.unwrap_or(0).max(usage.bytes_reserved));
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! Synthetic models for benchmarks: the real Llama 3.1 8B's shapes and per-tensor types with
+//! random blocks made in-process, so the 8B can be measured without downloading it.
+//!
+//! A [`SyntheticModel`] is a [`ByteSource`] that reads like a GGUF file: a real header (written
+//! here) followed by pseudo-random tensor data whose f16 block scales are set to small finite
+//! values. Nothing is stored: bytes are generated as they are read.
+
+use crate::gguf::{ByteSource, GgmlType, GgufError};
+
+/// Which synthetic model to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyntheticKind {
+    /// Llama 3.1 8B as llama.cpp's Q4_K_M recipe lays it out: Q4_K everywhere, Q6_K for
+    /// `output.weight` and for `attn_v`/`ffn_down` in 16 of the 32 blocks (the first and last
+    /// four, and every third in between), F32 norms and `rope_freqs`.
+    Llama31_8bQ4KM,
+    /// Llama 3.1 8B with every matrix in Q4_0 (`output.weight` in Q6_K, as llama.cpp does).
+    Llama31_8bQ4_0,
+}
+
+impl SyntheticKind {
+    /// Parses the `--synthetic` argument: `llama3.1-8b:Q4_K_M` or `llama3.1-8b:Q4_0`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "llama3.1-8b:Q4_K_M" => Some(Self::Llama31_8bQ4KM),
+            "llama3.1-8b:Q4_0" => Some(Self::Llama31_8bQ4_0),
+            _ => None,
+        }
+    }
+
+    /// The `--synthetic` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Llama31_8bQ4KM => "llama3.1-8b:Q4_K_M",
+            Self::Llama31_8bQ4_0 => "llama3.1-8b:Q4_0",
+        }
+    }
+}
+
+/// Llama 3.1 8B's hyper-parameters.
+const LAYERS: u64 = 32;
+const HIDDEN: u64 = 4096;
+const FFN: u64 = 14336;
+const HEADS: u64 = 32;
+const KV_HEADS: u64 = 8;
+const VOCAB: u64 = 128_256;
+const CONTEXT: u64 = 131_072;
+const ALIGNMENT: u64 = 32;
+
+/// One tensor of the synthetic file.
+#[derive(Debug, Clone)]
+struct Entry {
+    ggml_type: GgmlType,
+    /// Absolute offset in the file.
+    offset: u64,
+    n_bytes: u64,
+}
+
+/// A synthetic GGUF file, generated on read.
+#[derive(Debug, Clone)]
+pub struct SyntheticModel {
+    header: Vec<u8>,
+    tensors: Vec<Entry>,
+    len: u64,
+}
+
+impl SyntheticModel {
+    /// Lays out the model's header and tensor table.
+    pub fn new(kind: SyntheticKind) -> Self {
+        let more_bits = |i: u64| i < LAYERS / 8 || i >= 7 * LAYERS / 8 || (i - LAYERS / 8) % 3 == 2;
+        let (base, mixed) = match kind {
+            SyntheticKind::Llama31_8bQ4KM => (GgmlType::Q4_K, true),
+            SyntheticKind::Llama31_8bQ4_0 => (GgmlType::Q4_0, false),
+        };
+        let kv = KV_HEADS * HIDDEN / HEADS;
+        let mut specs: Vec<(String, Vec<u64>, GgmlType)> = vec![
+            ("token_embd.weight".into(), vec![HIDDEN, VOCAB], base),
+            ("rope_freqs.weight".into(), vec![HIDDEN / HEADS / 2], GgmlType::F32),
+        ];
+        for i in 0..LAYERS {
+            let upgraded = if mixed && more_bits(i) { GgmlType::Q6_K } else { base };
+            let b = |n: &str| format!("blk.{i}.{n}.weight");
+            specs.extend([
+                (b("attn_norm"), vec![HIDDEN], GgmlType::F32),
+                (b("attn_q"), vec![HIDDEN, HIDDEN], base),
+                (b("attn_k"), vec![HIDDEN, kv], base),
+                (b("attn_v"), vec![HIDDEN, kv], upgraded),
+                (b("attn_output"), vec![HIDDEN, HIDDEN], base),
+                (b("ffn_norm"), vec![HIDDEN], GgmlType::F32),
+                (b("ffn_gate"), vec![HIDDEN, FFN], base),
+                (b("ffn_up"), vec![HIDDEN, FFN], base),
+                (b("ffn_down"), vec![FFN, HIDDEN], upgraded),
+            ]);
+        }
+        specs.push(("output_norm.weight".into(), vec![HIDDEN], GgmlType::F32));
+        specs.push(("output.weight".into(), vec![HIDDEN, VOCAB], GgmlType::Q6_K));
+
+        let mut w = Writer::default();
+        w.bytes(b"GGUF");
+        w.u32(3);
+        w.u64(specs.len() as u64);
+        let metadata: [(&str, Value); 11] = [
+            ("general.architecture", Value::Str("llama")),
+            ("general.name", Value::Str(kind.name())),
+            ("llama.block_count", Value::U32(LAYERS as u32)),
+            ("llama.context_length", Value::U32(CONTEXT as u32)),
+            ("llama.embedding_length", Value::U32(HIDDEN as u32)),
+            ("llama.feed_forward_length", Value::U32(FFN as u32)),
+            ("llama.attention.head_count", Value::U32(HEADS as u32)),
+            ("llama.attention.head_count_kv", Value::U32(KV_HEADS as u32)),
+            ("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5)),
+            ("llama.rope.freq_base", Value::F32(500_000.0)),
+            ("llama.vocab_size", Value::U32(VOCAB as u32)),
+        ];
+        w.u64(metadata.len() as u64);
+        for (key, value) in metadata {
+            w.string(key);
+            match value {
+                Value::U32(v) => {
+                    w.u32(4);
+                    w.u32(v);
+                }
+                Value::F32(v) => {
+                    w.u32(6);
+                    w.bytes(&v.to_le_bytes());
+                }
+                Value::Str(v) => {
+                    w.u32(8);
+                    w.string(v);
+                }
+            }
+        }
+        let mut relative = 0u64;
+        let mut entries = Vec::with_capacity(specs.len());
+        for (name, dims, ggml_type) in specs {
+            let elements: u64 = dims.iter().product();
+            let n_bytes = elements / ggml_type.block_elements() * ggml_type.block_bytes();
+            w.string(&name);
+            w.u32(dims.len() as u32);
+            dims.iter().for_each(|&d| w.u64(d));
+            w.u32(ggml_type.id());
+            w.u64(relative);
+            entries.push(Entry {
+                ggml_type,
+                offset: relative,
+                n_bytes,
+            });
+            relative = (relative + n_bytes).next_multiple_of(ALIGNMENT);
+        }
+        while w.0.len() as u64 % ALIGNMENT != 0 {
+            w.0.push(0);
+        }
+        let data_start = w.0.len() as u64;
+        entries.iter_mut().for_each(|e| e.offset += data_start);
+        Self {
+            header: w.0,
+            len: data_start + relative,
+            tensors: entries,
+        }
+    }
+
+    /// Total bytes of tensor data, as in the real file.
+    pub fn tensor_bytes(&self) -> u64 {
+        self.tensors.iter().map(|t| t.n_bytes).sum()
+    }
+
+    /// Fills `buf` with the data of the tensor that starts at `offset`: random blocks whose f16
+    /// scales are small finite values (norms and `rope_freqs`: ones).
+    fn fill_tensor(entry: &Entry, buf: &mut [u8]) {
+        let mut state = entry.offset ^ 0x5EED_0F_11A3A;
+        let mut next = || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        if entry.ggml_type == GgmlType::F32 {
+            buf.chunks_exact_mut(4)
+                .for_each(|c| c.copy_from_slice(&1.0f32.to_le_bytes()));
+            return;
+        }
+        for chunk in buf.chunks_mut(8) {
+            let bytes = next().to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+        let scale_fields: &[usize] = match entry.ggml_type {
+            GgmlType::Q4_0 | GgmlType::Q8_0 | GgmlType::Q5_0 => &[0],
+            GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
+            GgmlType::Q6_K => &[208],
+            _ => &[],
+        };
+        // 2^-10: products stay far from f32 overflow whatever the random quants are.
+        let scale = 0x1400u16.to_le_bytes();
+        for block in buf.chunks_exact_mut(entry.ggml_type.block_bytes() as usize) {
+            for &at in scale_fields {
+                block[at..at + 2].copy_from_slice(&scale);
+            }
+        }
+    }
+}
+
+impl ByteSource for SyntheticModel {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Header bytes anywhere; tensor data only as whole tensors (how the loader reads them).
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), GgufError> {
+        let end = offset + buf.len() as u64;
+        if end <= self.header.len() as u64 {
+            buf.copy_from_slice(&self.header[offset as usize..end as usize]);
+            return Ok(());
+        }
+        match self
+            .tensors
+            .iter()
+            .find(|t| t.offset == offset && t.n_bytes == buf.len() as u64)
+        {
+            Some(entry) => {
+                Self::fill_tensor(entry, buf);
+                Ok(())
+            }
+            None => Err(GgufError::Source {
+                offset,
+                end,
+                reason: "a synthetic model serves its header and whole tensors only".into(),
+            }),
+        }
+    }
+}
+
+enum Value {
+    U32(u32),
+    F32(f32),
+    Str(&'static str),
+}
+
+#[derive(Default)]
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn bytes(&mut self, b: &[u8]) {
+        self.0.extend_from_slice(b);
+    }
+    fn u32(&mut self, v: u32) {
+        self.bytes(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.bytes(&v.to_le_bytes());
+    }
+    fn string(&mut self, s: &str) {
+        self.u64(s.len() as u64);
+        self.bytes(s.as_bytes());
+    }
+}
