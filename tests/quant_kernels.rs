@@ -135,7 +135,9 @@ fn row_chunks_give_the_same_product() {
     let mut rng = Rng(9);
     let (t, rows, cols, n) = (GgmlType::Q6_K, 23, 512, 3);
     let bytes = random_rows(t, rows, cols, &mut rng);
-    let x: Vec<f32> = (0..n * cols).map(|_| (rng.next() % 2001) as f32 / 1000.0 - 1.0).collect();
+    let x: Vec<f32> = (0..n * cols)
+        .map(|_| (rng.next() % 2001) as f32 / 1000.0 - 1.0)
+        .collect();
     let info = info(t, rows, cols);
     let row_bytes = bytes.len() / rows;
     let product = |max_chunk_bytes: usize| {

@@ -14,11 +14,11 @@ mod cli {
     use llama_web::engine::sampling::SamplingParams;
     use llama_web::engine::{Engine, GenerateRequest};
     use llama_web::gguf::{ByteSource, FileSource, GgufHeader};
-    use llama_web::model::plan::{KvFormat, MemoryPlan};
-    use llama_web::model::synthetic::{SyntheticKind, SyntheticModel};
     use llama_web::model::config::LlamaConfig;
     use llama_web::model::device::{ComputeDevice, DeviceChoice};
     use llama_web::model::llama::{Llama, LogitsFor};
+    use llama_web::model::plan::{KvFormat, MemoryPlan};
+    use llama_web::model::synthetic::{SyntheticKind, SyntheticModel};
     use llama_web::tokenizer::{ChatTemplate, RenderOptions, SpecialTokens, Tokenizer};
     use serde_json::json;
 
@@ -367,14 +367,30 @@ mod cli {
         match (model, synthetic) {
             (Some(path), _) => {
                 let source = FileSource::open(&path)?;
-                run_bench(&source, path.display().to_string(), device, context, prompt_len, gen_tokens)
+                run_bench(
+                    &source,
+                    path.display().to_string(),
+                    device,
+                    context,
+                    prompt_len,
+                    gen_tokens,
+                )
             }
             (None, Some(name)) => {
                 let kind = SyntheticKind::parse(&name).ok_or_else(|| {
-                    format!("unknown synthetic model `{name}` (llama3.1-8b:Q4_K_M or llama3.1-8b:Q4_0)")
+                    format!(
+                        "unknown synthetic model `{name}` (llama3.1-8b:Q4_K_M or llama3.1-8b:Q4_0)"
+                    )
                 })?;
                 let source = SyntheticModel::new(kind);
-                run_bench(&source, format!("synthetic {name}"), device, context, prompt_len, gen_tokens)
+                run_bench(
+                    &source,
+                    format!("synthetic {name}"),
+                    device,
+                    context,
+                    prompt_len,
+                    gen_tokens,
+                )
             }
             (None, None) => unreachable!("clap requires one"),
         }
@@ -400,7 +416,10 @@ mod cli {
             let percent = (p.bytes_done * 100 / p.bytes_total.max(1)) as usize;
             if percent >= reported + 10 || p.tensors_done == p.tensors_total {
                 reported = percent;
-                eprintln!("loading: {percent}% ({} of {} tensors)", p.tensors_done, p.tensors_total);
+                eprintln!(
+                    "loading: {percent}% ({} of {} tensors)",
+                    p.tensors_done, p.tensors_total
+                );
             }
         })?;
         let load_s = started.elapsed().as_secs_f64();

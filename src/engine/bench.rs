@@ -47,7 +47,9 @@ pub async fn run(
     let mut state = 0x1234_5678u64;
     let prompt: Vec<u32> = (0..prompt_len.max(1))
         .map(|_| {
-            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
             ((state >> 33) % vocab) as u32
         })
         .collect();
@@ -59,7 +61,9 @@ pub async fn run(
     for (i, chunk) in prompt.chunks(PREFILL_CHUNK).enumerate() {
         let first = (i * PREFILL_CHUNK) as u64;
         let positions: Vec<u64> = (first..first + chunk.len() as u64).collect();
-        logits = model.forward(chunk, &positions, &mut cache, LogitsFor::Last).await?;
+        logits = model
+            .forward(chunk, &positions, &mut cache, LogitsFor::Last)
+            .await?;
         peak.sample();
     }
     let prefill_s = now() - start;
@@ -68,7 +72,9 @@ pub async fn run(
     for step in 0..gen_tokens {
         let id = argmax(&logits);
         let position = (prompt.len() + step) as u64;
-        logits = model.forward(&[id], &[position], &mut cache, LogitsFor::Last).await?;
+        logits = model
+            .forward(&[id], &[position], &mut cache, LogitsFor::Last)
+            .await?;
         peak.sample();
     }
     let decode_s = now() - start;

@@ -58,12 +58,19 @@ pub struct MemoryPlan {
 
 impl MemoryPlan {
     /// The plan for `config` (read from `header`) at `context` tokens.
-    pub fn new(header: &GgufHeader, config: &LlamaConfig, context: usize, kv_format: KvFormat) -> Self {
+    pub fn new(
+        header: &GgufHeader,
+        config: &LlamaConfig,
+        context: usize,
+        kv_format: KvFormat,
+    ) -> Self {
         let mut weight_bytes = 0;
         let mut host_bytes = 0;
         let mut largest_tensor_bytes = 0;
         for (name, _) in config.expected_tensors() {
-            let Some(t) = header.tensor(&name) else { continue };
+            let Some(t) = header.tensor(&name) else {
+                continue;
+            };
             match name.as_str() {
                 "rope_freqs.weight" => host_bytes += t.n_bytes,
                 "token_embd.weight" => {

@@ -75,10 +75,18 @@ impl SyntheticModel {
         let kv = KV_HEADS * HIDDEN / HEADS;
         let mut specs: Vec<(String, Vec<u64>, GgmlType)> = vec![
             ("token_embd.weight".into(), vec![HIDDEN, VOCAB], base),
-            ("rope_freqs.weight".into(), vec![HIDDEN / HEADS / 2], GgmlType::F32),
+            (
+                "rope_freqs.weight".into(),
+                vec![HIDDEN / HEADS / 2],
+                GgmlType::F32,
+            ),
         ];
         for i in 0..LAYERS {
-            let upgraded = if mixed && more_bits(i) { GgmlType::Q6_K } else { base };
+            let upgraded = if mixed && more_bits(i) {
+                GgmlType::Q6_K
+            } else {
+                base
+            };
             let b = |n: &str| format!("blk.{i}.{n}.weight");
             specs.extend([
                 (b("attn_norm"), vec![HIDDEN], GgmlType::F32),

@@ -150,7 +150,11 @@ impl<'a, S: ByteSource> TensorLoader<'a, S> {
     }
 
     /// [`TensorLoader::linear`] from bytes already read.
-    pub(crate) fn linear_from(&self, info: &TensorInfo, bytes: &[u8]) -> Result<Linear, ModelError> {
+    pub(crate) fn linear_from(
+        &self,
+        info: &TensorInfo,
+        bytes: &[u8],
+    ) -> Result<Linear, ModelError> {
         if self.device.choice() == DeviceChoice::Wgpu && info.ggml_type != GgmlType::F32 {
             return Ok(Linear::Quant(QuantMatrix::upload(
                 info,
@@ -188,7 +192,10 @@ impl<'a, S: ByteSource> TensorLoader<'a, S> {
     }
 
     /// The bytes of tensor `name`, exactly as stored.
-    pub(crate) fn read_bytes(&mut self, name: &str) -> Result<(&'a TensorInfo, Vec<u8>), ModelError> {
+    pub(crate) fn read_bytes(
+        &mut self,
+        name: &str,
+    ) -> Result<(&'a TensorInfo, Vec<u8>), ModelError> {
         let header = self.header;
         let info = header
             .tensor(name)

@@ -34,6 +34,31 @@ pub const Q6_K: u32 = 14;
 /// GGML BF16.
 pub const BF16: u32 = 30;
 
+/// Elements in one block of `format` (host-side, for comptime use).
+pub fn block_elements(format: u32) -> usize {
+    match format {
+        F32 | F16 | BF16 => 1,
+        Q4_K | Q5_K | Q6_K => 256,
+        _ => 32,
+    }
+}
+
+/// Bytes in one block of `format` (host-side, for comptime use).
+pub fn block_bytes(format: u32) -> usize {
+    match format {
+        F32 => 4,
+        F16 | BF16 => 2,
+        Q8_0 => 34,
+        Q4_0 => 18,
+        Q4_1 => 20,
+        Q5_0 => 22,
+        Q5_1 => 24,
+        Q4_K => 144,
+        Q5_K => 176,
+        _ => 210, // Q6_K
+    }
+}
+
 #[cube]
 fn byte(w: &Tensor<u32>, at: usize) -> u32 {
     (w[at / 4] >> (((at % 4) * 8) as u32)) & 0xFF
@@ -97,86 +122,105 @@ fn min_k4(w: &Tensor<u32>, at: usize, j: usize) -> u32 {
     }
 }
 
-/// Element `k` of the row whose blocks start at byte `base`, in format `format`.
+/// The float element at byte `at`, for the unblocked formats F32, F16 and BF16.
 #[cube]
-pub fn element(w: &Tensor<u32>, base: usize, k: usize, #[comptime] format: u32) -> f32 {
-    let mut y = 0.0f32;
+fn float_element(w: &Tensor<u32>, at: usize, #[comptime] format: u32) -> f32 {
     if comptime![format == F32] {
-        let at = base + k * 4;
-        y = f32::reinterpret(u16_at(w, at) | (u16_at(w, at + 2) << 16));
+        f32::reinterpret(u16_at(w, at) | (u16_at(w, at + 2) << 16))
     } else if comptime![format == F16] {
-        y = f16_to_f32(u16_at(w, base + k * 2));
-    } else if comptime![format == BF16] {
-        y = f32::reinterpret(u16_at(w, base + k * 2) << 16);
-    } else if comptime![format == Q8_0] {
-        let at = base + (k / 32) * 34;
+        f16_to_f32(u16_at(w, at))
+    } else {
+        f32::reinterpret(u16_at(w, at) << 16)
+    }
+}
+
+/// `Σ_i x[xi + i] · W_block[i]` over one block starting at byte `at`. Scales are decoded once
+/// per block (or sub-block); each element is computed with the operations, in the order, of
+/// the host reference (`gguf::dequant`), so it is the same f32 value.
+#[cube]
+fn block_dot(
+    w: &Tensor<u32>,
+    at: usize,
+    x: &Tensor<f32>,
+    xi: usize,
+    #[comptime] format: u32,
+) -> f32 {
+    let mut acc = 0.0f32;
+    if comptime![format == Q8_0] {
         let d = f16_to_f32(u16_at(w, at));
-        y = f32::cast_from(i8_at(w, at + 2 + k % 32)) * d;
+        for i in 0..32usize {
+            acc += x[xi + i] * (f32::cast_from(i8_at(w, at + 2 + i)) * d);
+        }
     } else if comptime![format == Q4_0] {
-        let at = base + (k / 32) * 18;
-        let i = k % 32;
         let d = f16_to_f32(u16_at(w, at));
-        let q = byte(w, at + 2 + i % 16) >> (((i / 16) * 4) as u32);
-        y = f32::cast_from((q & 0xF) as i32 - 8) * d;
+        for j in 0..16usize {
+            let q = byte(w, at + 2 + j);
+            acc += x[xi + j] * (f32::cast_from((q & 0xF) as i32 - 8) * d);
+            acc += x[xi + j + 16] * (f32::cast_from((q >> 4) as i32 - 8) * d);
+        }
     } else if comptime![format == Q4_1] {
-        let at = base + (k / 32) * 20;
-        let i = k % 32;
         let d = f16_to_f32(u16_at(w, at));
         let m = f16_to_f32(u16_at(w, at + 2));
-        let q = byte(w, at + 4 + i % 16) >> (((i / 16) * 4) as u32);
-        y = f32::cast_from(q & 0xF) * d + m;
+        for j in 0..16usize {
+            let q = byte(w, at + 4 + j);
+            acc += x[xi + j] * (f32::cast_from(q & 0xF) * d + m);
+            acc += x[xi + j + 16] * (f32::cast_from(q >> 4) * d + m);
+        }
     } else if comptime![format == Q5_0 || format == Q5_1] {
         let has_min = comptime![format == Q5_1];
-        let block_bytes = comptime![if format == Q5_1 { 24usize } else { 22usize }];
         let header = comptime![if format == Q5_1 { 4usize } else { 2usize }];
-        let at = base + (k / 32) * block_bytes;
-        let i = k % 32;
-        let j = i % 16;
         let d = f16_to_f32(u16_at(w, at));
         let qh = u16_at(w, at + header) | (u16_at(w, at + header + 2) << 16);
-        let nibble = (byte(w, at + header + 4 + j) >> (((i / 16) * 4) as u32)) & 0xF;
-        let high = ((qh >> (i as u32)) << 4) & 0x10;
+        let mut m = 0.0f32;
         if has_min {
-            let m = f16_to_f32(u16_at(w, at + 2));
-            y = f32::cast_from(nibble | high) * d + m;
-        } else {
-            y = f32::cast_from((nibble | high) as i32 - 16) * d;
+            m = f16_to_f32(u16_at(w, at + 2));
+        }
+        for j in 0..16usize {
+            let q = byte(w, at + header + 4 + j);
+            let lo = (q & 0xF) | (((qh >> (j as u32)) << 4) & 0x10);
+            let hi = (q >> 4) | ((qh >> (j as u32 + 12)) & 0x10);
+            if has_min {
+                acc += x[xi + j] * (f32::cast_from(lo) * d + m);
+                acc += x[xi + j + 16] * (f32::cast_from(hi) * d + m);
+            } else {
+                acc += x[xi + j] * (f32::cast_from(lo as i32 - 16) * d);
+                acc += x[xi + j + 16] * (f32::cast_from(hi as i32 - 16) * d);
+            }
         }
     } else if comptime![format == Q4_K || format == Q5_K] {
         let is_q5 = comptime![format == Q5_K];
-        let block_bytes = comptime![if format == Q5_K { 176usize } else { 144usize }];
-        let at = base + (k / 256) * block_bytes;
-        let i = k % 256;
+        let qs = comptime![if format == Q5_K { 48usize } else { 16usize }];
         let d = f16_to_f32(u16_at(w, at));
         let dmin = f16_to_f32(u16_at(w, at + 2));
-        let sub = i / 32; // sub-block: its scale and min
-        let d1 = d * f32::cast_from(scale_k4(w, at + 4, sub));
-        let m1 = dmin * f32::cast_from(min_k4(w, at + 4, sub));
-        let chunk = i / 64; // 32 bytes of nibbles per 64 elements
-        let l = i % 32;
-        let qs = comptime![if format == Q5_K { 48usize } else { 16usize }];
-        let mut q = (byte(w, at + qs + chunk * 32 + l) >> (((sub % 2) * 4) as u32)) & 0xF;
-        if is_q5 {
-            let high = (byte(w, at + 16 + l) >> (sub as u32)) & 1;
-            q += high * 16;
+        for sub in 0..8usize {
+            let d1 = d * f32::cast_from(scale_k4(w, at + 4, sub));
+            let m1 = dmin * f32::cast_from(min_k4(w, at + 4, sub));
+            let shift = ((sub % 2) * 4) as u32;
+            let from = at + qs + (sub / 2) * 32;
+            for l in 0..32usize {
+                let mut q = (byte(w, from + l) >> shift) & 0xF;
+                if is_q5 {
+                    q += ((byte(w, at + 16 + l) >> (sub as u32)) & 1) * 16;
+                }
+                acc += x[xi + sub * 32 + l] * (d1 * f32::cast_from(q) - m1);
+            }
         }
-        y = d1 * f32::cast_from(q) - m1;
     } else if comptime![format == Q6_K] {
-        let at = base + (k / 256) * 210;
-        let i = k % 256;
-        let half = i / 128; // ql advances 64 bytes, qh 32, scales 8 per half
-        let r = i % 128;
-        let quarter = r / 32; // which of the four 32-element groups
-        let l = r % 32;
-        let ql_at = at + half * 64 + l + (quarter % 2) * 32;
-        let ql = (byte(w, ql_at) >> (((quarter / 2) * 4) as u32)) & 0xF;
-        let qh = (byte(w, at + 128 + half * 32 + l) >> ((quarter * 2) as u32)) & 3;
-        let q = (ql | (qh << 4)) as i32 - 32;
-        let sc = i8_at(w, at + 192 + half * 8 + l / 16 + quarter * 2);
         let d = f16_to_f32(u16_at(w, at + 208));
-        y = d * f32::cast_from(sc) * f32::cast_from(q);
+        for e in 0..256usize {
+            let half = e / 128;
+            let r = e % 128;
+            let lo = (byte(w, at + half * 64 + r % 64) >> (((r / 64) * 4) as u32)) & 0xF;
+            let hi = (byte(w, at + 128 + half * 32 + r % 32) >> (((r / 32) * 2) as u32)) & 3;
+            let q = (lo | (hi << 4)) as i32 - 32;
+            let dl = d * f32::cast_from(i8_at(w, at + 192 + e / 16));
+            acc += x[xi + e] * (dl * f32::cast_from(q));
+        }
+    } else {
+        // F32, F16, BF16: one element per block.
+        acc = x[xi] * float_element(w, at, format);
     }
-    y
+    acc
 }
 
 /// `out[t, r] = Σ_k x[t, k] · W[r, k]` for `rows` rows of `row_bytes` bytes: one unit per
@@ -196,10 +240,18 @@ pub fn matmul_kernel(
     if row >= rows {
         terminate!();
     }
+    let block_elems = comptime![block_elements(format)];
+    let block_bytes = comptime![block_bytes(format)];
     let base = row * row_bytes;
     let mut acc = 0.0f32;
-    for k in 0..cols {
-        acc += x[t * cols + k] * element(w, base, k, format);
+    for b in 0..cols / block_elems {
+        acc += block_dot(
+            w,
+            base + b * block_bytes,
+            x,
+            t * cols + b * block_elems,
+            format,
+        );
     }
     out[t * rows + row] = acc;
 }
