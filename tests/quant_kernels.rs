@@ -153,3 +153,39 @@ fn row_chunks_give_the_same_product() {
     assert!(QuantMatrix::upload_chunked(&info, &bytes, &device, row_bytes - 1).is_err());
     assert!(QuantMatrix::upload(&info, &bytes[1..], &device).is_err());
 }
+
+#[test]
+fn the_bandwidth_probe_reads_the_whole_buffer() {
+    use burn::backend::Dispatch;
+    use burn::tensor::{DType, Int};
+    use llama_web::model::quant::QuantOps;
+    let device = wgpu();
+    for n in [16 * 1000 + 16, 1 << 20] {
+        let words: Vec<u32> = (0..n as u32).map(|i| i.wrapping_mul(2654435761)).collect();
+        let t = Tensor::<1, Int>::from_data(
+            TensorData::new(words.clone(), [n]),
+            (device.burn(), DType::U32),
+        );
+        let out = Tensor::<1, Int>::from_dispatch(<Dispatch as QuantOps>::stream_read(
+            t.into_dispatch(),
+            16,
+            5,
+        ));
+        let got: Vec<u32> = out.into_data().try_into_vec_as::<u32>().unwrap();
+        let units = n / 16;
+        let expected: Vec<u32> = (0..units)
+            .map(|u| (0..16).fold(5, |a, k| a ^ words[u + k * units]))
+            .collect();
+        assert_eq!(got, expected, "n = {n}");
+    }
+}
+
+#[test]
+fn the_bandwidth_probe_reports_a_finite_rate() {
+    let device = wgpu();
+    let clock = std::time::Instant::now();
+    let now = || clock.elapsed().as_secs_f64();
+    let gb_s = llama_web::model::quant::streaming_read_gb_s(&device, 8 << 20, 2, &now);
+    let gb_s = pollster::block_on(gb_s).unwrap();
+    assert!(gb_s.is_finite() && gb_s > 0.0);
+}

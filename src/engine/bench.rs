@@ -6,9 +6,11 @@
 
 use serde::Serialize;
 
+use crate::model::device::DeviceChoice;
 use crate::model::error::ModelError;
 use crate::model::llama::{Llama, LogitsFor};
 use crate::model::plan::PREFILL_CHUNK;
+use crate::model::quant::streaming_read_gb_s;
 
 use super::sampling::argmax;
 
@@ -32,7 +34,16 @@ pub struct BenchReport {
     pub effective_gb_s: f64,
     /// The most the device's allocator held during the run (None where it does not say).
     pub peak_gpu_bytes: Option<u64>,
+    /// A plain streaming read of a 120 MiB buffer on the same device, GB/s: the roofline
+    /// (`None` on the CPU device, which has no kernels of ours).
+    pub read_bandwidth_gb_s: Option<f64>,
+    /// `effective_gb_s / read_bandwidth_gb_s`.
+    pub roofline_fraction: Option<f64>,
 }
+
+/// The bandwidth probe's buffer: larger than CPU and GPU last-level caches (a 32 MiB probe
+/// read from cache at 70 GB/s here), under every adapter's binding limit (lavapipe: 128 MiB).
+const PROBE_BYTES: usize = 120 << 20;
 
 /// Prefills `prompt_len` tokens (in chunks, as the engine does) and decodes `gen_tokens` more
 /// with greedy choice, timing both with `now` (seconds).
@@ -79,8 +90,13 @@ pub async fn run(
     }
     let decode_s = now() - start;
 
+    let read_bandwidth_gb_s = match model.device().choice() {
+        DeviceChoice::Wgpu => Some(streaming_read_gb_s(model.device(), PROBE_BYTES, 5, now).await?),
+        DeviceChoice::Cpu => None,
+    };
     let weight_bytes_per_token = model.weight_bytes();
     let decode_tok_s = gen_tokens as f64 / decode_s;
+    let effective_gb_s = weight_bytes_per_token as f64 * decode_tok_s / 1e9;
     Ok(BenchReport {
         device: device_name,
         prompt_len: prompt.len(),
@@ -88,8 +104,10 @@ pub async fn run(
         prefill_tok_s: prompt.len() as f64 / prefill_s,
         decode_tok_s,
         weight_bytes_per_token,
-        effective_gb_s: weight_bytes_per_token as f64 * decode_tok_s / 1e9,
+        effective_gb_s,
         peak_gpu_bytes: peak.max,
+        read_bandwidth_gb_s,
+        roofline_fraction: read_bandwidth_gb_s.map(|roof| effective_gb_s / roof),
     })
 }
 

@@ -255,3 +255,24 @@ pub fn matmul_kernel(
     }
     out[t * rows + row] = acc;
 }
+
+/// The roofline probe: every unit reads `per_unit` words `units` apart (coalesced) and writes
+/// their xor, so the whole buffer is streamed once and nothing can be optimised away.
+#[cube(launch)]
+pub fn stream_read_kernel(
+    input: &Tensor<u32>,
+    out: &mut Tensor<u32>,
+    units: usize,
+    per_unit: usize,
+    salt: u32,
+) {
+    let unit = ABSOLUTE_POS_X as usize;
+    if unit >= units {
+        terminate!();
+    }
+    let mut acc = salt;
+    for k in 0..per_unit {
+        acc ^= input[unit + k * units];
+    }
+    out[unit] = acc;
+}
