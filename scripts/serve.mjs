@@ -2,6 +2,7 @@
 //   /          -> www/      (the page)
 //   /pkg/      -> pkg/      (the npm package built by wasm-pack)
 //   /models/   -> models/   (model files, served with HTTP Range support)
+//   /fixtures/ -> tests/fixtures/ (the tiny test models, for the bench page's e2e test)
 // Usage: node scripts/serve.mjs [--port 8080]     (also importable: startServer)
 import { createServer } from "node:http";
 import { createReadStream } from "node:fs";
@@ -14,6 +15,7 @@ const repoRoot = resolve(fileURLToPath(new URL("..", import.meta.url)));
 const MOUNTS = [
   ["/pkg/", join(repoRoot, "pkg")],
   ["/models/", join(repoRoot, "models")],
+  ["/fixtures/", join(repoRoot, "tests", "fixtures")],
   ["/", join(repoRoot, "www")],
 ];
 

@@ -46,6 +46,25 @@ pub struct AdapterInfo {
     pub features: Vec<String>,
 }
 
+impl AdapterInfo {
+    /// A name for reports: the description, else vendor, architecture and device.
+    pub fn name(&self) -> String {
+        if !self.description.is_empty() {
+            return self.description.clone();
+        }
+        let parts = [&self.vendor, &self.architecture, &self.device];
+        let joined: Vec<&str> = parts
+            .iter()
+            .map(|s| s.as_str())
+            .filter(|s| !s.is_empty())
+            .collect();
+        match joined.is_empty() {
+            true => "unnamed WebGPU adapter".into(),
+            false => joined.join(" "),
+        }
+    }
+}
+
 /// The outcome of probing for WebGPU.
 #[derive(Debug, Clone)]
 pub enum Probe {

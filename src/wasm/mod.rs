@@ -1,7 +1,8 @@
 //! The JS-facing surface (wasm32 only). Rust errors become JS errors here and nowhere else.
 //!
 //! Today: `probeWebGpu()` describes the adapter the browser offers (or says why there is
-//! none), and `webgpuSelfTest()` runs the numeric self-test on Burn's WebGPU device.
+//! none), `webgpuSelfTest()` runs the numeric self-test on Burn's WebGPU device, and
+//! `benchmark()` measures a GGUF model there (the bench page, `www/bench.html`).
 
 pub mod adapter;
 
@@ -72,6 +73,34 @@ pub async fn webgpu_self_test() -> Result<JsValue, JsError> {
         actual: report.actual.values().to_vec(),
         expected: report.expected.values().to_vec(),
     })
+}
+
+/// `benchmark(ggufBytes, promptLen, gen)`: loads the model onto Burn's WebGPU device and
+/// resolves to the same JSON object as `llama-web bench` (prefill and decode tok/s, weight bytes
+/// per token, effective GB/s, the streaming-read roofline, peak GPU bytes).
+#[wasm_bindgen(js_name = benchmark)]
+pub async fn benchmark(
+    gguf: Vec<u8>,
+    prompt_len: usize,
+    gen_tokens: usize,
+) -> Result<JsValue, JsError> {
+    use crate::gguf::{GgufHeader, MemorySource};
+    use crate::model::llama::Llama;
+
+    let device = ComputeDevice::init_webgpu().await.map_err(to_js_error)?;
+    let source = MemorySource::new(gguf);
+    let header = GgufHeader::read(&source).map_err(to_js_error)?;
+    let model = Llama::load(&header, &source, &device, &mut |_| {}).map_err(to_js_error)?;
+    drop(source);
+    let name = match adapter::probe().await {
+        adapter::Probe::Available { adapter } => adapter.name(),
+        adapter::Probe::Unavailable { reason } => reason,
+    };
+    let now = || js_sys::Date::now() / 1000.0;
+    let report = crate::engine::bench::run(&model, name, prompt_len, gen_tokens, &now)
+        .await
+        .map_err(to_js_error)?;
+    to_js(&report)
 }
 
 fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {

@@ -1,0 +1,41 @@
+// End-to-end: the bench page in headless Chromium (SwiftShader WebGPU) reports the same JSON
+// as `llama-web bench`, here for the tiny Q4_0 test model. Needs pkg/ built (dev.sh test does).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { chromium } from "playwright-core";
+import { startServer } from "../../scripts/serve.mjs";
+
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const ARGS = ["--no-sandbox", "--no-first-run", "--disable-background-networking",
+  "--disable-component-update", "--disable-sync", "--disable-quic", "--enable-unsafe-webgpu"];
+
+let server;
+before(async () => { server = await startServer({ port: 0 }); });
+after(async () => server?.close());
+
+test("the bench page measures the tiny model on WebGPU", { timeout: 300_000 }, async () => {
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+  try {
+    const page = await browser.newPage();
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    const model = "/fixtures/tiny_llama31/tiny-llama31-Q4_0.gguf";
+    await page.goto(`${server.url}bench.html?model=${model}&prompt=12&gen=6`);
+    await page.waitForSelector('#status:not([data-state="loading"])', { timeout: 240_000 });
+    const state = await page.$eval("#status", (el) => [el.dataset.state, el.textContent]);
+    assert.equal(state[0], "done", state[1]);
+    const report = JSON.parse(await page.$eval("#report", (el) => el.textContent));
+    assert.equal(report.prompt_len, 12);
+    assert.equal(report.gen, 6);
+    for (const key of ["prefill_tok_s", "decode_tok_s", "effective_gb_s", "read_bandwidth_gb_s", "roofline_fraction"]) {
+      assert.ok(Number.isFinite(report[key]) && report[key] > 0, `${key}: ${report[key]}`);
+    }
+    // The tiny Q4_0 model's GPU weights: 16 Q4_0 matrices in their file bytes plus f32 norms.
+    assert.ok(report.weight_bytes_per_token > 50_000 && report.weight_bytes_per_token < 120_000,
+      `weight_bytes_per_token ${report.weight_bytes_per_token}`);
+    assert.ok(report.device.length > 0);
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});
