@@ -67,7 +67,8 @@ pub struct SyntheticModel {
 impl SyntheticModel {
     /// Lays out the model's header and tensor table.
     pub fn new(kind: SyntheticKind) -> Self {
-        let more_bits = |i: u64| i < LAYERS / 8 || i >= 7 * LAYERS / 8 || (i - LAYERS / 8) % 3 == 2;
+        let more_bits =
+            |i: u64| !(LAYERS / 8..7 * LAYERS / 8).contains(&i) || (i - LAYERS / 8) % 3 == 2;
         let (base, mixed) = match kind {
             SyntheticKind::Llama31_8bQ4KM => (GgmlType::Q4_K, true),
             SyntheticKind::Llama31_8bQ4_0 => (GgmlType::Q4_0, false),
@@ -155,7 +156,7 @@ impl SyntheticModel {
             });
             relative = (relative + n_bytes).next_multiple_of(ALIGNMENT);
         }
-        while w.0.len() as u64 % ALIGNMENT != 0 {
+        while !(w.0.len() as u64).is_multiple_of(ALIGNMENT) {
             w.0.push(0);
         }
         let data_start = w.0.len() as u64;
@@ -175,7 +176,7 @@ impl SyntheticModel {
     /// Fills `buf` with the data of the tensor that starts at `offset`: random blocks whose f16
     /// scales are small finite values (norms and `rope_freqs`: ones).
     fn fill_tensor(entry: &Entry, buf: &mut [u8]) {
-        let mut state = entry.offset ^ 0x5EED_0F_11A3A;
+        let mut state = entry.offset ^ 0x05EE_D0F1_1A3A;
         let mut next = || {
             state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
             let mut z = state;

@@ -158,11 +158,11 @@ impl<'a, S: ByteSource> TensorLoader<'a, S> {
         if self.device.choice() == DeviceChoice::Wgpu && info.ggml_type != GgmlType::F32 {
             return Ok(Linear::Quant(QuantMatrix::upload(
                 info,
-                &bytes,
+                bytes,
                 self.device,
             )?));
         }
-        let values = dequantized(info, &bytes)?;
+        let values = dequantized(info, bytes)?;
         let [cols, rows] =
             [info.dims[0], info.dims.get(1).copied().unwrap_or(1)].map(|d| d as usize);
         Ok(Linear::Dense(Tensor::from_data(
