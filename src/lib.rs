@@ -73,6 +73,7 @@ pub mod engine;
 pub mod gguf;
 pub mod model;
 pub mod npy;
+pub mod rng;
 pub mod tokenizer;
 
 #[cfg(all(target_arch = "wasm32", feature = "gpu"))]

@@ -13,23 +13,9 @@ use llama_web::gguf::dequant::dequantize;
 use llama_web::gguf::{GgmlType, GgufHeader};
 use sha2::{Digest, Sha256};
 
-const TYPES: [GgmlType; 11] = [
-    GgmlType::F32,
-    GgmlType::F16,
-    GgmlType::BF16,
-    GgmlType::Q8_0,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q4_K,
-    GgmlType::Q5_K,
-    GgmlType::Q6_K,
-];
-
 #[test]
 fn random_blocks_match_gguf_py_bit_for_bit() {
-    for t in TYPES {
+    for t in GgmlType::ALL {
         let blocks = std::fs::read(fixture(&format!("dequant/blocks/{t}.bin"))).unwrap();
         let expected: Vec<u32> = std::fs::read(fixture(&format!("dequant/blocks/{t}.f32")))
             .unwrap()

@@ -5,19 +5,16 @@ use llama_web::gguf::dequant::dequantize;
 use llama_web::gguf::{GgmlType, TensorInfo};
 use llama_web::model::device::{ComputeDevice, DeviceChoice};
 use llama_web::model::quant::{QuantMatrix, SUPPORTED};
+use llama_web::rng::SplitMix64;
 
 use burn::tensor::{Tensor, TensorData};
 
-/// A small deterministic generator (SplitMix64).
-struct Rng(u64);
+/// Random test data from the crate's SplitMix64.
+struct Rng(SplitMix64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     fn byte(&mut self) -> u8 {
@@ -93,7 +90,7 @@ fn read(t: Tensor<2>) -> Vec<f32> {
 #[test]
 fn matmul_matches_dequantize_then_matmul_for_every_format() {
     let device = wgpu();
-    let mut rng = Rng(42);
+    let mut rng = Rng(SplitMix64::new(42));
     for t in SUPPORTED {
         let block = t.block_elements() as usize;
         // Rows not a multiple of the 64-unit workgroup; one, five and seven tokens.
@@ -132,7 +129,7 @@ fn matmul_matches_dequantize_then_matmul_for_every_format() {
 #[test]
 fn row_chunks_give_the_same_product() {
     let device = wgpu();
-    let mut rng = Rng(9);
+    let mut rng = Rng(SplitMix64::new(9));
     let (t, rows, cols, n) = (GgmlType::Q6_K, 23, 512, 3);
     let bytes = random_rows(t, rows, cols, &mut rng);
     let x: Vec<f32> = (0..n * cols)

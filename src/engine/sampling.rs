@@ -13,6 +13,8 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
+use crate::rng::SplitMix64;
+
 /// Sampling settings, OpenAI-shaped where OpenAI has the setting.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
@@ -211,16 +213,9 @@ struct Xoshiro256 {
 
 impl Xoshiro256 {
     fn new(seed: u64) -> Self {
-        let mut x = seed;
-        let mut splitmix = || {
-            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = x;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        };
+        let mut splitmix = SplitMix64::new(seed);
         Self {
-            s: [splitmix(), splitmix(), splitmix(), splitmix()],
+            s: [(); 4].map(|_| splitmix.next_u64()),
         }
     }
 

@@ -33,6 +33,21 @@ pub enum GgmlType {
 }
 
 impl GgmlType {
+    /// Every format llama-web reads.
+    pub const ALL: [GgmlType; 11] = [
+        GgmlType::F32,
+        GgmlType::F16,
+        GgmlType::BF16,
+        GgmlType::Q8_0,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
+    ];
+
     /// The type for a ggml id, or `Err(name)` with ggml's name for a type we do not read.
     pub fn from_id(id: u32) -> Result<Self, &'static str> {
         use GgmlType::*;

@@ -6,6 +6,7 @@
 //! values. Nothing is stored: bytes are generated as they are read.
 
 use crate::gguf::{ByteSource, GgmlType, GgufError};
+use crate::rng::SplitMix64;
 
 /// Which synthetic model to build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,21 +177,14 @@ impl SyntheticModel {
     /// Fills `buf` with the data of the tensor that starts at `offset`: random blocks whose f16
     /// scales are small finite values (norms and `rope_freqs`: ones).
     fn fill_tensor(entry: &Entry, buf: &mut [u8]) {
-        let mut state = entry.offset ^ 0x05EE_D0F1_1A3A;
-        let mut next = || {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        };
+        let mut rng = SplitMix64::new(entry.offset);
         if entry.ggml_type == GgmlType::F32 {
             buf.chunks_exact_mut(4)
                 .for_each(|c| c.copy_from_slice(&1.0f32.to_le_bytes()));
             return;
         }
         for chunk in buf.chunks_mut(8) {
-            let bytes = next().to_le_bytes();
+            let bytes = rng.next_u64().to_le_bytes();
             chunk.copy_from_slice(&bytes[..chunk.len()]);
         }
         let scale_fields: &[usize] = match entry.ggml_type {

@@ -276,17 +276,5 @@ fn to_words(bytes: &[u8]) -> Vec<u32> {
         .collect()
 }
 
-/// The formats the kernels decode.
-pub const SUPPORTED: [GgmlType; 11] = [
-    GgmlType::F32,
-    GgmlType::F16,
-    GgmlType::BF16,
-    GgmlType::Q8_0,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q4_K,
-    GgmlType::Q5_K,
-    GgmlType::Q6_K,
-];
+/// The formats the kernels decode: every format the GGUF reader knows.
+pub const SUPPORTED: [GgmlType; 11] = GgmlType::ALL;
