@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The GPU check for a session that has the lent H100/H200 (../.library/device; 15 minutes of device
+# time per session, so this is one prepared run). It runs `llama-web bench` natively on Vulkan
+# (the same WGSL as the browser) with the synthetic Llama 3.1 8B in Q4_K_M and Q4_0, and prints,
+# per model: decode tok/s, effective GB/s of weights, the streaming-read bandwidth measured on
+# the same device (our roofline) and the fraction of it reached. JSON reports go to $OUT (or
+# ./gpu-check-out).
+#
+# Building burn on the device costs minutes of its budget: build the release binary here first
+# (`cargo build --release --bin llama-web`) and carry it, e.g.
+#   run(command="scripts/gpu-check.sh", carry=["target/release/llama-web"], timeout_s=540)
+# A dry run on lavapipe works anywhere: GEN=2 PROMPT=4 scripts/gpu-check.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BIN=${LLAMA_WEB_BIN:-target/release/llama-web}
+OUT=${OUT:-gpu-check-out}
+GEN=${GEN:-32}
+PROMPT=${PROMPT:-16}
+mkdir -p "$OUT"
+
+echo "== machine"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
+ls /usr/share/vulkan/icd.d /etc/vulkan/icd.d 2>/dev/null || echo "no Vulkan ICD directory"
+if [ ! -x "$BIN" ]; then
+  echo "== building $BIN (no carried binary)"
+  cargo build --release --bin llama-web
+fi
+
+for quant in Q4_K_M Q4_0; do
+  echo "== synthetic llama3.1-8b:$quant, prompt $PROMPT, decode $GEN"
+  report="$OUT/bench-8b-$quant.json"
+  "$BIN" bench --synthetic "llama3.1-8b:$quant" --device wgpu --context 8192 \
+    --prompt-len "$PROMPT" --gen "$GEN" >"$report" 2>"$OUT/bench-8b-$quant.log" || {
+    echo "bench failed:"; tail -20 "$OUT/bench-8b-$quant.log"; continue; }
+  python3 - "$report" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"device            {r['device']}")
+print(f"decode            {r['decode_tok_s']:.2f} tok/s   (prefill {r['prefill_tok_s']:.2f} tok/s)")
+print(f"weights per token {r['weight_bytes_per_token'] / 1e9:.3f} GB")
+print(f"effective         {r['effective_gb_s']:.1f} GB/s")
+print(f"streaming read    {r['read_bandwidth_gb_s']:.1f} GB/s  -> fraction {100 * r['roofline_fraction']:.1f} %")
+print(f"peak GPU bytes    {r['peak_gpu_bytes']}")
+PY
+done
