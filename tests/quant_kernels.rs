@@ -4,7 +4,7 @@
 use llama_web::gguf::dequant::dequantize;
 use llama_web::gguf::{GgmlType, TensorInfo};
 use llama_web::model::device::{ComputeDevice, DeviceChoice};
-use llama_web::model::quant::{QuantMatrix, SUPPORTED};
+use llama_web::model::quant::{DecodeKernel, QuantMatrix, SUPPORTED};
 use llama_web::rng::SplitMix64;
 
 use burn::tensor::{Tensor, TensorData};
@@ -92,32 +92,41 @@ fn matmul_matches_dequantize_then_matmul_for_every_format() {
     let device = wgpu();
     let mut rng = Rng(SplitMix64::new(42));
     for t in SUPPORTED {
-        let block = t.block_elements() as usize;
-        // Rows not a multiple of the 64-unit workgroup; one, five and seven tokens.
-        for (rows, blocks_per_row, n) in [(1, 1, 1), (67, 2, 5), (130, 3, 7)] {
-            let cols = blocks_per_row * block;
+        // One token takes the decode GEMV, more the prefill kernel. Rows not a multiple of any
+        // workgroup; 1280 columns are 40 groups of 32, not a multiple of the GEMV's 32 lanes.
+        for (rows, cols, n) in [
+            (1, 256, 1),
+            (67, 512, 1),
+            (67, 512, 5),
+            (130, 1280, 1),
+            (5, 1280, 7),
+        ] {
             let bytes = random_rows(t, rows, cols, &mut rng);
             let w = dequantize(t, &bytes, rows * cols).unwrap();
             let x: Vec<f32> = (0..n * cols)
                 .map(|_| (rng.next() % 2001) as f32 / 1000.0 - 1.0)
                 .collect();
 
-            let matrix = QuantMatrix::upload(&info(t, rows, cols), &bytes, &device).unwrap();
-            poison(&device, n * rows);
-            let xt = Tensor::<2>::from_data(TensorData::new(x.clone(), [n, cols]), device.burn());
-            let actual = read(matrix.matmul(xt));
-            assert_eq!(actual.len(), n * rows);
-            for tok in 0..n {
-                for r in 0..rows {
-                    let terms =
-                        (0..cols).map(|k| x[tok * cols + k] as f64 * w[r * cols + k] as f64);
-                    let expected: f64 = terms.clone().sum();
-                    let magnitude: f64 = terms.map(f64::abs).sum();
-                    let got = actual[tok * rows + r] as f64;
-                    assert!(
-                        (got - expected).abs() <= 1e-5 * magnitude + 1e-30,
-                        "{t} {rows}×{cols}, token {tok} row {r}: {got} vs {expected}"
-                    );
+            let uploaded = QuantMatrix::upload(&info(t, rows, cols), &bytes, &device).unwrap();
+            for kernel in [DecodeKernel::Cooperative, DecodeKernel::RowPerUnit] {
+                let matrix = uploaded.clone().with_decode_kernel(kernel);
+                poison(&device, n * rows);
+                let xt =
+                    Tensor::<2>::from_data(TensorData::new(x.clone(), [n, cols]), device.burn());
+                let actual = read(matrix.matmul(xt));
+                assert_eq!(actual.len(), n * rows);
+                for tok in 0..n {
+                    for r in 0..rows {
+                        let terms =
+                            (0..cols).map(|k| x[tok * cols + k] as f64 * w[r * cols + k] as f64);
+                        let expected: f64 = terms.clone().sum();
+                        let magnitude: f64 = terms.map(f64::abs).sum();
+                        let got = actual[tok * rows + r] as f64;
+                        assert!(
+                            (got - expected).abs() <= 1e-5 * magnitude + 1e-30,
+                            "{t} {rows}×{cols} ({kernel:?}), token {tok} row {r}: {got} vs {expected}"
+                        );
+                    }
                 }
             }
         }

@@ -151,6 +151,16 @@ impl ComputeDevice {
         self.choice
     }
 
+    /// Whether the GPU is software (lavapipe, SwiftShader: wgpu reports a CPU device type). Such
+    /// adapters run one-unit-per-row kernels faster than cooperative ones (barriers are costly).
+    pub fn is_software_gpu(&self) -> bool {
+        self.choice == DeviceChoice::Wgpu
+            && self
+                .device
+                .identity()
+                .is_none_or(|id| id.physical.is_none())
+    }
+
     /// The Burn device, to create tensors on it.
     pub fn burn(&self) -> &Device {
         &self.device

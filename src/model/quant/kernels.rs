@@ -34,15 +34,6 @@ pub const Q6_K: u32 = 14;
 /// GGML BF16.
 pub const BF16: u32 = 30;
 
-/// Elements in one block of `format` (host-side, for comptime use).
-pub fn block_elements(format: u32) -> usize {
-    match format {
-        F32 | F16 | BF16 => 1,
-        Q4_K | Q5_K | Q6_K => 256,
-        _ => 32,
-    }
-}
-
 /// Bytes in one block of `format` (host-side, for comptime use).
 pub fn block_bytes(format: u32) -> usize {
     match format {
@@ -134,24 +125,29 @@ fn float_element(w: &Tensor<u32>, at: usize, #[comptime] format: u32) -> f32 {
     }
 }
 
-/// `Σ_i x[xi + i] · W_block[i]` over one block starting at byte `at`. Scales are decoded once
-/// per block (or sub-block); each element is computed with the operations, in the order, of
-/// the host reference (`gguf::dequant`), so it is the same f32 value.
+/// `Σ_i x[xi + i] · W[row][32s + i]`, i < 32: the dot product of sub-block `s` (32 elements)
+/// of the row whose bytes start at `base`. Every format divides into such sub-blocks (a Q4_0 block,
+/// an eighth of a K-quant super-block, 32 floats). Scales are decoded once per sub-block; each
+/// element is computed with the operations, in the order, of the host reference
+/// (`gguf::dequant`), so it is the same f32 value.
 #[cube]
-fn block_dot(
+fn subblock_dot(
     w: &Tensor<u32>,
-    at: usize,
+    base: usize,
+    s: usize,
     x: &Tensor<f32>,
     xi: usize,
     #[comptime] format: u32,
 ) -> f32 {
     let mut acc = 0.0f32;
     if comptime![format == Q8_0] {
+        let at = base + s * 34;
         let d = f16_to_f32(u16_at(w, at));
         for i in 0..32usize {
             acc += x[xi + i] * (f32::cast_from(i8_at(w, at + 2 + i)) * d);
         }
     } else if comptime![format == Q4_0] {
+        let at = base + s * 18;
         let d = f16_to_f32(u16_at(w, at));
         for j in 0..16usize {
             let q = byte(w, at + 2 + j);
@@ -159,6 +155,7 @@ fn block_dot(
             acc += x[xi + j + 16] * (f32::cast_from((q >> 4) as i32 - 8) * d);
         }
     } else if comptime![format == Q4_1] {
+        let at = base + s * 20;
         let d = f16_to_f32(u16_at(w, at));
         let m = f16_to_f32(u16_at(w, at + 2));
         for j in 0..16usize {
@@ -169,6 +166,7 @@ fn block_dot(
     } else if comptime![format == Q5_0 || format == Q5_1] {
         let has_min = comptime![format == Q5_1];
         let header = comptime![if format == Q5_1 { 4usize } else { 2usize }];
+        let at = base + s * comptime![block_bytes(format)];
         let d = f16_to_f32(u16_at(w, at));
         let qh = u16_at(w, at + header) | (u16_at(w, at + header + 2) << 16);
         let mut m = 0.0f32;
@@ -190,41 +188,46 @@ fn block_dot(
     } else if comptime![format == Q4_K || format == Q5_K] {
         let is_q5 = comptime![format == Q5_K];
         let qs = comptime![if format == Q5_K { 48usize } else { 16usize }];
+        let at = base + (s / 8) * comptime![block_bytes(format)];
+        let sub = s % 8;
         let d = f16_to_f32(u16_at(w, at));
         let dmin = f16_to_f32(u16_at(w, at + 2));
-        for sub in 0..8usize {
-            let d1 = d * f32::cast_from(scale_k4(w, at + 4, sub));
-            let m1 = dmin * f32::cast_from(min_k4(w, at + 4, sub));
-            let shift = ((sub % 2) * 4) as u32;
-            let from = at + qs + (sub / 2) * 32;
-            for l in 0..32usize {
-                let mut q = (byte(w, from + l) >> shift) & 0xF;
-                if is_q5 {
-                    q += ((byte(w, at + 16 + l) >> (sub as u32)) & 1) * 16;
-                }
-                acc += x[xi + sub * 32 + l] * (d1 * f32::cast_from(q) - m1);
+        let d1 = d * f32::cast_from(scale_k4(w, at + 4, sub));
+        let m1 = dmin * f32::cast_from(min_k4(w, at + 4, sub));
+        let shift = ((sub % 2) * 4) as u32;
+        let from = at + qs + (sub / 2) * 32;
+        for l in 0..32usize {
+            let mut q = (byte(w, from + l) >> shift) & 0xF;
+            if is_q5 {
+                q += ((byte(w, at + 16 + l) >> (sub as u32)) & 1) * 16;
             }
+            acc += x[xi + l] * (d1 * f32::cast_from(q) - m1);
         }
     } else if comptime![format == Q6_K] {
+        let at = base + (s / 8) * 210;
         let d = f16_to_f32(u16_at(w, at + 208));
-        for e in 0..256usize {
+        for l in 0..32usize {
+            let e = (s % 8) * 32 + l;
             let half = e / 128;
             let r = e % 128;
             let lo = (byte(w, at + half * 64 + r % 64) >> (((r / 64) * 4) as u32)) & 0xF;
             let hi = (byte(w, at + 128 + half * 32 + r % 32) >> (((r / 32) * 2) as u32)) & 3;
             let q = (lo | (hi << 4)) as i32 - 32;
             let dl = d * f32::cast_from(i8_at(w, at + 192 + e / 16));
-            acc += x[xi + e] * (dl * f32::cast_from(q));
+            acc += x[xi + l] * (dl * f32::cast_from(q));
         }
     } else {
-        // F32, F16, BF16: one element per block.
-        acc = x[xi] * float_element(w, at, format);
+        // F32, F16, BF16: 32 consecutive values.
+        let size = comptime![block_bytes(format)];
+        for i in 0..32usize {
+            acc += x[xi + i] * float_element(w, base + (s * 32 + i) * size, format);
+        }
     }
     acc
 }
 
-/// `out[t, r] = Σ_k x[t, k] · W[r, k]` for `rows` rows of `row_bytes` bytes: one unit per
-/// output element (unit x: row, cube y: token).
+/// `out[t, r] = Σ_k x[t, k] · W[r, k]` for `rows` rows of `row_bytes` bytes (`cols` a
+/// multiple of 32): one unit per output element (unit x: row, cube y: token). Used for prefill.
 #[cube(launch)]
 pub fn matmul_kernel(
     x: &Tensor<f32>,
@@ -240,20 +243,53 @@ pub fn matmul_kernel(
     if row >= rows {
         terminate!();
     }
-    let block_elems = comptime![block_elements(format)];
-    let block_bytes = comptime![block_bytes(format)];
-    let base = row * row_bytes;
     let mut acc = 0.0f32;
-    for b in 0..cols / block_elems {
-        acc += block_dot(
-            w,
-            base + b * block_bytes,
-            x,
-            t * cols + b * block_elems,
-            format,
-        );
+    for s in 0..cols / 32 {
+        acc += subblock_dot(w, row * row_bytes, s, x, t * cols + s * 32, format);
     }
     out[t * rows + row] = acc;
+}
+
+/// Lanes that share one row in [`gemv_kernel`].
+pub const GEMV_LANES: u32 = 32;
+/// Rows per cube in [`gemv_kernel`].
+pub const GEMV_ROWS: u32 = 2;
+
+/// Decode: `out[r] = Σ_k x[k] · W[r, k]` for one token. A cube of `GEMV_LANES × GEMV_ROWS`
+/// units takes `GEMV_ROWS` rows; the lanes of a row read neighbouring sub-blocks (coalesced),
+/// then one lane adds their partial sums (one barrier).
+#[cube(launch)]
+pub fn gemv_kernel(
+    x: &Tensor<f32>,
+    w: &Tensor<u32>,
+    out: &mut Tensor<f32>,
+    rows: usize,
+    cols: usize,
+    row_bytes: usize,
+    #[comptime] format: u32,
+) {
+    let lanes = comptime![GEMV_LANES as usize];
+    let lane = UNIT_POS_X as usize;
+    let local = UNIT_POS_Y as usize;
+    let row = CUBE_POS_X as usize * comptime![GEMV_ROWS as usize] + local;
+    let mut partial = Shared::<[f32]>::new_slice(comptime![(GEMV_LANES * GEMV_ROWS) as usize]);
+    let mut acc = 0.0f32;
+    if row < rows {
+        let mut s = lane;
+        while s < cols / 32 {
+            acc += subblock_dot(w, row * row_bytes, s, x, s * 32, format);
+            s += lanes;
+        }
+    }
+    partial[local * lanes + lane] = acc;
+    sync_cube();
+    if lane == 0 && row < rows {
+        let mut sum = 0.0f32;
+        for i in 0..lanes {
+            sum += partial[local * lanes + i];
+        }
+        out[row] = sum;
+    }
 }
 
 /// The roofline probe: every unit reads `per_unit` words `units` apart (coalesced) and writes

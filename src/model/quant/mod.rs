@@ -20,6 +20,17 @@ use crate::gguf::{GgmlType, TensorInfo};
 use super::device::{ComputeDevice, DeviceError};
 use super::error::ModelError;
 
+/// How a single token (decode) is multiplied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeKernel {
+    /// The lanes of a workgroup share a row and read neighbouring blocks (coalesced), then
+    /// reduce: the GEMV for hardware GPUs.
+    Cooperative,
+    /// One unit per row, no barrier: faster on software GPUs, where a barrier is expensive
+    /// (lavapipe: 1.5 vs 0.9 tok/s on SmolLM2, 0.088 vs 0.062 on the 8B Q4_0).
+    RowPerUnit,
+}
+
 /// Where a matrix's rows lie in its word buffer, and their format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
@@ -31,6 +42,8 @@ pub struct Layout {
     pub row_bytes: usize,
     /// The GGML type id (one of the `kernels` format codes).
     pub format: u32,
+    /// The kernel for a single token.
+    pub decode: DecodeKernel,
 }
 
 /// Threads per workgroup along a row of outputs.
@@ -135,6 +148,23 @@ impl QuantOps for CubeBackend {
             x.device.clone(),
             Shape::new([n, layout.rows]),
         );
+        if n == 1 && layout.decode == DecodeKernel::Cooperative {
+            // Decode: the cooperative GEMV (lanes of a row read neighbouring sub-blocks).
+            use kernels::{GEMV_LANES, GEMV_ROWS};
+            kernels::gemv_kernel::launch(
+                &client,
+                CubeCount::Static((layout.rows as u32).div_ceil(GEMV_ROWS), 1, 1),
+                CubeDim::new_2d(GEMV_LANES, GEMV_ROWS),
+                x.into_tensor_arg(),
+                words.into_tensor_arg(),
+                out.clone().into_tensor_arg(),
+                layout.rows,
+                layout.cols,
+                layout.row_bytes,
+                layout.format,
+            );
+            return out;
+        }
         let count = CubeCount::Static((layout.rows as u32).div_ceil(WORKGROUP), n as u32, 1);
         kernels::matmul_kernel::launch(
             &client,
@@ -191,6 +221,14 @@ impl QuantMatrix {
         let cols = info.dims[0] as usize;
         let rows = info.dims.get(1).copied().unwrap_or(1) as usize;
         let row_bytes = cols / t.block_elements() as usize * t.block_bytes() as usize;
+        if !cols.is_multiple_of(32) {
+            return Err(ModelError::BadInput {
+                detail: format!(
+                    "`{}`: rows of {cols} are not whole 32-element groups",
+                    info.name
+                ),
+            });
+        }
         if bytes.len() != rows * row_bytes || row_bytes > max_chunk_bytes {
             return Err(ModelError::BadInput {
                 detail: format!(
@@ -205,6 +243,10 @@ impl QuantMatrix {
             cols,
             row_bytes,
             format: t.id(),
+            decode: match device.is_software_gpu() {
+                true => DecodeKernel::RowPerUnit,
+                false => DecodeKernel::Cooperative,
+            },
         };
         let rows_per_chunk = max_chunk_bytes / row_bytes;
         let chunks = bytes
@@ -237,6 +279,13 @@ impl QuantMatrix {
     /// The whole matrix's layout.
     pub fn layout(&self) -> Layout {
         self.layout
+    }
+
+    /// The same matrix multiplied by another decode kernel (tests run both on every format).
+    pub fn with_decode_kernel(mut self, decode: DecodeKernel) -> Self {
+        self.layout.decode = decode;
+        self.chunks.iter_mut().for_each(|(_, l)| l.decode = decode);
+        self
     }
 
     /// How many chunks the rows are split into.
