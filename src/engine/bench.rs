@@ -19,6 +19,9 @@ use super::sampling::argmax;
 pub struct BenchReport {
     /// The device, as it names itself.
     pub device: String,
+    /// Whether it is a software GPU (lavapipe, SwiftShader), which picks the one-unit-per-row
+    /// decode kernel instead of the cooperative GEMV.
+    pub software_gpu: bool,
     /// Prompt tokens prefilled.
     pub prompt_len: usize,
     /// Tokens decoded.
@@ -99,6 +102,7 @@ pub async fn run(
     let effective_gb_s = weight_bytes_per_token as f64 * decode_tok_s / 1e9;
     Ok(BenchReport {
         device: device_name,
+        software_gpu: model.device().is_software_gpu(),
         prompt_len: prompt.len(),
         gen_tokens,
         prefill_tok_s: prompt.len() as f64 / prefill_s,
