@@ -55,51 +55,6 @@ const STREAM_WORKGROUP: u32 = 256;
 /// Words each unit of the bandwidth probe reads.
 const STREAM_PER_UNIT: usize = 16;
 
-/// Measures the device's streaming-read bandwidth in GB/s (10^9 bytes): a buffer of about
-/// `bytes` is read once per run (a warm-up, then `runs` timed runs, each read back), the
-/// roofline for the matmul kernels. `now` is a clock in seconds.
-pub async fn streaming_read_gb_s(
-    device: &ComputeDevice,
-    bytes: usize,
-    runs: usize,
-    now: &dyn Fn() -> f64,
-) -> Result<f64, ModelError> {
-    let units = (bytes / 4 / STREAM_PER_UNIT).max(1);
-    let n = units * STREAM_PER_UNIT;
-    // Not zeros: a fresh zeroed buffer can be the same physical page mapped over and over,
-    // which a software GPU then reads from cache.
-    let values: Vec<u32> = (0..n as u32)
-        .map(|i| i.wrapping_mul(2_654_435_761))
-        .collect();
-    let words =
-        Tensor::<1, Int>::from_data(TensorData::new(values, [n]), (device.burn(), DType::U32));
-    let run = |words: Tensor<1, Int>, salt: u32| {
-        Tensor::<1, Int>::from_dispatch(<Dispatch as QuantOps>::stream_read(
-            words.into_dispatch(),
-            STREAM_PER_UNIT,
-            salt,
-        ))
-        .slice(0..1)
-    };
-    // Burn's readback resolves lazily: the wait for the GPU happens when the values are taken.
-    let read = |t: Tensor<1, Int>| async move {
-        let error = |e: String| DeviceError::Execution { reason: e };
-        let data = t
-            .into_data_async()
-            .await
-            .map_err(|e| error(e.to_string()))?;
-        data.try_into_vec_as::<u32>()
-            .map_err(|e| error(format!("{e:?}")))
-    };
-    read(run(words.clone(), 0)).await?;
-    let start = now();
-    for salt in 1..=runs as u32 {
-        read(run(words.clone(), salt)).await?;
-    }
-    let seconds = now() - start;
-    Ok((units * STREAM_PER_UNIT * 4 * runs) as f64 / seconds / 1e9)
-}
-
 /// The kernels, as a Burn backend extension (implemented for the CubeCL backend; Fusion runs
 /// them lazily in its stream).
 #[backend_extension(Cube, Fusion)]
@@ -118,23 +73,6 @@ pub trait QuantOps: burn::backend::Backend {
 }
 
 impl QuantOps for CubeBackend {
-    fn stream_read(words: IntTensor<Self>, per_unit: usize, salt: u32) -> IntTensor<Self> {
-        let units = words.meta.shape()[0] / per_unit;
-        let client = words.client.clone();
-        let out = empty_device::<u32>(client.clone(), words.device.clone(), Shape::new([units]));
-        kernels::stream_read_kernel::launch(
-            &client,
-            CubeCount::Static((units as u32).div_ceil(STREAM_WORKGROUP), 1, 1),
-            CubeDim::new_1d(STREAM_WORKGROUP),
-            words.into_tensor_arg(),
-            out.clone().into_tensor_arg(),
-            units,
-            per_unit,
-            salt,
-        );
-        out
-    }
-
     fn quant_matmul(
         x: FloatTensor<Self>,
         words: IntTensor<Self>,
@@ -177,6 +115,23 @@ impl QuantOps for CubeBackend {
             layout.cols,
             layout.row_bytes,
             layout.format,
+        );
+        out
+    }
+
+    fn stream_read(words: IntTensor<Self>, per_unit: usize, salt: u32) -> IntTensor<Self> {
+        let units = words.meta.shape()[0] / per_unit;
+        let client = words.client.clone();
+        let out = empty_device::<u32>(client.clone(), words.device.clone(), Shape::new([units]));
+        kernels::stream_read_kernel::launch(
+            &client,
+            CubeCount::Static((units as u32).div_ceil(STREAM_WORKGROUP), 1, 1),
+            CubeDim::new_1d(STREAM_WORKGROUP),
+            words.into_tensor_arg(),
+            out.clone().into_tensor_arg(),
+            units,
+            per_unit,
+            salt,
         );
         out
     }
@@ -311,6 +266,51 @@ impl QuantMatrix {
             _ => Tensor::cat(outputs, 1),
         }
     }
+}
+
+/// Measures the device's streaming-read bandwidth in GB/s (10^9 bytes): a buffer of about
+/// `bytes` is read once per run (a warm-up, then `runs` timed runs, each read back), the
+/// roofline for the matmul kernels. `now` is a clock in seconds.
+pub async fn streaming_read_gb_s(
+    device: &ComputeDevice,
+    bytes: usize,
+    runs: usize,
+    now: &dyn Fn() -> f64,
+) -> Result<f64, ModelError> {
+    let units = (bytes / 4 / STREAM_PER_UNIT).max(1);
+    let n = units * STREAM_PER_UNIT;
+    // Not zeros: a fresh zeroed buffer can be the same physical page mapped over and over,
+    // which a software GPU then reads from cache.
+    let values: Vec<u32> = (0..n as u32)
+        .map(|i| i.wrapping_mul(2_654_435_761))
+        .collect();
+    let words =
+        Tensor::<1, Int>::from_data(TensorData::new(values, [n]), (device.burn(), DType::U32));
+    let run = |words: Tensor<1, Int>, salt: u32| {
+        Tensor::<1, Int>::from_dispatch(<Dispatch as QuantOps>::stream_read(
+            words.into_dispatch(),
+            STREAM_PER_UNIT,
+            salt,
+        ))
+        .slice(0..1)
+    };
+    // Burn's readback resolves lazily: the wait for the GPU happens when the values are taken.
+    let read = |t: Tensor<1, Int>| async move {
+        let error = |e: String| DeviceError::Execution { reason: e };
+        let data = t
+            .into_data_async()
+            .await
+            .map_err(|e| error(e.to_string()))?;
+        data.try_into_vec_as::<u32>()
+            .map_err(|e| error(format!("{e:?}")))
+    };
+    read(run(words.clone(), 0)).await?;
+    let start = now();
+    for salt in 1..=runs as u32 {
+        read(run(words.clone(), salt)).await?;
+    }
+    let seconds = now() - start;
+    Ok((units * STREAM_PER_UNIT * 4 * runs) as f64 / seconds / 1e9)
 }
 
 /// Little-endian u32 words of `bytes`, the last one zero-padded.
