@@ -9,10 +9,10 @@ use serde::Serialize;
 use crate::model::device::DeviceChoice;
 use crate::model::error::ModelError;
 use crate::model::llama::{Llama, LogitsFor};
-use crate::model::plan::PREFILL_CHUNK;
 use crate::model::quant::streaming_read_gb_s;
 
 use super::sampling::argmax;
+use crate::rng::SplitMix64;
 
 /// What one benchmark run measured.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -48,7 +48,7 @@ pub struct BenchReport {
 /// read from cache at 70 GB/s here), under every adapter's binding limit (lavapipe: 128 MiB).
 const PROBE_BYTES: usize = 120 << 20;
 
-/// Prefills `prompt_len` tokens (in chunks, as the engine does) and decodes `gen_tokens` more
+/// Prefills `prompt_len` tokens (as the engine does) and decodes `gen_tokens` more
 /// with greedy choice, timing both with `now` (seconds).
 pub async fn run(
     model: &Llama,
@@ -58,28 +58,16 @@ pub async fn run(
     now: &dyn Fn() -> f64,
 ) -> Result<BenchReport, ModelError> {
     let vocab = model.config().vocab_size as u64;
-    let mut state = 0x1234_5678u64;
+    let mut rng = SplitMix64::new(0x1234_5678);
     let prompt: Vec<u32> = (0..prompt_len.max(1))
-        .map(|_| {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1);
-            ((state >> 33) % vocab) as u32
-        })
+        .map(|_| (rng.next_u64() % vocab) as u32)
         .collect();
     let mut cache = model.new_cache(prompt.len() + gen_tokens);
     let mut peak = Peak::new(model);
 
     let start = now();
-    let mut logits = Vec::new();
-    for (i, chunk) in prompt.chunks(PREFILL_CHUNK).enumerate() {
-        let first = (i * PREFILL_CHUNK) as u64;
-        let positions: Vec<u64> = (first..first + chunk.len() as u64).collect();
-        logits = model
-            .forward(chunk, &positions, &mut cache, LogitsFor::Last)
-            .await?;
-        peak.sample();
-    }
+    let mut logits = model.prefill(&prompt, &mut cache).await?;
+    peak.sample();
     let prefill_s = now() - start;
 
     let start = now();

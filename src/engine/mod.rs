@@ -18,7 +18,6 @@ use crate::gguf::{ByteSource, GgufHeader, MetadataValue};
 use crate::model::device::ComputeDevice;
 use crate::model::error::ModelError;
 use crate::model::llama::{Llama, LogitsFor};
-use crate::model::plan::PREFILL_CHUNK;
 use crate::model::weights::LoadProgress;
 use crate::tokenizer::{
     ChatTemplate, RenderOptions, SpecialTokens, StreamDecoder, TemplateError, Tokenizer,
@@ -255,16 +254,7 @@ impl Engine {
         let mut text = String::new();
         let mut stopped_by_string = false;
 
-        // Prefill in chunks: the attention scores of a chunk are [heads, chunk, context].
-        let mut logits = Vec::new();
-        for (i, chunk) in prompt.chunks(PREFILL_CHUNK).enumerate() {
-            let first = (i * PREFILL_CHUNK) as u64;
-            let positions: Vec<u64> = (first..first + chunk.len() as u64).collect();
-            logits = self
-                .model
-                .forward(chunk, &positions, &mut cache, LogitsFor::Last)
-                .await?;
-        }
+        let mut logits = self.model.prefill(prompt, &mut cache).await?;
         let finish_reason = loop {
             if ids.len() == request.max_tokens {
                 break FinishReason::Length;

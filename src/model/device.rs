@@ -167,18 +167,23 @@ impl ComputeDevice {
     }
 }
 
-/// Reads a tensor back to the host as f32, asynchronously (synchronous readback panics on
-/// wasm), flattened row-major.
-pub(crate) async fn read_f32<const D: usize>(
-    tensor: burn::tensor::Tensor<D>,
-) -> Result<Vec<f32>, DeviceError> {
+/// Reads a tensor back to the host as `E` values, asynchronously (synchronous readback panics
+/// on wasm), flattened row-major. Burn resolves the readback lazily: this returns only once
+/// the device has finished the work, since it takes the values.
+pub(crate) async fn read_vec<E, const D: usize, K>(
+    tensor: burn::tensor::Tensor<D, K>,
+) -> Result<Vec<E>, DeviceError>
+where
+    E: burn::tensor::Element,
+    K: burn::tensor::kind::Basic,
+{
     let data = tensor
         .into_data_async()
         .await
         .map_err(|e| DeviceError::Execution {
             reason: e.to_string(),
         })?;
-    data.try_into_vec_as::<f32>()
+    data.try_into_vec_as::<E>()
         .map_err(|e| DeviceError::Execution {
             reason: format!("{e:?}"),
         })

@@ -10,9 +10,10 @@ use burn::tensor::{Tensor, TensorData};
 use crate::gguf::{ByteSource, GgufHeader};
 
 use super::config::LlamaConfig;
-use super::device::{ComputeDevice, read_f32};
+use super::device::{ComputeDevice, read_vec};
 use super::error::ModelError;
 use super::kv_cache::KvCache;
+use super::plan::PREFILL_CHUNK;
 use super::rope::RopeTable;
 use super::weights::{HostEmbedding, Linear, LoadProgress, TensorLoader};
 
@@ -196,7 +197,26 @@ impl Llama {
                 hidden.narrow(0, n - 1, 1)
             }
         };
-        Ok(read_f32(self.head(rows)).await?)
+        Ok(read_vec(self.head(rows)).await?)
+    }
+
+    /// Runs a prompt after the tokens already in `cache` (positions continuing from
+    /// `cache.len()`), in chunks of [`PREFILL_CHUNK`] tokens so a chunk's attention scores stay
+    /// `[heads, chunk, context]`, and returns the last token's logits.
+    pub async fn prefill(
+        &self,
+        prompt: &[u32],
+        cache: &mut KvCache,
+    ) -> Result<Vec<f32>, ModelError> {
+        let mut logits = Vec::new();
+        for chunk in prompt.chunks(PREFILL_CHUNK) {
+            let first = cache.len() as u64;
+            let positions: Vec<u64> = (first..first + chunk.len() as u64).collect();
+            logits = self
+                .forward(chunk, &positions, cache, LogitsFor::Last)
+                .await?;
+        }
+        Ok(logits)
     }
 
     /// Like [`Llama::forward`] with [`LogitsFor::All`], but returns the residual stream instead:
@@ -213,7 +233,7 @@ impl Llama {
         trace.push(last);
         let mut out = Vec::with_capacity(trace.len());
         for t in trace {
-            out.push(read_f32(t).await?);
+            out.push(read_vec(t).await?);
         }
         Ok(out)
     }

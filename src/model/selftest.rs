@@ -6,7 +6,7 @@
 
 use burn::tensor::{Tensor, TensorData};
 
-use super::device::{ComputeDevice, DeviceError, read_f32};
+use super::device::{ComputeDevice, DeviceError, read_vec};
 
 /// A dense row-major f32 matrix on the host.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,7 +100,7 @@ pub async fn matmul_on_device(
             device.burn(),
         )
     };
-    let values = read_f32(to_tensor(lhs).matmul(to_tensor(rhs))).await?;
+    let values: Vec<f32> = read_vec(to_tensor(lhs).matmul(to_tensor(rhs))).await?;
     Matrix::new(lhs.rows, rhs.cols, values)
 }
 

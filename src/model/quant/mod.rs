@@ -17,7 +17,7 @@ use cubecl::prelude::*;
 
 use crate::gguf::{GgmlType, TensorInfo};
 
-use super::device::{ComputeDevice, DeviceError};
+use super::device::{ComputeDevice, read_vec};
 use super::error::ModelError;
 
 /// How a single token (decode) is multiplied.
@@ -294,20 +294,10 @@ pub async fn streaming_read_gb_s(
         ))
         .slice(0..1)
     };
-    // Burn's readback resolves lazily: the wait for the GPU happens when the values are taken.
-    let read = |t: Tensor<1, Int>| async move {
-        let error = |e: String| DeviceError::Execution { reason: e };
-        let data = t
-            .into_data_async()
-            .await
-            .map_err(|e| error(e.to_string()))?;
-        data.try_into_vec_as::<u32>()
-            .map_err(|e| error(format!("{e:?}")))
-    };
-    read(run(words.clone(), 0)).await?;
+    read_vec::<u32, 1, Int>(run(words.clone(), 0)).await?;
     let start = now();
     for salt in 1..=runs as u32 {
-        read(run(words.clone(), salt)).await?;
+        read_vec::<u32, 1, Int>(run(words.clone(), salt)).await?;
     }
     let seconds = now() - start;
     Ok((units * STREAM_PER_UNIT * 4 * runs) as f64 / seconds / 1e9)
