@@ -3,7 +3,8 @@
 # time per session, so this is one prepared run). It runs `llama-web bench` natively on Vulkan
 # (the same WGSL as the browser) with the synthetic Llama 3.1 8B in Q4_K_M and Q4_0, and prints,
 # per model: decode tok/s, effective GB/s of weights, the streaming-read bandwidth measured on
-# the same device (our roofline) and the fraction of it reached. JSON reports go to $OUT (or
+# the same device (our roofline) and the fraction of it reached, with the 8-bit KV cache allocated
+# for 8k tokens (the budget's setting). JSON reports go to $OUT (or
 # ./gpu-check-out).
 #
 # Building burn on the device costs minutes of its budget: build the release binary here first
@@ -30,7 +31,7 @@ fi
 for quant in Q4_K_M Q4_0; do
   echo "== synthetic llama3.1-8b:$quant, prompt $PROMPT, decode $GEN"
   report="$OUT/bench-8b-$quant.json"
-  "$BIN" bench --synthetic "llama3.1-8b:$quant" --device wgpu --context 8192 \
+  "$BIN" bench --synthetic "llama3.1-8b:$quant" --device wgpu --context 8192 --kv q8 \
     --prompt-len "$PROMPT" --gen "$GEN" >"$report" 2>"$OUT/bench-8b-$quant.log" || {
     echo "bench failed:"; tail -20 "$OUT/bench-8b-$quant.log"; continue; }
   python3 - "$report" <<'PY'

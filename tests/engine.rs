@@ -12,6 +12,7 @@ use llama_web::engine::{Completion, Engine, EngineError, FinishReason, GenerateR
 use llama_web::gguf::GgufHeader;
 use llama_web::model::device::{ComputeDevice, DeviceChoice};
 use llama_web::model::llama::LogitsFor;
+use llama_web::model::plan::KvFormat;
 use pollster::block_on;
 
 fn engine(path: PathBuf, device: DeviceChoice, context: Option<usize>) -> Engine {
@@ -47,7 +48,7 @@ fn run(engine: &Engine, request: &GenerateRequest) -> Completion {
 fn argmax_and_margins(engine: &Engine, prompt: &[u32], reference: &[u32]) -> Vec<(u32, f32)> {
     let model = engine.model();
     let all: Vec<u32> = prompt.iter().chain(reference).copied().collect();
-    let mut cache = model.new_cache(all.len());
+    let mut cache = model.new_cache(all.len(), KvFormat::F32).unwrap();
     let positions: Vec<u64> = (0..all.len() as u64).collect();
     let logits = block_on(model.forward(&all, &positions, &mut cache, LogitsFor::All)).unwrap();
     let vocab = model.config().vocab_size;

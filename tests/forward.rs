@@ -8,6 +8,7 @@ use common::*;
 use llama_web::model::device::DeviceChoice;
 use llama_web::model::error::ModelError;
 use llama_web::model::llama::{Llama, LogitsFor};
+use llama_web::model::plan::KvFormat;
 use pollster::block_on;
 
 const DEVICES: [DeviceChoice; 2] = [DeviceChoice::Cpu, DeviceChoice::Wgpu];
@@ -24,7 +25,7 @@ fn golden_ids() -> Vec<u32> {
 }
 
 fn logits_at(model: &Llama, ids: &[u32], positions: &[u64]) -> Vec<f32> {
-    let mut cache = model.new_cache(64);
+    let mut cache = model.new_cache(64, KvFormat::F32).unwrap();
     block_on(model.forward(ids, positions, &mut cache, LogitsFor::All)).unwrap()
 }
 
@@ -59,7 +60,7 @@ fn tiny_f32_hidden_states_match_hf() {
     assert_eq!(expected.shape, [4, 16, 64]);
     for device in DEVICES {
         let model = tiny("F32", device);
-        let mut cache = model.new_cache(16);
+        let mut cache = model.new_cache(16, KvFormat::F32).unwrap();
         let positions: Vec<u64> = (0..16).collect();
         let states = block_on(model.hidden_states(&ids, &positions, &mut cache)).unwrap();
         assert_eq!(states.len(), 4);
@@ -84,7 +85,7 @@ fn incremental_decoding_through_the_cache_matches_the_batched_pass() {
     let expected = npy_fixture("tiny_llama31/golden/hf_f32_logits.npy");
     for device in DEVICES {
         let model = tiny("F32", device);
-        let mut cache = model.new_cache(16);
+        let mut cache = model.new_cache(16, KvFormat::F32).unwrap();
         let mut rows = block_on(model.forward(
             &ids[..9],
             &(0..9).collect::<Vec<_>>(),
@@ -112,7 +113,7 @@ fn incremental_decoding_through_the_cache_matches_the_batched_pass() {
 fn bad_input_and_context_overflow_are_typed_errors_that_leave_the_model_usable() {
     let ids = golden_ids();
     let model = tiny("F32", DeviceChoice::Cpu);
-    let mut cache = model.new_cache(4);
+    let mut cache = model.new_cache(4, KvFormat::F32).unwrap();
     let overflow =
         block_on(model.forward(&ids[..5], &[0, 1, 2, 3, 4], &mut cache, LogitsFor::Last));
     assert!(
@@ -148,7 +149,7 @@ fn smollm2_last_logits_match_hf_within_1e_3() {
             DeviceChoice::Wgpu => assert!(bytes < 100_000_000, "{bytes}"),
             DeviceChoice::Cpu => assert!(bytes > 500_000_000, "{bytes}"),
         }
-        let mut cache = model.new_cache(64);
+        let mut cache = model.new_cache(64, KvFormat::F32).unwrap();
         let positions: Vec<u64> = (0..prompt.len() as u64).collect();
         let logits =
             block_on(model.forward(&prompt, &positions, &mut cache, LogitsFor::Last)).unwrap();

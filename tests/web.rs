@@ -132,9 +132,10 @@ fn assert_close(what: &str, actual: &[f32], npy: &[u8]) {
 
 async fn tiny_logits(gguf: &[u8], positions: std::ops::Range<u64>) -> Vec<f32> {
     use llama_web::model::llama::LogitsFor;
+    use llama_web::model::plan::KvFormat;
     let engine = tiny_engine(gguf).await;
     let model = engine.model();
-    let mut cache = model.new_cache(16);
+    let mut cache = model.new_cache(16, KvFormat::F32).unwrap();
     let positions: Vec<u64> = positions.collect();
     model
         .forward(&golden_ids(), &positions, &mut cache, LogitsFor::All)

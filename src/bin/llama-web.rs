@@ -11,6 +11,7 @@ mod cli {
     use std::io::Write;
     use std::ops::ControlFlow;
 
+    use llama_web::engine::bench::BenchParams;
     use llama_web::engine::sampling::SamplingParams;
     use llama_web::engine::{Engine, GenerateRequest};
     use llama_web::gguf::{ByteSource, FileSource, GgufHeader};
@@ -90,6 +91,10 @@ mod cli {
             /// `cpu` or `wgpu` (Vulkan).
             #[arg(long, default_value = "wgpu")]
             device: DeviceChoice,
+            /// How the KV cache stores keys and values: `f32` or `q8` (8-bit, a scale per row;
+            /// wgpu only).
+            #[arg(long, default_value = "f32")]
+            kv: KvFormat,
         },
         /// Generate a continuation of a raw prompt or a chat; stream the text, or print JSON.
         Generate {
@@ -129,6 +134,10 @@ mod cli {
             /// `cpu` or `wgpu` (Vulkan).
             #[arg(long, default_value = "wgpu")]
             device: DeviceChoice,
+            /// How the KV cache stores keys and values: `f32` or `q8` (8-bit, a scale per row;
+            /// wgpu only).
+            #[arg(long, default_value = "f32")]
+            kv: KvFormat,
             /// Print one JSON object instead of streaming the text.
             #[arg(long)]
             json: bool,
@@ -145,9 +154,12 @@ mod cli {
             /// `cpu` or `wgpu` (Vulkan).
             #[arg(long, default_value = "wgpu")]
             device: DeviceChoice,
-            /// Context size for the memory plan.
+            /// Context size: the KV cache is allocated for it, and the memory plan made for it.
             #[arg(long, default_value_t = 8192)]
             context: usize,
+            /// How the KV cache stores keys and values: `f32` or `q8` (8-bit, a scale per row).
+            #[arg(long, default_value = "f32")]
+            kv: KvFormat,
             /// Prompt tokens to prefill.
             #[arg(long, default_value_t = 128)]
             prompt_len: usize,
@@ -181,7 +193,8 @@ mod cli {
                 positions,
                 out,
                 device,
-            } => logits(model, &ids, positions, out, device),
+                kv,
+            } => logits(model, &ids, positions, out, device, kv),
             Command::Generate {
                 model,
                 prompt,
@@ -194,6 +207,7 @@ mod cli {
                 stop,
                 context,
                 device,
+                kv,
                 json,
             } => {
                 let sampling = SamplingParams {
@@ -209,7 +223,7 @@ mod cli {
                     (None, None) => unreachable!("clap requires one"),
                 };
                 generate(
-                    model, prompt, max_tokens, sampling, stop, context, device, json,
+                    model, prompt, max_tokens, sampling, stop, context, device, kv, json,
                 )
             }
             Command::Bench {
@@ -217,9 +231,18 @@ mod cli {
                 synthetic,
                 device,
                 context,
+                kv,
                 prompt_len,
                 gen_tokens,
-            } => bench(model, synthetic, device, context, prompt_len, gen_tokens),
+            } => {
+                let params = BenchParams {
+                    prompt_len,
+                    gen_tokens,
+                    context: Some(context),
+                    kv_format: kv,
+                };
+                bench(model, synthetic, device, params)
+            }
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -288,13 +311,14 @@ mod cli {
         positions: Option<Vec<u64>>,
         out: PathBuf,
         device: DeviceChoice,
+        kv: KvFormat,
     ) -> CliResult {
         let positions = positions.unwrap_or_else(|| (0..ids.len() as u64).collect());
         let source = FileSource::open(&model)?;
         let header = GgufHeader::read(&source)?;
         let device = ComputeDevice::init_native(device)?;
         let llama = Llama::load(&header, &source, &device, &mut |_| {})?;
-        let mut cache = llama.new_cache(ids.len());
+        let mut cache = llama.new_cache(ids.len(), kv)?;
         let values =
             pollster::block_on(llama.forward(ids, &positions, &mut cache, LogitsFor::All))?;
         let shape = [ids.len(), llama.config().vocab_size];
@@ -318,12 +342,14 @@ mod cli {
         stop: Vec<String>,
         context: Option<usize>,
         device: DeviceChoice,
+        kv: KvFormat,
         json: bool,
     ) -> CliResult {
         let source = FileSource::open(&model)?;
         let header = GgufHeader::read(&source)?;
         let device = ComputeDevice::init_native(device)?;
-        let engine = Engine::load(&header, &source, &device, context, &mut |_| {})?;
+        let mut engine = Engine::load(&header, &source, &device, context, &mut |_| {})?;
+        engine.set_kv_format(kv)?;
         let prompt = match prompt {
             Prompt::Text(text) => engine.text_prompt(&text)?,
             Prompt::Messages(path) => engine.chat_prompt(&read_json(&path)?, None)?,
@@ -360,21 +386,12 @@ mod cli {
         model: Option<PathBuf>,
         synthetic: Option<String>,
         device: DeviceChoice,
-        context: usize,
-        prompt_len: usize,
-        gen_tokens: usize,
+        params: BenchParams,
     ) -> CliResult {
         match (model, synthetic) {
             (Some(path), _) => {
                 let source = FileSource::open(&path)?;
-                run_bench(
-                    &source,
-                    path.display().to_string(),
-                    device,
-                    context,
-                    prompt_len,
-                    gen_tokens,
-                )
+                run_bench(&source, path.display().to_string(), device, params)
             }
             (None, Some(name)) => {
                 let kind = SyntheticKind::parse(&name).ok_or_else(|| {
@@ -383,14 +400,7 @@ mod cli {
                     )
                 })?;
                 let source = SyntheticModel::new(kind);
-                run_bench(
-                    &source,
-                    format!("synthetic {name}"),
-                    device,
-                    context,
-                    prompt_len,
-                    gen_tokens,
-                )
+                run_bench(&source, format!("synthetic {name}"), device, params)
             }
             (None, None) => unreachable!("clap requires one"),
         }
@@ -400,10 +410,9 @@ mod cli {
         source: &impl ByteSource,
         model_name: String,
         device: DeviceChoice,
-        context: usize,
-        prompt_len: usize,
-        gen_tokens: usize,
+        params: BenchParams,
     ) -> CliResult {
+        let context = params.context.expect("the CLI always sets a context");
         let header = GgufHeader::read(source)?;
         let config = LlamaConfig::from_gguf(&header)?;
         let plans: Vec<MemoryPlan> = [KvFormat::F32, KvFormat::Q8]
@@ -432,15 +441,13 @@ mod cli {
         let report = pollster::block_on(llama_web::engine::bench::run(
             &llama,
             device_name,
-            prompt_len,
-            gen_tokens,
+            params,
             &now,
         ))?;
         let mut json = serde_json::to_value(&report)?;
         let extra = json!({
             "model": model_name,
             "load_s": load_s,
-            "context": context,
             "plan": plans,
         });
         json.as_object_mut()

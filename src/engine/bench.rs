@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::model::device::DeviceChoice;
 use crate::model::error::ModelError;
 use crate::model::llama::{Llama, LogitsFor};
+use crate::model::plan::KvFormat;
 use crate::model::quant::streaming_read_gb_s;
 
 use super::sampling::argmax;
@@ -27,6 +28,10 @@ pub struct BenchReport {
     /// Tokens decoded.
     #[serde(rename = "gen")]
     pub gen_tokens: usize,
+    /// Tokens the KV cache was allocated for.
+    pub context: usize,
+    /// How the KV cache stored keys and values.
+    pub kv_format: KvFormat,
     /// Prefill speed, tokens per second.
     pub prefill_tok_s: f64,
     /// Decode speed, tokens per second.
@@ -37,6 +42,8 @@ pub struct BenchReport {
     pub effective_gb_s: f64,
     /// The most the device's allocator held during the run (None where it does not say).
     pub peak_gpu_bytes: Option<u64>,
+    /// The most bytes live tensors took at once (the allocator's pages hold more).
+    pub peak_gpu_bytes_in_use: Option<u64>,
     /// A plain streaming read of a 120 MiB buffer on the same device, GB/s: the roofline
     /// (`None` on the CPU device, which has no kernels of ours).
     pub read_bandwidth_gb_s: Option<f64>,
@@ -48,21 +55,37 @@ pub struct BenchReport {
 /// read from cache at 70 GB/s here), under every adapter's binding limit (lavapipe: 128 MiB).
 const PROBE_BYTES: usize = 120 << 20;
 
-/// Prefills `prompt_len` tokens (as the engine does) and decodes `gen_tokens` more
-/// with greedy choice, timing both with `now` (seconds).
+/// What to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BenchParams {
+    /// Prompt tokens to prefill (at least 1).
+    pub prompt_len: usize,
+    /// Tokens to decode.
+    pub gen_tokens: usize,
+    /// Tokens to allocate the KV cache for, as the engine would for its context (at least
+    /// `prompt_len + gen_tokens`; `None`: exactly that).
+    pub context: Option<usize>,
+    /// How the KV cache stores keys and values.
+    pub kv_format: KvFormat,
+}
+
+/// Prefills `params.prompt_len` tokens (as the engine does) and decodes `params.gen_tokens`
+/// more with greedy choice, timing both with `now` (seconds).
 pub async fn run(
     model: &Llama,
     device_name: String,
-    prompt_len: usize,
-    gen_tokens: usize,
+    params: BenchParams,
     now: &dyn Fn() -> f64,
 ) -> Result<BenchReport, ModelError> {
+    let gen_tokens = params.gen_tokens;
     let vocab = model.config().vocab_size as u64;
     let mut rng = SplitMix64::new(0x1234_5678);
-    let prompt: Vec<u32> = (0..prompt_len.max(1))
+    let prompt: Vec<u32> = (0..params.prompt_len.max(1))
         .map(|_| (rng.next_u64() % vocab) as u32)
         .collect();
-    let mut cache = model.new_cache(prompt.len() + gen_tokens);
+    let needed = prompt.len() + gen_tokens;
+    let context = params.context.unwrap_or(needed).max(needed);
+    let mut cache = model.new_cache(context, params.kv_format)?;
     let mut peak = Peak::new(model);
 
     let start = now();
@@ -93,32 +116,42 @@ pub async fn run(
         software_gpu: model.device().is_software_gpu(),
         prompt_len: prompt.len(),
         gen_tokens,
+        context,
+        kv_format: params.kv_format,
         prefill_tok_s: prompt.len() as f64 / prefill_s,
         decode_tok_s,
         weight_bytes_per_token,
         effective_gb_s,
-        peak_gpu_bytes: peak.max,
+        peak_gpu_bytes: peak.reserved,
+        peak_gpu_bytes_in_use: peak.in_use,
         read_bandwidth_gb_s,
         roofline_fraction: read_bandwidth_gb_s.map(|roof| effective_gb_s / roof),
     })
 }
 
-/// The largest allocator reading seen.
+/// The largest allocator readings seen.
 struct Peak<'a> {
     model: &'a Llama,
-    max: Option<u64>,
+    reserved: Option<u64>,
+    in_use: Option<u64>,
 }
 
 impl<'a> Peak<'a> {
     fn new(model: &'a Llama) -> Self {
-        let mut peak = Self { model, max: None };
+        let mut peak = Self {
+            model,
+            reserved: None,
+            in_use: None,
+        };
         peak.sample();
         peak
     }
 
     fn sample(&mut self) {
         if let Some(usage) = self.model.device().burn().memory_pool_usage() {
-            self.max = Some(self.max.unwrap_or(0).max(usage.bytes_reserved));
+            let max = |old: Option<u64>, new: u64| Some(old.unwrap_or(0).max(new));
+            self.reserved = max(self.reserved, usage.bytes_reserved);
+            self.in_use = max(self.in_use, usage.bytes_in_use);
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::gguf::{ByteSource, GgufHeader, MetadataValue};
 use crate::model::device::ComputeDevice;
 use crate::model::error::ModelError;
 use crate::model::llama::{Llama, LogitsFor};
+use crate::model::plan::KvFormat;
 use crate::model::weights::LoadProgress;
 use crate::tokenizer::{
     ChatTemplate, RenderOptions, SpecialTokens, StreamDecoder, TemplateError, Tokenizer,
@@ -142,6 +143,7 @@ pub struct Engine {
     template: Option<ChatTemplate>,
     end_tokens: Vec<u32>,
     context_size: usize,
+    kv_format: KvFormat,
 }
 
 impl Engine {
@@ -171,7 +173,21 @@ impl Engine {
             template,
             end_tokens,
             context_size,
+            kv_format: KvFormat::F32,
         })
+    }
+
+    /// Stores keys and values in `format` from the next generation on (f32 by default; q8
+    /// needs the wgpu device). Checks now that a cache of the whole context can be made.
+    pub fn set_kv_format(&mut self, format: KvFormat) -> Result<(), EngineError> {
+        self.model.new_cache(self.context_size, format)?;
+        self.kv_format = format;
+        Ok(())
+    }
+
+    /// How keys and values are stored.
+    pub fn kv_format(&self) -> KvFormat {
+        self.kv_format
     }
 
     /// The model.
@@ -247,7 +263,7 @@ impl Engine {
         }
 
         let mut sampler = Sampler::new(request.sampling.clone());
-        let mut cache = self.model.new_cache(self.context_size);
+        let mut cache = self.model.new_cache(self.context_size, self.kv_format)?;
         let mut decoder = StreamDecoder::new(true);
         let mut stops = StopStrings::new(&request.stop);
         let mut ids: Vec<u32> = Vec::new();

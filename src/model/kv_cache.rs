@@ -1,24 +1,112 @@
 //! The key/value cache: every past token's keys and values, per block.
+//!
+//! On the wgpu device the cache is preallocated for the whole context: per block, one buffer of
+//! key rows and one of value rows (`[kv_heads, capacity, row]`), written in place by the
+//! attention kernels, in f32 or 8-bit with a scale per row ([`KvFormat`]). On the CPU device
+//! (the reference) it is f32 tensors that grow by concatenation.
 
-use burn::tensor::Tensor;
+use burn::tensor::{DType, Int, Tensor};
 
-/// Keys and values of the tokens seen so far, `[kv_heads, tokens, head_dim]` per block, in f32.
-/// A cache belongs to one sequence; start a new one (or [`KvCache::clear`]) for the next.
+use super::config::LlamaConfig;
+use super::device::{ComputeDevice, DeviceChoice};
+use super::error::ModelError;
+use super::plan::KvFormat;
+use super::quant::MAX_CHUNK_BYTES;
+
+/// The shape of a preallocated cache, as the kernels see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvLayout {
+    /// KV heads.
+    pub kv_heads: usize,
+    /// Values per head.
+    pub head_dim: usize,
+    /// Tokens each buffer holds.
+    pub capacity: usize,
+    /// How a row is stored.
+    pub format: KvFormat,
+}
+
+impl KvLayout {
+    /// u32 words in one block's key (or value) buffer.
+    fn words(&self) -> usize {
+        self.kv_heads * self.capacity * self.format.row_bytes(self.head_dim) as usize / 4
+    }
+}
+
+/// Where the keys and values live.
+#[derive(Debug, Clone)]
+pub(crate) enum Store {
+    /// Preallocated rows on the wgpu device, per block `(keys, values)`.
+    Rows {
+        layers: Vec<(Tensor<1, Int>, Tensor<1, Int>)>,
+        layout: KvLayout,
+    },
+    /// `[kv_heads, tokens, head_dim]` f32 tensors per block (CPU device).
+    Tensors(Vec<Option<(Tensor<3>, Tensor<3>)>>),
+}
+
+/// Keys and values of the tokens seen so far. A cache belongs to one sequence; start a new one
+/// (or [`KvCache::clear`]) for the next.
 #[derive(Debug, Clone)]
 pub struct KvCache {
-    layers: Vec<Option<(Tensor<3>, Tensor<3>)>>,
+    pub(crate) store: Store,
     len: usize,
     capacity: usize,
 }
 
 impl KvCache {
-    /// An empty cache for `n_layers` blocks that holds at most `capacity` tokens.
-    pub fn new(n_layers: usize, capacity: usize) -> Self {
-        Self {
-            layers: vec![None; n_layers],
+    /// An empty cache for `config`'s blocks holding at most `capacity` tokens in `format`.
+    /// On the wgpu device every row is allocated now; the CPU device keeps f32 only.
+    pub fn new(
+        config: &LlamaConfig,
+        capacity: usize,
+        format: KvFormat,
+        device: &ComputeDevice,
+    ) -> Result<Self, ModelError> {
+        let store = match device.choice() {
+            DeviceChoice::Cpu if format != KvFormat::F32 => {
+                return Err(ModelError::BadInput {
+                    detail: format!("a {} KV cache needs the wgpu device", format.name()),
+                });
+            }
+            DeviceChoice::Cpu => Store::Tensors(vec![None; config.n_layers]),
+            DeviceChoice::Wgpu => {
+                let layout = KvLayout {
+                    kv_heads: config.n_kv_heads,
+                    head_dim: config.head_dim,
+                    capacity,
+                    format,
+                };
+                if format == KvFormat::Q8 && !config.head_dim.is_multiple_of(4) {
+                    return Err(ModelError::BadInput {
+                        detail: format!(
+                            "a q8 KV cache needs heads of a multiple of 4 values, not {}",
+                            config.head_dim
+                        ),
+                    });
+                }
+                let bytes = layout.words() * 4;
+                if bytes > MAX_CHUNK_BYTES {
+                    return Err(ModelError::BadInput {
+                        detail: format!(
+                            "a {} KV cache of {capacity} tokens needs {bytes} bytes per block's keys, \
+                             more than one storage binding holds ({MAX_CHUNK_BYTES}); \
+                             use a smaller context or the q8 cache",
+                            format.name()
+                        ),
+                    });
+                }
+                let buffer =
+                    || Tensor::<1, Int>::zeros([layout.words()], (device.burn(), DType::U32));
+                let layers = (0..config.n_layers).map(|_| (buffer(), buffer())).collect();
+                Store::Rows { layers, layout }
+            }
+        };
+        Ok(Self {
+            store,
             len: 0,
             capacity,
-        }
+        })
     }
 
     /// Tokens cached so far.
@@ -36,26 +124,38 @@ impl KvCache {
         self.capacity
     }
 
-    /// Forgets every token.
-    pub fn clear(&mut self) {
-        self.layers.iter_mut().for_each(|l| *l = None);
-        self.len = 0;
+    /// How keys and values are stored.
+    pub fn format(&self) -> KvFormat {
+        match &self.store {
+            Store::Rows { layout, .. } => layout.format,
+            Store::Tensors(_) => KvFormat::F32,
+        }
     }
 
-    /// Appends block `layer`'s new keys and values and returns all of that block's so far.
-    pub(crate) fn append(
-        &mut self,
-        layer: usize,
-        k: Tensor<3>,
-        v: Tensor<3>,
-    ) -> (Tensor<3>, Tensor<3>) {
-        let slot = &mut self.layers[layer];
-        let (k, v) = match slot.take() {
-            None => (k, v),
-            Some((pk, pv)) => (Tensor::cat(vec![pk, k], 1), Tensor::cat(vec![pv, v], 1)),
-        };
-        *slot = Some((k.clone(), v.clone()));
-        (k, v)
+    /// Bytes the cache holds on its device now (preallocated rows: all of them).
+    pub fn device_bytes(&self) -> u64 {
+        let bytes = |t: &Tensor<1, Int>| t.shape().num_elements() as u64 * 4;
+        match &self.store {
+            Store::Rows { layers, .. } => layers.iter().map(|(k, v)| bytes(k) + bytes(v)).sum(),
+            Store::Tensors(layers) => layers
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.shape().num_elements() + v.shape().num_elements()) as u64 * 4)
+                .sum(),
+        }
+    }
+
+    /// Whether attention over this cache needs an explicit causal mask (the CPU path).
+    pub(crate) fn needs_mask(&self) -> bool {
+        matches!(self.store, Store::Tensors(_))
+    }
+
+    /// Forgets every token (preallocated rows stay allocated and are overwritten).
+    pub fn clear(&mut self) {
+        if let Store::Tensors(layers) = &mut self.store {
+            layers.iter_mut().for_each(|l| *l = None);
+        }
+        self.len = 0;
     }
 
     /// Records that `n` more tokens were appended to every block.

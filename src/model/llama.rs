@@ -4,16 +4,17 @@
 //! head_dim]`. The arithmetic follows HF transformers' `LlamaForCausalLM` (eager attention, f32)
 //! step by step, which is what the fixtures' goldens were computed with.
 
-use burn::tensor::activation::{silu, softmax};
+use burn::tensor::activation::silu;
 use burn::tensor::{Tensor, TensorData};
 
 use crate::gguf::{ByteSource, GgufHeader};
 
+use super::attention::{attend, causal_mask};
 use super::config::LlamaConfig;
 use super::device::{ComputeDevice, read_vec};
 use super::error::ModelError;
 use super::kv_cache::KvCache;
-use super::plan::PREFILL_CHUNK;
+use super::plan::{KvFormat, PREFILL_CHUNK};
 use super::rope::RopeTable;
 use super::weights::{HostEmbedding, Linear, LoadProgress, TensorLoader};
 
@@ -60,7 +61,8 @@ struct Step<'a> {
     /// `[1, tokens, head_dim/2, 1]` cosines and sines of each token's angles.
     cos: Tensor<4>,
     sin: Tensor<4>,
-    /// `[1, tokens, cached + tokens]` additive causal mask (`None` for a single token).
+    /// `[1, tokens, cached + tokens]` additive causal mask, for the CPU path's attention
+    /// (`None` for a single token, and on the wgpu device whose kernels need none).
     mask: Option<Tensor<3>>,
     config: &'a LlamaConfig,
 }
@@ -109,6 +111,13 @@ impl Llama {
             false => None,
         };
         let embedding = HostEmbedding::new(embd_info, embd_bytes);
+        // The head first: it is the largest matrix, and the GPU allocator sizes its pages by
+        // the largest allocation so far, so the blocks' matrices then fill those pages.
+        let output_norm = norm(&mut loader, "output_norm.weight")?;
+        let output = match tied_head {
+            Some(head) => head,
+            None => linear(&mut loader, "output.weight")?,
+        };
         let mut blocks = Vec::with_capacity(config.n_layers);
         for i in 0..config.n_layers {
             let name = |n: &str| format!("blk.{i}.{n}.weight");
@@ -124,11 +133,6 @@ impl Llama {
                 down: linear(&mut loader, &name("ffn_down"))?,
             });
         }
-        let output_norm = norm(&mut loader, "output_norm.weight")?;
-        let output = match tied_head {
-            Some(head) => head,
-            None => linear(&mut loader, "output.weight")?,
-        };
         Ok(Self {
             config,
             device: device.clone(),
@@ -174,9 +178,10 @@ impl Llama {
         self.embedding.host_bytes()
     }
 
-    /// A fresh cache for this model holding up to `context_size` tokens.
-    pub fn new_cache(&self, context_size: usize) -> KvCache {
-        KvCache::new(self.config.n_layers, context_size)
+    /// A fresh cache for this model holding up to `context_size` tokens in `format` (the
+    /// CPU device holds f32 only; on the wgpu device every row is allocated now).
+    pub fn new_cache(&self, context_size: usize, format: KvFormat) -> Result<KvCache, ModelError> {
+        KvCache::new(&self.config, context_size, format, &self.device)
     }
 
     /// Runs `ids` (at `positions`, one each) after the tokens already in `cache`, appends
@@ -260,7 +265,7 @@ impl Llama {
         let step = Step {
             cos: table(cos),
             sin: table(sin),
-            mask: (n > 1).then(|| causal_mask(n, past, device)),
+            mask: (n > 1 && cache.needs_mask()).then(|| causal_mask(n, past, device)),
             config: &self.config,
         };
 
@@ -330,25 +335,13 @@ impl Block {
     fn attention(&self, h: Tensor<2>, layer: usize, cache: &mut KvCache, step: &Step) -> Tensor<2> {
         let c = step.config;
         let n = h.dims()[0];
-        let (heads, kv_heads, hd) = (c.n_heads, c.n_kv_heads, c.head_dim);
+        let hd = c.head_dim;
         let split = |x: Tensor<2>, heads: usize| x.reshape([n, heads, hd]).swap_dims(0, 1);
-        let q = rope(split(self.q.forward(h.clone()), heads), step);
-        let k = rope(split(self.k.forward(h.clone()), kv_heads), step);
-        let v = split(self.v.forward(h), kv_heads);
-        let (k, v) = cache.append(layer, k, v);
-        let total = k.dims()[1];
-
-        // Query heads g·rep .. g·rep+rep-1 share KV head g: group them along the token axis.
-        let rep = heads / kv_heads;
-        let q = q.reshape([kv_heads, rep * n, hd]);
-        let scores = q.matmul(k.transpose()) * (1.0 / (hd as f64).sqrt());
-        let mut scores = scores.reshape([heads, n, total]);
-        if let Some(mask) = &step.mask {
-            scores = scores + mask.clone();
-        }
-        let probs = softmax(scores, 2).reshape([kv_heads, rep * n, total]);
-        let out = probs.matmul(v).reshape([heads, n, hd]).swap_dims(0, 1);
-        self.o.forward(out.reshape([n, heads * hd]))
+        let q = rope(split(self.q.forward(h.clone()), c.n_heads), step);
+        let k = rope(split(self.k.forward(h.clone()), c.n_kv_heads), step);
+        let v = split(self.v.forward(h), c.n_kv_heads);
+        let out = attend(q, k, v, layer, cache, step.mask.as_ref());
+        self.o.forward(out)
     }
 
     /// The SwiGLU MLP: `down(silu(gate(h)) · up(h))`.
@@ -368,21 +361,4 @@ fn rope(x: Tensor<3>, step: &Step) -> Tensor<3> {
     let ra = a.clone() * cos.clone() - b.clone() * sin.clone();
     let rb = b * cos + a * sin;
     Tensor::cat(vec![ra, rb], 3).reshape([heads, n, hd])
-}
-
-/// `[1, n, past + n]`: 0 where token `i` (cache slot `past + i`) may attend, −∞ after it.
-fn causal_mask(n: usize, past: usize, device: &burn::tensor::Device) -> Tensor<3> {
-    let total = past + n;
-    let values = (0..n)
-        .flat_map(|i| {
-            (0..total).map(move |j| {
-                if j <= past + i {
-                    0.0
-                } else {
-                    f32::NEG_INFINITY
-                }
-            })
-        })
-        .collect::<Vec<f32>>();
-    Tensor::from_data(TensorData::new(values, [1, n, total]), device)
 }

@@ -1,6 +1,8 @@
 //! The model layer: the Llama hyper-parameters and everything that touches Burn tensors. Burn
 //! types stay inside this module (and the kernels, later); the layers above see plain Rust values.
 
+#[cfg(feature = "gpu")]
+pub mod attention;
 pub mod config;
 #[cfg(feature = "gpu")]
 pub mod device;

@@ -11,27 +11,58 @@ use super::config::LlamaConfig;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KvFormat {
-    /// 4 bytes an element (what the engine uses today).
+    /// f32 values: exactly what the model computed (the default).
     F32,
-    /// 2 bytes an element (needs `shader-f16`; planned).
-    F16,
-    /// 1 byte an element plus an f32 scale per 32 (planned).
+    /// 8-bit values with one f32 scale per token and head (`max|x| / 127`): a quarter of the
+    /// bytes, for long contexts of large models.
     Q8,
 }
 
 impl KvFormat {
-    /// Bytes for `elements` cached values.
-    pub fn bytes(self, elements: u64) -> u64 {
+    /// Bytes of one token's keys (or values) for one KV head of `head_dim` values.
+    pub fn row_bytes(self, head_dim: usize) -> u64 {
         match self {
-            KvFormat::F32 => elements * 4,
-            KvFormat::F16 => elements * 2,
-            KvFormat::Q8 => elements + elements.div_ceil(32) * 4,
+            KvFormat::F32 => head_dim as u64 * 4,
+            KvFormat::Q8 => head_dim as u64 + 4,
+        }
+    }
+
+    /// The name used on the command line and in reports (`f32`, `q8`).
+    pub fn name(self) -> &'static str {
+        match self {
+            KvFormat::F32 => "f32",
+            KvFormat::Q8 => "q8",
+        }
+    }
+}
+
+impl std::str::FromStr for KvFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "f32" => Ok(KvFormat::F32),
+            "q8" => Ok(KvFormat::Q8),
+            other => Err(format!(
+                "unknown KV cache format `{other}` (expected f32 or q8)"
+            )),
         }
     }
 }
 
 /// Tokens the engine runs through the model at once while prefilling.
 pub const PREFILL_CHUNK: usize = 64;
+
+/// Keys one unit of the attention kernel reads per query token when decoding.
+const SEGMENT_KEYS: usize = 256;
+
+/// How the attention kernels split `total` keys for `tokens` queries: `(segments, keys per
+/// segment)`. A single token (decode) gets segments of 256 keys, so a long context still
+/// spreads over many units; a prefill chunk has units enough in its queries.
+pub fn attention_segments(tokens: usize, total: usize) -> (usize, usize) {
+    let seg_len = SEGMENT_KEYS * tokens.max(1);
+    (total.div_ceil(seg_len).max(1), seg_len)
+}
 
 /// Where a model's bytes go, for one context size.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -45,10 +76,11 @@ pub struct MemoryPlan {
     pub weight_bytes: u64,
     /// Weights kept on the host: the token-embedding table in its file format.
     pub host_bytes: u64,
-    /// The KV cache, full.
+    /// The KV cache, preallocated for the whole context.
     pub kv_cache_bytes: u64,
     /// The largest transient activations of a step: a prefill chunk of [`PREFILL_CHUNK`]
-    /// tokens attending over the full context (scores and probabilities, projections, MLP).
+    /// tokens at the end of the full context (projections, the attention kernel's partial
+    /// results, the MLP, the logits). The kernels keep no score matrix.
     pub activation_bytes: u64,
     /// What the GPU must hold: weights + KV cache + activations.
     pub total_gpu_bytes: u64,
@@ -94,16 +126,17 @@ impl MemoryPlan {
         }
         let c = config;
         let ctx = context as u64;
-        let kv_width = (c.n_kv_heads * c.head_dim) as u64;
-        let kv_cache_bytes = kv_format.bytes(c.n_layers as u64 * 2 * kv_width * ctx);
-        let p = PREFILL_CHUNK.min(context) as u64;
+        let kv_cache_bytes =
+            c.n_layers as u64 * 2 * c.n_kv_heads as u64 * ctx * kv_format.row_bytes(c.head_dim);
+        let p = PREFILL_CHUNK.min(context.max(1));
+        let (segments, _) = attention_segments(p, context);
+        let p = p as u64;
         let q_width = (c.n_heads * c.head_dim) as u64;
+        let kv_width = (c.n_kv_heads * c.head_dim) as u64;
         let f32s = |n: u64| n * 4;
-        let activation_bytes = f32s(2 * c.n_heads as u64 * p * ctx) // scores, probabilities
-            + f32s(p * ctx) // causal mask
-            + f32s(p * (3 * c.hidden_size as u64 + 2 * q_width + 2 * kv_width)) // residual, norms, q/k/v, attention out
+        let activation_bytes = f32s(p * (3 * c.hidden_size as u64 + 3 * q_width + 3 * kv_width)) // residual, norms, q/k/v before and after RoPE, attention out
+            + f32s(c.n_heads as u64 * p * segments as u64 * (c.head_dim as u64 + 2)) // attention segments
             + f32s(3 * p * c.ffn_size as u64) // gate, up, product
-            + f32s(2 * kv_width * ctx) // one block's keys and values while they grow
             + f32s(c.vocab_size as u64); // logits
         Self {
             context,

@@ -75,18 +75,27 @@ pub async fn webgpu_self_test() -> Result<JsValue, JsError> {
     })
 }
 
-/// `benchmark(ggufBytes, promptLen, gen)`: loads the model onto Burn's WebGPU device and
+/// `benchmark(ggufBytes, promptLen, gen, kv?)`: loads the model onto Burn's WebGPU device and
 /// resolves to the same JSON object as `llama-web bench` (prefill and decode tok/s, weight bytes
-/// per token, effective GB/s, the streaming-read roofline, peak GPU bytes).
+/// per token, effective GB/s, the streaming-read roofline, peak GPU bytes). `kv` is the KV
+/// cache's format, `"f32"` (default) or `"q8"`.
 #[wasm_bindgen(js_name = benchmark)]
 pub async fn benchmark(
     gguf: Vec<u8>,
     prompt_len: usize,
     gen_tokens: usize,
+    kv: Option<String>,
 ) -> Result<JsValue, JsError> {
+    use crate::engine::bench::BenchParams;
+    use crate::model::plan::KvFormat;
+
     use crate::gguf::{GgufHeader, MemorySource};
     use crate::model::llama::Llama;
 
+    let kv_format = match kv.as_deref() {
+        None => KvFormat::F32,
+        Some(name) => name.parse().map_err(|e: String| JsError::new(&e))?,
+    };
     let device = ComputeDevice::init_webgpu().await.map_err(to_js_error)?;
     let source = MemorySource::new(gguf);
     let header = GgufHeader::read(&source).map_err(to_js_error)?;
@@ -97,7 +106,13 @@ pub async fn benchmark(
         adapter::Probe::Unavailable { reason } => reason,
     };
     let now = || js_sys::Date::now() / 1000.0;
-    let report = crate::engine::bench::run(&model, name, prompt_len, gen_tokens, &now)
+    let params = BenchParams {
+        prompt_len,
+        gen_tokens,
+        context: None,
+        kv_format,
+    };
+    let report = crate::engine::bench::run(&model, name, params, &now)
         .await
         .map_err(to_js_error)?;
     to_js(&report)

@@ -20,13 +20,16 @@ test("the bench page measures the tiny model on WebGPU", { timeout: 300_000 }, a
     const errors = [];
     page.on("pageerror", (e) => errors.push(e.message));
     const model = "/fixtures/tiny_llama31/tiny-llama31-Q4_0.gguf";
-    await page.goto(`${server.url}bench.html?model=${model}&prompt=12&gen=6`);
+    // The 8-bit KV cache: its kernels compile to WGSL and run on SwiftShader too.
+    await page.goto(`${server.url}bench.html?model=${model}&prompt=12&gen=6&kv=q8`);
     await page.waitForSelector('#status:not([data-state="loading"])', { timeout: 240_000 });
     const state = await page.$eval("#status", (el) => [el.dataset.state, el.textContent]);
     assert.equal(state[0], "done", state[1]);
     const report = JSON.parse(await page.$eval("#report", (el) => el.textContent));
     assert.equal(report.prompt_len, 12);
     assert.equal(report.gen, 6);
+    assert.equal(report.kv_format, "q8");
+    assert.equal(report.context, 18);
     for (const key of ["prefill_tok_s", "decode_tok_s", "effective_gb_s", "read_bandwidth_gb_s", "roofline_fraction"]) {
       assert.ok(Number.isFinite(report[key]) && report[key] > 0, `${key}: ${report[key]}`);
     }

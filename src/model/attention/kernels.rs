@@ -1,0 +1,214 @@
+//! CubeCL kernels of the KV cache: storing new keys/values in place, and attention that reads
+//! them in their cache format (f32, or 8-bit with a scale per row).
+//!
+//! A cache row is one token's `head_dim` values for one KV head, in `row_words` u32 words:
+//! - f32: `head_dim` words, the values' bits;
+//! - q8: `head_dim / 4` words of 4 bytes each (`round(x / scale) + 128`, little-endian), then
+//!   the f32 bits of `scale = max|x| / 127`.
+//!
+//! Attention is one pass with an online softmax (no score matrix in memory): a unit takes one
+//! query head, one query token and one segment of the keys it may see, and writes its running
+//! maximum, sum and weighted values; [`combine_kernel`] merges the segments.
+
+use cubecl::prelude::*;
+
+/// Format codes (comptime).
+pub const KV_F32: u32 = 0;
+/// 8-bit values with an f32 scale per row.
+pub const KV_Q8: u32 = 1;
+
+/// Writes `new` (`[kv_heads, n, head_dim]` f32) into rows `start .. start + n` of every KV head
+/// of `cache` (`[kv_heads, capacity, row_words]` words). One unit per (head, token) row.
+#[cube(launch)]
+pub fn kv_store_kernel(
+    new: &Tensor<f32>,
+    cache: &mut Tensor<u32>,
+    kv_heads: usize,
+    n: usize,
+    capacity: usize,
+    start: usize,
+    #[comptime] head_dim: usize,
+    #[comptime] format: u32,
+) {
+    let unit = ABSOLUTE_POS_X as usize;
+    if unit >= kv_heads * n {
+        terminate!();
+    }
+    let head = unit / n;
+    let token = unit % n;
+    let src = unit * head_dim;
+    if comptime![format == KV_F32] {
+        let dst = (head * capacity + start + token) * head_dim;
+        for d in 0..head_dim {
+            cache[dst + d] = u32::reinterpret(new[src + d]);
+        }
+    } else {
+        let row_words = comptime![head_dim / 4 + 1];
+        let dst = (head * capacity + start + token) * row_words;
+        let mut amax = 0.0f32;
+        for d in 0..head_dim {
+            let a = f32::abs(new[src + d]);
+            if a > amax {
+                amax = a;
+            }
+        }
+        let scale = amax / 127.0f32;
+        let mut inv = 0.0f32;
+        if amax > 0.0f32 {
+            inv = 127.0f32 / amax;
+        }
+        for w in 0..comptime![head_dim / 4] {
+            let mut word = 0u32;
+            for b in 0..4usize {
+                let q = f32::round(new[src + w * 4 + b] * inv) + 128.0f32;
+                word |= u32::cast_from(q) << ((b * 8) as u32);
+            }
+            cache[dst + w] = word;
+        }
+        cache[dst + comptime![head_dim / 4]] = u32::reinterpret(scale);
+    }
+}
+
+/// Loads cache row `row` into `out` as f32.
+#[cube]
+fn load_row(
+    cache: &Tensor<u32>,
+    row: usize,
+    out: &mut Array<f32>,
+    #[comptime] head_dim: usize,
+    #[comptime] format: u32,
+) {
+    if comptime![format == KV_F32] {
+        let at = row * head_dim;
+        for d in 0..head_dim {
+            out[d] = f32::reinterpret(cache[at + d]);
+        }
+    } else {
+        let row_words = comptime![head_dim / 4 + 1];
+        let at = row * row_words;
+        let scale = f32::reinterpret(cache[at + comptime![head_dim / 4]]);
+        for w in 0..comptime![head_dim / 4] {
+            let word = cache[at + w];
+            for b in 0..4usize {
+                let q = ((word >> ((b * 8) as u32)) & 0xFF) as i32 - 128;
+                out[w * 4 + b] = f32::cast_from(q) * scale;
+            }
+        }
+    }
+}
+
+/// One segment of attention. Unit `((head · n) + token) · segments + segment` attends query
+/// `q[head, token]` (`[heads, n, head_dim]`) to the keys `segment · seg_len ..` it may see (up to
+/// cache slot `past + token`), over KV head `head / (heads / kv_heads)`, and writes to
+/// `partial[unit]` (`head_dim + 2` values): `Σ p_j v_j`, then the running max, then `Σ p_j`,
+/// where `p_j = exp(s_j − max)` and `s_j = (q · k_j) · scale`.
+#[cube(launch)]
+pub fn attend_kernel(
+    q: &Tensor<f32>,
+    keys: &Tensor<u32>,
+    values: &Tensor<u32>,
+    partial: &mut Tensor<f32>,
+    heads: usize,
+    kv_heads: usize,
+    n: usize,
+    past: usize,
+    capacity: usize,
+    segments: usize,
+    seg_len: usize,
+    scale: f32,
+    #[comptime] head_dim: usize,
+    #[comptime] format: u32,
+) {
+    let unit = ABSOLUTE_POS_X as usize;
+    if unit >= heads * n * segments {
+        terminate!();
+    }
+    let segment = unit % segments;
+    let token = (unit / segments) % n;
+    let head = unit / (segments * n);
+    let kv_head = head / (heads / kv_heads);
+
+    let mut query = Array::<f32>::new(head_dim);
+    let mut row = Array::<f32>::new(head_dim);
+    let mut acc = Array::<f32>::new(head_dim);
+    let qa = (head * n + token) * head_dim;
+    for d in 0..head_dim {
+        query[d] = q[qa + d];
+        acc[d] = 0.0f32;
+    }
+    // Below every score: a finite stand-in for −∞ (`exp(-3e38 - s)` is 0, never NaN).
+    let mut max = f32::new(-3.0e38);
+    let mut sum = 0.0f32;
+    let first = segment * seg_len;
+    let mut end = past + token + 1;
+    if first + seg_len < end {
+        end = first + seg_len;
+    }
+    for j in first..end {
+        let slot = kv_head * capacity + j;
+        load_row(keys, slot, &mut row, head_dim, format);
+        let mut dot = 0.0f32;
+        for d in 0..head_dim {
+            dot += query[d] * row[d];
+        }
+        let s = dot * scale;
+        if s > max {
+            let correction = f32::exp(max - s);
+            sum *= correction;
+            for d in 0..head_dim {
+                acc[d] *= correction;
+            }
+            max = s;
+        }
+        let p = f32::exp(s - max);
+        sum += p;
+        load_row(values, slot, &mut row, head_dim, format);
+        for d in 0..head_dim {
+            acc[d] += p * row[d];
+        }
+    }
+    let out = unit * comptime![head_dim + 2];
+    for d in 0..head_dim {
+        partial[out + d] = acc[d];
+    }
+    partial[out + head_dim] = max;
+    partial[out + head_dim + 1] = sum;
+}
+
+/// Merges the segments of [`attend_kernel`]: unit `(token · heads + head) · head_dim + d` writes
+/// `out[token, head · head_dim + d]` (`[n, heads · head_dim]`, the output projection's input).
+#[cube(launch)]
+pub fn combine_kernel(
+    partial: &Tensor<f32>,
+    out: &mut Tensor<f32>,
+    heads: usize,
+    n: usize,
+    segments: usize,
+    #[comptime] head_dim: usize,
+) {
+    let unit = ABSOLUTE_POS_X as usize;
+    if unit >= n * heads * head_dim {
+        terminate!();
+    }
+    let d = unit % head_dim;
+    let head = (unit / head_dim) % heads;
+    let token = unit / (head_dim * heads);
+    let stride = comptime![head_dim + 2];
+    let base = (head * n + token) * segments;
+    let mut max = f32::new(-3.0e38);
+    for s in 0..segments {
+        let m = partial[(base + s) * stride + head_dim];
+        if m > max {
+            max = m;
+        }
+    }
+    let mut sum = 0.0f32;
+    let mut value = 0.0f32;
+    for s in 0..segments {
+        let at = (base + s) * stride;
+        let w = f32::exp(partial[at + head_dim] - max);
+        sum += partial[at + head_dim + 1] * w;
+        value += partial[at + d] * w;
+    }
+    out[unit] = value / sum;
+}

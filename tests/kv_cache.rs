@@ -1,0 +1,163 @@
+//! The preallocated KV cache and the attention kernels (wgpu, lavapipe) against the CPU
+//! device's reference attention (Burn operations, as HF's eager attention): long contexts that
+//! split into several key segments, prefill chunks after a filled cache, a reused cache, the
+//! 8-bit cache's error, and typed errors for caches that cannot be made.
+
+mod common;
+
+use std::ops::ControlFlow;
+
+use common::*;
+use llama_web::engine::sampling::SamplingParams;
+use llama_web::engine::{Engine, GenerateRequest};
+use llama_web::gguf::GgufHeader;
+use llama_web::model::device::{ComputeDevice, DeviceChoice};
+use llama_web::model::error::ModelError;
+use llama_web::model::kv_cache::KvCache;
+use llama_web::model::llama::{Llama, LogitsFor};
+use llama_web::model::plan::{KvFormat, attention_segments};
+use llama_web::rng::SplitMix64;
+use pollster::block_on;
+
+fn tiny(device: DeviceChoice) -> Llama {
+    load_llama(fixture("tiny_llama31/tiny-llama31-F32.gguf"), device)
+}
+
+fn random_ids(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
+    let mut rng = SplitMix64::new(seed);
+    (0..n)
+        .map(|_| (rng.next_u64() % vocab as u64) as u32)
+        .collect()
+}
+
+/// Prefills `prompt` (in the engine's chunks), then decodes `decode` one token at a time;
+/// returns the prefill's last logits followed by every decode step's.
+fn prefill_then_decode(
+    model: &Llama,
+    cache: &mut KvCache,
+    prompt: &[u32],
+    decode: &[u32],
+) -> Vec<f32> {
+    let mut rows = block_on(model.prefill(prompt, cache)).unwrap();
+    for &id in decode {
+        let position = cache.len() as u64;
+        rows.extend(block_on(model.forward(&[id], &[position], cache, LogitsFor::Last)).unwrap());
+    }
+    rows
+}
+
+/// 600 cached tokens: decoding reads three segments of 256 keys (the last one partial), and
+/// the prefill's later chunks attend to a full cache. Every row equals the CPU reference's.
+#[test]
+fn long_context_on_the_gpu_matches_the_reference_attention() {
+    assert_eq!(attention_segments(1, 601), (3, 256));
+    let cpu = tiny(DeviceChoice::Cpu);
+    let gpu = tiny(DeviceChoice::Wgpu);
+    let vocab = cpu.config().vocab_size;
+    let prompt = random_ids(600, vocab, 7);
+    let decode = random_ids(6, vocab, 8);
+    let mut cpu_cache = cpu.new_cache(1024, KvFormat::F32).unwrap();
+    let expected = prefill_then_decode(&cpu, &mut cpu_cache, &prompt, &decode);
+    let mut gpu_cache = gpu.new_cache(1024, KvFormat::F32).unwrap();
+    let actual = prefill_then_decode(&gpu, &mut gpu_cache, &prompt, &decode);
+    assert_eq!(gpu_cache.len(), 606);
+    assert_close_rel("600-token context, f32 cache", &actual, &expected, 1e-4);
+}
+
+/// A cleared cache keeps its rows (the previous sequence's keys stay in memory); the kernels
+/// must read only the new sequence's.
+#[test]
+fn a_reused_cache_forgets_the_previous_sequence() {
+    let gpu = tiny(DeviceChoice::Wgpu);
+    let vocab = gpu.config().vocab_size;
+    let first = random_ids(300, vocab, 1);
+    let second = random_ids(40, vocab, 2);
+    let decode = random_ids(3, vocab, 3);
+    for format in [KvFormat::F32, KvFormat::Q8] {
+        let mut fresh = gpu.new_cache(512, format).unwrap();
+        let expected = prefill_then_decode(&gpu, &mut fresh, &second, &decode);
+        let mut reused = gpu.new_cache(512, format).unwrap();
+        prefill_then_decode(&gpu, &mut reused, &first, &decode);
+        reused.clear();
+        assert!(reused.is_empty());
+        let actual = prefill_then_decode(&gpu, &mut reused, &second, &decode);
+        assert_eq!(actual, expected, "{format:?}");
+    }
+}
+
+/// The 8-bit cache rounds each key and value to 1/254 of its row's largest magnitude: logits
+/// move by a little, measured here, and stay far from a broken cache's.
+#[test]
+fn the_q8_cache_stays_close_to_the_f32_cache() {
+    let gpu = tiny(DeviceChoice::Wgpu);
+    let vocab = gpu.config().vocab_size;
+    let prompt = random_ids(300, vocab, 11);
+    let decode = random_ids(4, vocab, 12);
+    let mut f32_cache = gpu.new_cache(512, KvFormat::F32).unwrap();
+    let exact = prefill_then_decode(&gpu, &mut f32_cache, &prompt, &decode);
+    let mut q8_cache = gpu.new_cache(512, KvFormat::Q8).unwrap();
+    assert_eq!(q8_cache.format(), KvFormat::Q8);
+    let rounded = prefill_then_decode(&gpu, &mut q8_cache, &prompt, &decode);
+    let (diff, scale) = max_diff(&rounded, &exact);
+    eprintln!("tiny, 300 tokens, q8 vs f32 cache: max |diff| {diff:e} of {scale}");
+    assert!(diff > 0.0, "the q8 cache cannot be exact");
+    assert_close_rel("q8 cache vs f32 cache", &rounded, &exact, 5e-3);
+}
+
+/// SmolLM2 with the 8-bit cache still answers as with the f32 cache (and HF).
+#[test]
+fn smollm2_with_the_q8_cache_gives_the_same_greedy_answer() {
+    let path = smollm2_path();
+    let source = open_gguf(path);
+    let header = GgufHeader::read(&source).unwrap();
+    let device = ComputeDevice::init_native(DeviceChoice::Wgpu).unwrap();
+    let mut engine = Engine::load(&header, &source, &device, Some(256), &mut |_| {}).unwrap();
+    engine.set_kv_format(KvFormat::Q8).unwrap();
+    assert_eq!(engine.kv_format(), KvFormat::Q8);
+    let messages =
+        serde_json::json!([{"role": "user", "content": "What is the capital of France?"}]);
+    let request = GenerateRequest {
+        prompt: engine.chat_prompt(&messages, None).unwrap(),
+        max_tokens: 12,
+        sampling: SamplingParams::greedy(),
+        stop: vec![],
+        ignore_eos: false,
+    };
+    let out = block_on(engine.generate(&request, &mut |_| ControlFlow::Continue(()))).unwrap();
+    assert_eq!(out.text, "The capital of France is Paris.");
+}
+
+#[test]
+fn caches_that_cannot_be_made_are_typed_errors() {
+    let cpu = tiny(DeviceChoice::Cpu);
+    let err = cpu.new_cache(16, KvFormat::Q8).unwrap_err();
+    assert!(
+        matches!(&err, ModelError::BadInput { detail } if detail.contains("wgpu")),
+        "{err}"
+    );
+    let source = open_gguf(fixture("tiny_llama31/tiny-llama31-F32.gguf"));
+    let header = GgufHeader::read(&source).unwrap();
+    let device = ComputeDevice::init_native(DeviceChoice::Cpu).unwrap();
+    let mut engine = Engine::load(&header, &source, &device, Some(64), &mut |_| {}).unwrap();
+    assert!(engine.set_kv_format(KvFormat::Q8).is_err());
+    assert_eq!(
+        engine.kv_format(),
+        KvFormat::F32,
+        "a refused format is not kept"
+    );
+
+    // 2 KV heads × 16 values × 4 bytes = 128 bytes a token: 2^20 tokens are 128 MiB, one
+    // more binding's worth than an adapter is guaranteed.
+    let gpu = tiny(DeviceChoice::Wgpu);
+    let err = gpu.new_cache(1 << 20, KvFormat::F32).unwrap_err();
+    assert!(
+        matches!(&err, ModelError::BadInput { detail } if detail.contains("storage binding")),
+        "{err}"
+    );
+    assert!(
+        gpu.new_cache(1 << 20, KvFormat::Q8).is_ok(),
+        "a q8 row is 20 bytes"
+    );
+    assert_eq!("q8".parse::<KvFormat>(), Ok(KvFormat::Q8));
+    assert!("f16".parse::<KvFormat>().is_err());
+}
