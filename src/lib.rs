@@ -68,11 +68,13 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod api;
 #[cfg(feature = "gpu")]
 pub mod engine;
 pub mod gguf;
 pub mod model;
 pub mod npy;
+pub mod remote;
 pub mod rng;
 pub mod tokenizer;
 

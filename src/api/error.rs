@@ -1,0 +1,122 @@
+//! The errors both backends raise, with the stable codes of the JS API (DESIGN.md).
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// What kind of failure, as the JS API's `code` names it. The codes are stable: pages branch on
+/// them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The browser has no usable WebGPU adapter.
+    NoWebgpu,
+    /// The adapter cannot hold the model at the asked context.
+    InsufficientGpu,
+    /// The GPU device was lost while running.
+    DeviceLost,
+    /// The model file could not be downloaded.
+    ModelFetch,
+    /// The model file is not a model we can run (corrupt, truncated, unsupported).
+    BadModel,
+    /// The account's quota or credit is used up (HTTP 402, or a quota error body).
+    Quota,
+    /// The token was refused (HTTP 401/403) or none was given.
+    Auth,
+    /// Too many requests (HTTP 429) even after the retries; see `retry_after_seconds`.
+    RateLimited,
+    /// The endpoint could not be reached, failed (HTTP 5xx), stalled, or sent what is not the
+    /// OpenAI stream format.
+    Network,
+    /// The prompt and `max_tokens` do not fit the context.
+    ContextOverflow,
+    /// The caller aborted.
+    Aborted,
+    /// The request itself is wrong (bad parameters, HTTP 400/404/422).
+    BadRequest,
+}
+
+impl ErrorCode {
+    /// The code's string, as JS sees it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::NoWebgpu => "no_webgpu",
+            ErrorCode::InsufficientGpu => "insufficient_gpu",
+            ErrorCode::DeviceLost => "device_lost",
+            ErrorCode::ModelFetch => "model_fetch",
+            ErrorCode::BadModel => "bad_model",
+            ErrorCode::Quota => "quota",
+            ErrorCode::Auth => "auth",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Network => "network",
+            ErrorCode::ContextOverflow => "context_overflow",
+            ErrorCode::Aborted => "aborted",
+            ErrorCode::BadRequest => "bad_request",
+        }
+    }
+
+    /// Every code, in the order DESIGN.md lists them.
+    pub const ALL: [ErrorCode; 12] = [
+        ErrorCode::NoWebgpu,
+        ErrorCode::InsufficientGpu,
+        ErrorCode::DeviceLost,
+        ErrorCode::ModelFetch,
+        ErrorCode::BadModel,
+        ErrorCode::Quota,
+        ErrorCode::Auth,
+        ErrorCode::RateLimited,
+        ErrorCode::Network,
+        ErrorCode::ContextOverflow,
+        ErrorCode::Aborted,
+        ErrorCode::BadRequest,
+    ];
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failure as the JS API reports it: a code, a message for people, and what the HTTP
+/// exchange said where there was one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiError {
+    /// The stable code.
+    pub code: ErrorCode,
+    /// What happened, for a person.
+    pub message: String,
+    /// The HTTP status, for remote failures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// For `rate_limited`: seconds the endpoint asked to wait.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_seconds: Option<f64>,
+}
+
+impl ApiError {
+    /// An error with a code and a message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            status: None,
+            retry_after_seconds: None,
+        }
+    }
+
+    /// The same error, with the HTTP status that caused it.
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}

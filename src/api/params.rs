@@ -1,0 +1,214 @@
+//! `chat.completions.create` parameters, as OpenAI defines them, checked once for both backends.
+
+use serde_json::{Map, Value};
+
+use super::error::{ApiError, ErrorCode};
+
+/// `max_tokens` when the caller gives none. IONOS's own default is 16 tokens, which cuts most
+/// answers short, so a request always carries one.
+pub const DEFAULT_MAX_TOKENS: usize = 1024;
+
+/// A checked chat request. The original object is kept so the remote backend forwards every
+/// field it does not know (OpenAI adds them often); the local backend reads the typed ones.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatParams {
+    /// The conversation, OpenAI-shaped (`[{role, content, …}]`, never empty).
+    pub messages: Value,
+    /// Stream `chat.completion.chunk` objects instead of returning one `chat.completion`.
+    pub stream: bool,
+    /// At most this many new tokens (`max_tokens`, or `max_completion_tokens`).
+    pub max_tokens: usize,
+    /// Sampling temperature, 0..=2 (default 1, as OpenAI).
+    pub temperature: f32,
+    /// Nucleus mass, (0, 1] (default 1).
+    pub top_p: f32,
+    /// Keep the k most likely tokens (not OpenAI's; vLLM and llama.cpp accept it).
+    pub top_k: Option<usize>,
+    /// Seed for sampling.
+    pub seed: Option<u64>,
+    /// Stop strings (OpenAI allows a string or up to 4 strings).
+    pub stop: Vec<String>,
+    /// -2..=2.
+    pub presence_penalty: f32,
+    /// -2..=2.
+    pub frequency_penalty: f32,
+    /// Tool definitions, passed to the chat template or the endpoint.
+    pub tools: Option<Value>,
+    /// The request as given (without `signal`), for the remote backend.
+    pub raw: Map<String, Value>,
+}
+
+impl ChatParams {
+    /// Checks an OpenAI-shaped request object.
+    pub fn from_json(value: Value) -> Result<Self, ApiError> {
+        let bad = |m: String| ApiError::new(ErrorCode::BadRequest, m);
+        let Value::Object(mut raw) = value else {
+            return Err(bad("the request must be an object".into()));
+        };
+        raw.remove("signal");
+        let messages = raw.get("messages").cloned().unwrap_or(Value::Null);
+        match &messages {
+            Value::Array(list) if !list.is_empty() => {
+                if let Some(i) = list
+                    .iter()
+                    .position(|m| !m.get("role").is_some_and(Value::is_string))
+                {
+                    return Err(bad(format!("messages[{i}] has no role")));
+                }
+            }
+            _ => return Err(bad("`messages` must be a non-empty array".into())),
+        }
+        let number =
+            |key: &str, default: f64, range: std::ops::RangeInclusive<f64>| match raw.get(key) {
+                None | Some(Value::Null) => Ok(default),
+                Some(v) => match v.as_f64() {
+                    Some(x) if range.contains(&x) => Ok(x),
+                    _ => Err(bad(format!(
+                        "`{key}` must be a number in {range:?}, not {v}"
+                    ))),
+                },
+            };
+        let count = |key: &str| match raw.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| bad(format!("`{key}` must be a non-negative integer, not {v}"))),
+        };
+        let max_tokens = match (count("max_tokens")?, count("max_completion_tokens")?) {
+            (Some(0), _) | (None, Some(0)) => {
+                return Err(bad("`max_tokens` must be at least 1".into()));
+            }
+            (Some(n), _) | (None, Some(n)) => n as usize,
+            (None, None) => DEFAULT_MAX_TOKENS,
+        };
+        if let Some(n) = count("n")?
+            && n != 1
+        {
+            return Err(bad(format!("`n` must be 1, not {n}")));
+        }
+        let stop = match raw.get("stop") {
+            None | Some(Value::Null) => vec![],
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Array(list)) if list.len() <= 4 && list.iter().all(Value::is_string) => {
+                list.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            }
+            Some(v) => {
+                return Err(bad(format!(
+                    "`stop` must be a string or up to 4 strings, not {v}"
+                )));
+            }
+        };
+        if stop.iter().any(String::is_empty) {
+            return Err(bad("`stop` strings must not be empty".into()));
+        }
+        let stream = match raw.get("stream") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(v) => return Err(bad(format!("`stream` must be a boolean, not {v}"))),
+        };
+        let tools = match raw.get("tools") {
+            None | Some(Value::Null) => None,
+            Some(v @ Value::Array(_)) => Some(v.clone()),
+            Some(v) => return Err(bad(format!("`tools` must be an array, not {v}"))),
+        };
+        let top_p = number("top_p", 1.0, 0.0..=1.0)? as f32;
+        if top_p == 0.0 {
+            return Err(bad("`top_p` must be above 0".into()));
+        }
+        Ok(Self {
+            messages,
+            stream,
+            max_tokens,
+            temperature: number("temperature", 1.0, 0.0..=2.0)? as f32,
+            top_p,
+            top_k: count("top_k")?.map(|k| k as usize),
+            seed: count("seed")?,
+            stop,
+            presence_penalty: number("presence_penalty", 0.0, -2.0..=2.0)? as f32,
+            frequency_penalty: number("frequency_penalty", 0.0, -2.0..=2.0)? as f32,
+            tools,
+            raw,
+        })
+    }
+
+    /// The body to POST to an OpenAI-compatible endpoint: the request as given, with `model`
+    /// set, `max_tokens` always present, and usage asked for at the end of a stream.
+    pub fn remote_body(&self, model: &str) -> Value {
+        let mut body = self.raw.clone();
+        body.insert("model".into(), Value::from(model));
+        body.remove("max_completion_tokens");
+        body.insert("max_tokens".into(), Value::from(self.max_tokens));
+        body.insert("stream".into(), Value::from(self.stream));
+        if self.stream {
+            body.insert(
+                "stream_options".into(),
+                serde_json::json!({ "include_usage": true }),
+            );
+        }
+        Value::Object(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn params(v: Value) -> Result<ChatParams, ApiError> {
+        ChatParams::from_json(v)
+    }
+
+    #[test]
+    fn defaults_are_openais_and_max_tokens_is_always_sent() {
+        let p = params(json!({"messages": [{"role": "user", "content": "hi"}]})).unwrap();
+        assert_eq!((p.temperature, p.top_p, p.stream), (1.0, 1.0, false));
+        assert_eq!(p.max_tokens, DEFAULT_MAX_TOKENS);
+        let body = p.remote_body("m");
+        assert_eq!(body["max_tokens"], json!(DEFAULT_MAX_TOKENS));
+        assert_eq!(body["model"], json!("m"));
+        assert!(body.get("stream_options").is_none());
+    }
+
+    #[test]
+    fn unknown_fields_are_forwarded_and_stream_asks_for_usage() {
+        let p = params(json!({
+            "messages": [{"role": "user", "content": "hi"}],
+            "stream": true, "max_completion_tokens": 7, "response_format": {"type": "json_object"},
+            "stop": "\n\n", "signal": {}
+        }))
+        .unwrap();
+        assert_eq!(p.max_tokens, 7);
+        assert_eq!(p.stop, vec!["\n\n".to_string()]);
+        let body = p.remote_body("meta-llama/Meta-Llama-3.1-8B-Instruct");
+        assert_eq!(body["response_format"], json!({"type": "json_object"}));
+        assert_eq!(body["stream_options"], json!({"include_usage": true}));
+        assert_eq!(body["max_tokens"], json!(7));
+        assert!(body.get("signal").is_none() && body.get("max_completion_tokens").is_none());
+    }
+
+    #[test]
+    fn bad_requests_are_typed() {
+        for bad in [
+            json!([]),
+            json!({}),
+            json!({"messages": []}),
+            json!({"messages": [{"content": "no role"}]}),
+            json!({"messages": [{"role": "user"}], "temperature": 3}),
+            json!({"messages": [{"role": "user"}], "temperature": "hot"}),
+            json!({"messages": [{"role": "user"}], "top_p": 0}),
+            json!({"messages": [{"role": "user"}], "max_tokens": 0}),
+            json!({"messages": [{"role": "user"}], "max_tokens": -3}),
+            json!({"messages": [{"role": "user"}], "n": 2}),
+            json!({"messages": [{"role": "user"}], "stop": ["a", "b", "c", "d", "e"]}),
+            json!({"messages": [{"role": "user"}], "stop": [""]}),
+            json!({"messages": [{"role": "user"}], "stream": "yes"}),
+            json!({"messages": [{"role": "user"}], "tools": {}}),
+        ] {
+            let err = params(bad.clone()).unwrap_err();
+            assert_eq!(err.code, ErrorCode::BadRequest, "{bad}: {err}");
+        }
+    }
+}
