@@ -147,7 +147,7 @@ impl RetryPolicy {
         }
         if let Some(wait) = error.retry_after_seconds {
             // The server said when: wait that long, plus a little so clients do not return at once.
-            return (wait <= self.max_retry_after_seconds).then(|| wait + 0.1 * unit_random);
+            return (wait <= self.max_retry_after_seconds).then_some(wait + 0.1 * unit_random);
         }
         let backoff =
             (self.base_delay_seconds * 2f64.powi(retry as i32)).min(self.max_delay_seconds);
