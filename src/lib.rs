@@ -28,7 +28,7 @@
 //! let source = FileSource::open("models/SmolLM2-135M-Instruct.Q4_1.gguf")?;
 //! let header = GgufHeader::read(&source)?;
 //! let device = ComputeDevice::init_native(DeviceChoice::Wgpu)?;
-//! let engine = Engine::load(&header, &source, &device, None, &mut |_| {})?;
+//! let engine = pollster::block_on(Engine::load(&header, &source, &device, None, &mut |_| {}))?;
 //! let messages = serde_json::json!([{"role": "user", "content": "Hi!"}]);
 //! let request = GenerateRequest {
 //!     prompt: engine.chat_prompt(&messages, None)?,

@@ -19,7 +19,14 @@ fn engine(path: PathBuf, device: DeviceChoice, context: Option<usize>) -> Engine
     let source = open_gguf(path);
     let header = GgufHeader::read(&source).unwrap();
     let device = ComputeDevice::init_native(device).unwrap();
-    Engine::load(&header, &source, &device, context, &mut |_| {}).unwrap()
+    block_on(Engine::load(
+        &header,
+        &source,
+        &device,
+        context,
+        &mut |_| {},
+    ))
+    .unwrap()
 }
 
 fn tiny(device: DeviceChoice) -> Engine {

@@ -111,7 +111,14 @@ fn smollm2_with_the_q8_cache_gives_the_same_greedy_answer() {
     let source = open_gguf(path);
     let header = GgufHeader::read(&source).unwrap();
     let device = ComputeDevice::init_native(DeviceChoice::Wgpu).unwrap();
-    let mut engine = Engine::load(&header, &source, &device, Some(256), &mut |_| {}).unwrap();
+    let mut engine = block_on(Engine::load(
+        &header,
+        &source,
+        &device,
+        Some(256),
+        &mut |_| {},
+    ))
+    .unwrap();
     engine.set_kv_format(KvFormat::Q8).unwrap();
     assert_eq!(engine.kv_format(), KvFormat::Q8);
     let messages =
@@ -138,7 +145,14 @@ fn caches_that_cannot_be_made_are_typed_errors() {
     let source = open_gguf(fixture("tiny_llama31/tiny-llama31-F32.gguf"));
     let header = GgufHeader::read(&source).unwrap();
     let device = ComputeDevice::init_native(DeviceChoice::Cpu).unwrap();
-    let mut engine = Engine::load(&header, &source, &device, Some(64), &mut |_| {}).unwrap();
+    let mut engine = block_on(Engine::load(
+        &header,
+        &source,
+        &device,
+        Some(64),
+        &mut |_| {},
+    ))
+    .unwrap();
     assert!(engine.set_kv_format(KvFormat::Q8).is_err());
     assert_eq!(
         engine.kv_format(),

@@ -104,7 +104,9 @@ async fn tiny_engine(gguf: &[u8]) -> llama_web::engine::Engine {
     let device = ComputeDevice::init_webgpu().await.expect("WebGPU device");
     let source = MemorySource::new(gguf.to_vec());
     let header = GgufHeader::read(&source).unwrap();
-    llama_web::engine::Engine::load(&header, &source, &device, Some(64), &mut |_| {}).unwrap()
+    llama_web::engine::Engine::load(&header, &source, &device, Some(64), &mut |_| {})
+        .await
+        .unwrap()
 }
 
 fn golden_ids() -> Vec<u32> {

@@ -317,7 +317,7 @@ mod cli {
         let source = FileSource::open(&model)?;
         let header = GgufHeader::read(&source)?;
         let device = ComputeDevice::init_native(device)?;
-        let llama = Llama::load(&header, &source, &device, &mut |_| {})?;
+        let llama = pollster::block_on(Llama::load(&header, &source, &device, &mut |_| {}))?;
         let mut cache = llama.new_cache(ids.len(), kv)?;
         let values =
             pollster::block_on(llama.forward(ids, &positions, &mut cache, LogitsFor::All))?;
@@ -348,7 +348,13 @@ mod cli {
         let source = FileSource::open(&model)?;
         let header = GgufHeader::read(&source)?;
         let device = ComputeDevice::init_native(device)?;
-        let mut engine = Engine::load(&header, &source, &device, context, &mut |_| {})?;
+        let mut engine = pollster::block_on(Engine::load(
+            &header,
+            &source,
+            &device,
+            context,
+            &mut |_| {},
+        ))?;
         engine.set_kv_format(kv)?;
         let prompt = match prompt {
             Prompt::Text(text) => engine.text_prompt(&text)?,
@@ -421,7 +427,7 @@ mod cli {
         let device = ComputeDevice::init_native(device)?;
         let started = std::time::Instant::now();
         let mut reported = 0;
-        let llama = Llama::load(&header, source, &device, &mut |p| {
+        let llama = pollster::block_on(Llama::load(&header, source, &device, &mut |p| {
             let percent = (p.bytes_done * 100 / p.bytes_total.max(1)) as usize;
             if percent >= reported + 10 || p.tensors_done == p.tensors_total {
                 reported = percent;
@@ -430,7 +436,7 @@ mod cli {
                     p.tensors_done, p.tensors_total
                 );
             }
-        })?;
+        }))?;
         let load_s = started.elapsed().as_secs_f64();
         let device_name = device
             .burn()

@@ -149,7 +149,7 @@ pub struct Engine {
 impl Engine {
     /// Loads a GGUF model onto `device`. `context_size` defaults to
     /// min([`DEFAULT_CONTEXT_SIZE`], the model's trained context).
-    pub fn load(
+    pub async fn load(
         header: &GgufHeader,
         source: &impl ByteSource,
         device: &ComputeDevice,
@@ -158,7 +158,7 @@ impl Engine {
     ) -> Result<Self, EngineError> {
         let tokenizer = Tokenizer::from_gguf(header, source)?;
         let template = ChatTemplate::from_gguf(header, &tokenizer).ok();
-        let model = Llama::load(header, source, device, on_progress)?;
+        let model = Llama::load(header, source, device, on_progress).await?;
         let trained = model.config().context_length;
         let context_size = context_size.unwrap_or(DEFAULT_CONTEXT_SIZE.min(trained));
         if context_size == 0 {

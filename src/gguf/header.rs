@@ -251,6 +251,20 @@ impl GgufHeader {
         }
     }
 
+    /// Fetches one tensor's bytes, exactly as stored in the file, through
+    /// [`ByteSource::fetch`] (what model loading uses: in the browser, one HTTP Range request).
+    pub async fn fetch_tensor_bytes(
+        &self,
+        source: &impl ByteSource,
+        name: &str,
+    ) -> Result<Vec<u8>, GgufError> {
+        let info = self
+            .tensor(name)
+            .ok_or_else(|| GgufError::NoSuchTensor { name: name.into() })?;
+        check_range(info.offset, info.n_bytes, source.len(), name)?;
+        source.fetch(info.offset, info.n_bytes).await
+    }
+
     /// Reads one tensor's bytes, exactly as stored in the file.
     pub fn read_tensor_bytes(
         &self,

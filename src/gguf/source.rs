@@ -1,5 +1,5 @@
-//! Ranged byte sources: where GGUF bytes come from (a file, memory; HTTP Range in the browser
-//! is served by fetching ranges into a [`MemorySource`]).
+//! Ranged byte sources: where GGUF bytes come from (a file, memory, or — in the browser — the
+//! header fetched into memory and the tensors fetched by HTTP Range requests one at a time).
 
 use std::cell::Cell;
 
@@ -18,6 +18,20 @@ pub trait ByteSource {
     /// Fills `buf` with the bytes at `offset..offset + buf.len()`. A range past the end is a
     /// [`GgufError::Truncated`]; an I/O failure is a [`GgufError::Source`].
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), GgufError>;
+
+    /// The `len` bytes at `offset`, for sources that must wait for them (a network fetch):
+    /// model loading reads every tensor through this. By default a [`ByteSource::read_exact_at`].
+    fn fetch(
+        &self,
+        offset: u64,
+        len: u64,
+    ) -> impl std::future::Future<Output = Result<Vec<u8>, GgufError>> {
+        let read = check_range(offset, len, self.len(), "read").and_then(|()| {
+            let mut bytes = vec![0u8; len as usize];
+            self.read_exact_at(offset, &mut bytes).map(|()| bytes)
+        });
+        std::future::ready(read)
+    }
 }
 
 /// Checks that `offset..offset + len` lies inside a source of `source_len` bytes.

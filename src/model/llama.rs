@@ -81,9 +81,10 @@ pub struct Llama {
 }
 
 impl Llama {
-    /// Reads the hyper-parameters and uploads every weight to `device`, one tensor at a time,
-    /// calling `on_progress` after each.
-    pub fn load(
+    /// Reads the hyper-parameters and uploads every weight to `device`, one tensor at a time
+    /// (each fetched through [`ByteSource::fetch`]: in the browser, one HTTP Range request, so
+    /// the whole file is never in memory), calling `on_progress` after each.
+    pub async fn load(
         header: &GgufHeader,
         source: &impl ByteSource,
         device: &ComputeDevice,
@@ -92,20 +93,13 @@ impl Llama {
         let config = LlamaConfig::from_gguf(header)?;
         let mut loader = TensorLoader::new(header, source, &config, device, on_progress);
         let eps = config.rms_eps;
-        let norm = |loader: &mut TensorLoader<_>, name: &str| -> Result<RmsNorm, ModelError> {
-            Ok(RmsNorm {
-                weight: loader.vector(name)?,
-                eps,
-            })
-        };
-        let linear = |loader: &mut TensorLoader<_>, name: &str| loader.linear(name);
 
         let factors = match config.rope_freqs {
-            true => Some(loader.host_vector("rope_freqs.weight")?),
+            true => Some(loader.host_vector("rope_freqs.weight").await?),
             false => None,
         };
         let rope = RopeTable::new(config.head_dim, config.rope_theta, factors.as_deref());
-        let (embd_info, embd_bytes) = loader.read_bytes("token_embd.weight")?;
+        let (embd_info, embd_bytes) = loader.read_bytes("token_embd.weight").await?;
         let tied_head = match config.tied_embeddings {
             true => Some(loader.linear_from(embd_info, &embd_bytes)?),
             false => None,
@@ -113,25 +107,17 @@ impl Llama {
         let embedding = HostEmbedding::new(embd_info, embd_bytes);
         // The head first: it is the largest matrix, and the GPU allocator sizes its pages by
         // the largest allocation so far, so the blocks' matrices then fill those pages.
-        let output_norm = norm(&mut loader, "output_norm.weight")?;
+        let output_norm = RmsNorm {
+            weight: loader.vector("output_norm.weight").await?,
+            eps,
+        };
         let output = match tied_head {
             Some(head) => head,
-            None => linear(&mut loader, "output.weight")?,
+            None => loader.linear("output.weight").await?,
         };
         let mut blocks = Vec::with_capacity(config.n_layers);
         for i in 0..config.n_layers {
-            let name = |n: &str| format!("blk.{i}.{n}.weight");
-            blocks.push(Block {
-                attn_norm: norm(&mut loader, &name("attn_norm"))?,
-                q: linear(&mut loader, &name("attn_q"))?,
-                k: linear(&mut loader, &name("attn_k"))?,
-                v: linear(&mut loader, &name("attn_v"))?,
-                o: linear(&mut loader, &name("attn_output"))?,
-                ffn_norm: norm(&mut loader, &name("ffn_norm"))?,
-                gate: linear(&mut loader, &name("ffn_gate"))?,
-                up: linear(&mut loader, &name("ffn_up"))?,
-                down: linear(&mut loader, &name("ffn_down"))?,
-            });
+            blocks.push(Block::load(&mut loader, i, eps).await?);
         }
         Ok(Self {
             config,
@@ -331,6 +317,32 @@ impl Llama {
 }
 
 impl Block {
+    /// Block `i`'s weights.
+    async fn load<S: ByteSource>(
+        loader: &mut TensorLoader<'_, S>,
+        i: usize,
+        eps: f64,
+    ) -> Result<Self, ModelError> {
+        let name = |n: &str| format!("blk.{i}.{n}.weight");
+        Ok(Block {
+            attn_norm: RmsNorm {
+                weight: loader.vector(&name("attn_norm")).await?,
+                eps,
+            },
+            q: loader.linear(&name("attn_q")).await?,
+            k: loader.linear(&name("attn_k")).await?,
+            v: loader.linear(&name("attn_v")).await?,
+            o: loader.linear(&name("attn_output")).await?,
+            ffn_norm: RmsNorm {
+                weight: loader.vector(&name("ffn_norm")).await?,
+                eps,
+            },
+            gate: loader.linear(&name("ffn_gate")).await?,
+            up: loader.linear(&name("ffn_up")).await?,
+            down: loader.linear(&name("ffn_down")).await?,
+        })
+    }
+
     /// Grouped-query attention over the cache and the new tokens.
     fn attention(&self, h: Tensor<2>, layer: usize, cache: &mut KvCache, step: &Step) -> Tensor<2> {
         let c = step.config;

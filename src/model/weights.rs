@@ -144,8 +144,8 @@ impl<'a, S: ByteSource> TensorLoader<'a, S> {
 
     /// The matrix `name` (`[rows, cols]`, GGUF's `ne` reversed): block-quantized on the wgpu
     /// device, dense f32 otherwise.
-    pub(crate) fn linear(&mut self, name: &str) -> Result<Linear, ModelError> {
-        let (info, bytes) = self.read_bytes(name)?;
+    pub(crate) async fn linear(&mut self, name: &str) -> Result<Linear, ModelError> {
+        let (info, bytes) = self.read_bytes(name).await?;
         self.linear_from(info, &bytes)
     }
 
@@ -172,8 +172,8 @@ impl<'a, S: ByteSource> TensorLoader<'a, S> {
     }
 
     /// The 1-D tensor `name` in f32, on the device.
-    pub(crate) fn vector(&mut self, name: &str) -> Result<Tensor<1>, ModelError> {
-        let values = self.host_vector(name)?;
+    pub(crate) async fn vector(&mut self, name: &str) -> Result<Tensor<1>, ModelError> {
+        let values = self.host_vector(name).await?;
         let n = values.len();
         Ok(Tensor::from_data(
             TensorData::new(values, [n]),
@@ -182,17 +182,13 @@ impl<'a, S: ByteSource> TensorLoader<'a, S> {
     }
 
     /// The 1-D tensor `name` in f32, kept on the host (small tables such as `rope_freqs`).
-    pub(crate) fn host_vector(&mut self, name: &str) -> Result<Vec<f32>, ModelError> {
-        Ok(self.read(name)?.1)
+    pub(crate) async fn host_vector(&mut self, name: &str) -> Result<Vec<f32>, ModelError> {
+        let (info, bytes) = self.read_bytes(name).await?;
+        dequantized(info, &bytes)
     }
 
-    fn read(&mut self, name: &str) -> Result<(&'a TensorInfo, Vec<f32>), ModelError> {
-        let (info, bytes) = self.read_bytes(name)?;
-        Ok((info, dequantized(info, &bytes)?))
-    }
-
-    /// The bytes of tensor `name`, exactly as stored.
-    pub(crate) fn read_bytes(
+    /// The bytes of tensor `name`, exactly as stored (fetched: one Range request in the browser).
+    pub(crate) async fn read_bytes(
         &mut self,
         name: &str,
     ) -> Result<(&'a TensorInfo, Vec<u8>), ModelError> {
@@ -200,7 +196,7 @@ impl<'a, S: ByteSource> TensorLoader<'a, S> {
         let info = header
             .tensor(name)
             .ok_or_else(|| crate::gguf::GgufError::NoSuchTensor { name: name.into() })?;
-        let bytes = header.read_tensor_bytes(self.source, name)?;
+        let bytes = header.fetch_tensor_bytes(self.source, name).await?;
         self.progress.tensors_done += 1;
         self.progress.bytes_done += info.n_bytes;
         (self.on_progress)(self.progress);

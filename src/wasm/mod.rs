@@ -99,7 +99,9 @@ pub async fn benchmark(
     let device = ComputeDevice::init_webgpu().await.map_err(to_js_error)?;
     let source = MemorySource::new(gguf);
     let header = GgufHeader::read(&source).map_err(to_js_error)?;
-    let model = Llama::load(&header, &source, &device, &mut |_| {}).map_err(to_js_error)?;
+    let model = Llama::load(&header, &source, &device, &mut |_| {})
+        .await
+        .map_err(to_js_error)?;
     drop(source);
     let name = match adapter::probe().await {
         adapter::Probe::Available { adapter } => adapter.name(),

@@ -74,7 +74,13 @@ pub fn load_llama(
     let source = open_gguf(path);
     let header = GgufHeader::read(&source).unwrap();
     let device = ComputeDevice::init_native(device).unwrap();
-    llama_web::model::llama::Llama::load(&header, &source, &device, &mut |_| {}).unwrap()
+    pollster::block_on(llama_web::model::llama::Llama::load(
+        &header,
+        &source,
+        &device,
+        &mut |_| {},
+    ))
+    .unwrap()
 }
 
 /// The largest |a - b|, and the largest |b| (the scale the tolerances are relative to).
