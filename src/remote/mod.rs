@@ -13,3 +13,6 @@ pub const IONOS_BASE_URL: &str = "https://openai.inference.de-txl.ionos.com/v1";
 
 /// The model served there.
 pub const IONOS_MODEL: &str = "meta-llama/Meta-Llama-3.1-8B-Instruct";
+
+#[cfg(target_arch = "wasm32")]
+pub mod fetch;

@@ -178,72 +178,79 @@ impl ChunkDecoder {
         Self::default()
     }
 
-    /// Decodes the next piece of the body. Nothing after `[DONE]` counts.
-    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<StreamItem>, ApiError> {
+    /// Decodes the next piece of the body: its chunks in order, ending with an error if one of
+    /// its events is one (the chunks before it still count). Nothing after `[DONE]` or an
+    /// error counts.
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<Result<StreamItem, ApiError>> {
         let events = self.sse.push(bytes);
         self.decode(events)
     }
 
     /// Decodes what remains at the end of the body. A body that ends without `[DONE]` ends the
     /// stream all the same (some servers omit it); `Done` is always the last item.
-    pub fn finish(&mut self) -> Result<Vec<StreamItem>, ApiError> {
+    pub fn finish(&mut self) -> Vec<Result<StreamItem, ApiError>> {
         let events = self.sse.finish();
-        let mut items = self.decode(events)?;
+        let mut items = self.decode(events);
         if !self.done {
             self.done = true;
-            items.push(StreamItem::Done);
+            items.push(Ok(StreamItem::Done));
         }
-        Ok(items)
+        items
     }
 
-    /// Whether `[DONE]` was seen.
+    /// Whether the stream is over (`[DONE]` or an error seen).
     pub fn is_done(&self) -> bool {
         self.done
     }
 
-    fn decode(&mut self, events: Vec<SseEvent>) -> Result<Vec<StreamItem>, ApiError> {
+    fn decode(&mut self, events: Vec<SseEvent>) -> Vec<Result<StreamItem, ApiError>> {
         let mut items = Vec::new();
         for event in events {
             if self.done {
                 break;
             }
-            let data = event.data.trim();
-            if data == "[DONE]" {
-                self.done = true;
-                items.push(StreamItem::Done);
-                continue;
-            }
-            let value: Value = serde_json::from_str(data).map_err(|e| {
-                ApiError::new(
-                    ErrorCode::Network,
-                    format!(
-                        "the endpoint sent malformed JSON in its stream ({e}): {}",
-                        shorten(data)
-                    ),
-                )
-            })?;
-            if let Some(error) = value.get("error") {
-                let status = error
-                    .get("code")
-                    .and_then(Value::as_u64)
-                    .and_then(|c| u16::try_from(c).ok())
-                    .filter(|c| (400..600).contains(c))
-                    .unwrap_or(500);
-                return Err(error_for_status(status, data, None));
-            }
-            if !value.is_object() || value.get("choices").is_none_or(|c| !c.is_array()) {
-                return Err(ApiError::new(
-                    ErrorCode::Network,
-                    format!(
-                        "the endpoint sent a chunk without choices: {}",
-                        shorten(data)
-                    ),
-                ));
-            }
-            items.push(StreamItem::Chunk(value));
+            let item = decode_event(&event.data);
+            self.done = !matches!(item, Ok(StreamItem::Chunk(_)));
+            items.push(item);
         }
-        Ok(items)
+        items
     }
+}
+
+/// One event's data: a chunk, `[DONE]`, or the error it reports or is.
+fn decode_event(data: &str) -> Result<StreamItem, ApiError> {
+    let data = data.trim();
+    if data == "[DONE]" {
+        return Ok(StreamItem::Done);
+    }
+    let value: Value = serde_json::from_str(data).map_err(|e| {
+        ApiError::new(
+            ErrorCode::Network,
+            format!(
+                "the endpoint sent malformed JSON in its stream ({e}): {}",
+                shorten(data)
+            ),
+        )
+    })?;
+    if let Some(error) = value.get("error") {
+        let status = error
+            .get("code")
+            .and_then(Value::as_u64)
+            .and_then(|c| u16::try_from(c).ok())
+            .filter(|c| (400..600).contains(c))
+            .unwrap_or(500);
+        return Err(error_for_status(status, data, None));
+    }
+    if !value.is_object() || value.get("choices").is_none_or(|c| !c.is_array()) {
+        return Err(ApiError::new(
+            ErrorCode::Network,
+            format!(
+                "the endpoint sent a chunk without choices: {}",
+                shorten(data)
+            ),
+        ));
+    }
+    Ok(StreamItem::Chunk(value))
 }
 
 #[cfg(test)]
@@ -367,42 +374,57 @@ mod tests {
             chunk("late")
         );
         let mut decoder = ChunkDecoder::new();
-        let mut items = decoder.push(body.as_bytes()).unwrap();
-        items.extend(decoder.finish().unwrap());
+        let mut items = decoder.push(body.as_bytes());
+        items.extend(decoder.finish());
         assert_eq!(items.len(), 3);
-        assert_eq!(items[2], StreamItem::Done);
+        assert_eq!(items[2], Ok(StreamItem::Done));
         assert!(
-            matches!(&items[1], StreamItem::Chunk(c) if c["choices"][0]["delta"]["content"] == "b")
+            matches!(&items[1], Ok(StreamItem::Chunk(c)) if c["choices"][0]["delta"]["content"] == "b")
         );
     }
 
     #[test]
     fn a_stream_without_done_still_ends() {
         let mut decoder = ChunkDecoder::new();
-        let items = decoder
-            .push(format!("data: {}\n\n", chunk("a")).as_bytes())
-            .unwrap();
+        let items = decoder.push(format!("data: {}\n\n", chunk("a")).as_bytes());
         assert_eq!(items.len(), 1);
         assert!(!decoder.is_done());
-        assert_eq!(decoder.finish().unwrap(), [StreamItem::Done]);
+        assert_eq!(decoder.finish(), [Ok(StreamItem::Done)]);
     }
 
     #[test]
     fn malformed_json_and_errors_in_the_stream_are_typed() {
         let mut decoder = ChunkDecoder::new();
-        let err = decoder.push(b"data: {\"choices\": [\n\n").unwrap_err();
+        let body = format!(
+            "data: {}\n\ndata: {{\"choices\": [\n\ndata: {}\n\n",
+            chunk("a"),
+            chunk("b")
+        );
+        let items = decoder.push(body.as_bytes());
+        assert_eq!(
+            items.len(),
+            2,
+            "the chunk before the error, the error, nothing after"
+        );
+        assert!(matches!(items[0], Ok(StreamItem::Chunk(_))));
+        let err = items[1].clone().unwrap_err();
         assert_eq!(err.code, ErrorCode::Network);
         assert!(err.message.contains("malformed JSON"), "{}", err.message);
+        assert!(decoder.is_done() && decoder.finish().is_empty());
 
-        let mut decoder = ChunkDecoder::new();
-        let err = decoder
-            .push(b"data: {\"error\": {\"message\": \"overloaded\", \"code\": 503}}\n\n")
-            .unwrap_err();
+        let first_error = |body: &[u8]| {
+            let mut decoder = ChunkDecoder::new();
+            decoder
+                .push(body)
+                .into_iter()
+                .find_map(Result::err)
+                .unwrap()
+        };
+        let err =
+            first_error(b"data: {\"error\": {\"message\": \"overloaded\", \"code\": 503}}\n\n");
         assert_eq!((err.code, err.status), (ErrorCode::Network, Some(503)));
         assert!(err.message.contains("overloaded"));
-
-        let mut decoder = ChunkDecoder::new();
-        let err = decoder.push(b"data: {\"id\": 1}\n\n").unwrap_err();
+        let err = first_error(b"data: {\"id\": 1}\n\n");
         assert!(err.message.contains("without choices"), "{}", err.message);
     }
 }

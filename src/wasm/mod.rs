@@ -1,10 +1,15 @@
 //! The JS-facing surface (wasm32 only). Rust errors become JS errors here and nowhere else.
 //!
-//! Today: `probeWebGpu()` describes the adapter the browser offers (or says why there is
-//! none), `webgpuSelfTest()` runs the numeric self-test on Burn's WebGPU device, and
-//! `benchmark()` measures a GGUF model there (the bench page, `www/bench.html`).
+//! - [`client::LlamaClient`]: the chat-completions API (DESIGN.md's JS contract) over the local
+//!   engine ([`local`], models streamed by [`http_source`]) or a remote endpoint.
+//! - `probeWebGpu()` describes the adapter the browser offers (or says why there is none),
+//!   `webgpuSelfTest()` runs the numeric self-test on Burn's WebGPU device, and `benchmark()`
+//!   measures a GGUF model there (the bench page, `www/bench.html`).
 
 pub mod adapter;
+pub mod client;
+pub mod http_source;
+pub mod local;
 
 use serde::Serialize;
 use wasm_bindgen::prelude::*;

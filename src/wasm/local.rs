@@ -1,0 +1,186 @@
+//! The local backend in the browser: a GGUF model streamed by HTTP Range requests onto Burn's
+//! WebGPU device, and the engine answering in OpenAI's shapes.
+
+use std::cell::Cell;
+use std::ops::ControlFlow;
+use std::rc::Rc;
+
+use futures_channel::mpsc::UnboundedSender;
+use serde_json::Value;
+use web_sys::AbortSignal;
+
+use super::http_source::{HttpSource, HttpSourceError};
+use crate::api::chunks::{ResponseIds, usage};
+use crate::api::{ApiError, ChatParams, ErrorCode};
+use crate::engine::sampling::SamplingParams;
+use crate::engine::{Engine, EngineError, FinishReason, GenerateRequest};
+use crate::gguf::{ByteSource, GgufHeader};
+use crate::model::device::ComputeDevice;
+use crate::model::error::ModelError;
+use crate::model::plan::KvFormat;
+
+/// Loading progress as the JS API reports it (`onProgress`).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    /// `"download"` while tensors stream to the GPU, `"ready"` at the end.
+    pub phase: &'static str,
+    /// Bytes of the file fetched so far.
+    pub loaded_bytes: u64,
+    /// The file's size.
+    pub total_bytes: u64,
+    /// Seconds left at the rate so far (`None` before there is a rate).
+    pub eta_seconds: Option<f64>,
+}
+
+/// A model loaded on the page's GPU.
+pub struct LocalBackend {
+    engine: Engine,
+    model_name: String,
+}
+
+impl LocalBackend {
+    /// Loads the model whose header `source` has fetched, tensor by tensor.
+    pub async fn load(
+        source: HttpSource,
+        header: GgufHeader,
+        context_size: Option<usize>,
+        kv_format: KvFormat,
+        on_progress: &mut dyn FnMut(Progress),
+        signal: Option<&AbortSignal>,
+    ) -> Result<Self, ApiError> {
+        let device = ComputeDevice::init_webgpu()
+            .await
+            .map_err(|e| ApiError::new(ErrorCode::NoWebgpu, e.to_string()))?;
+        let started = js_sys::Date::now();
+        let total = source.len();
+        let mut report = |phase: &'static str| {
+            let loaded = source.fetched();
+            let seconds = (js_sys::Date::now() - started) / 1000.0;
+            let eta = (loaded > 0 && seconds > 0.0)
+                .then(|| seconds / loaded as f64 * total.saturating_sub(loaded) as f64);
+            on_progress(Progress {
+                phase,
+                loaded_bytes: loaded,
+                total_bytes: total,
+                eta_seconds: eta,
+            });
+        };
+        report("download");
+        let result = Engine::load(&header, &source, &device, context_size, &mut |_| {
+            report("download")
+        })
+        .await;
+        let aborted = signal.is_some_and(AbortSignal::aborted);
+        let mut engine = result.map_err(|e| match aborted {
+            true => ApiError::new(ErrorCode::Aborted, "loading was aborted"),
+            false => engine_error(&e),
+        })?;
+        engine
+            .set_kv_format(kv_format)
+            .map_err(|e| engine_error(&e))?;
+        report("ready");
+        let model_name = header
+            .get("general.name")
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_else(|| "local model".into());
+        Ok(Self { engine, model_name })
+    }
+
+    /// The model's name, as chunks carry it.
+    pub fn model_name(&self) -> &str {
+        &self.model_name
+    }
+
+    /// Answers `params`: every `chat.completion.chunk` of the answer goes to `sink` (streaming),
+    /// and the whole `chat.completion` is returned. Stops between tokens once `cancelled` is set.
+    pub async fn answer(
+        &self,
+        params: &ChatParams,
+        sink: Option<&UnboundedSender<Result<Value, ApiError>>>,
+        cancelled: &Cell<bool>,
+    ) -> Result<Value, ApiError> {
+        let prompt = self
+            .engine
+            .chat_prompt(&params.messages, params.tools.clone())
+            .map_err(|e| engine_error(&e))?;
+        let request = GenerateRequest {
+            prompt,
+            max_tokens: params.max_tokens,
+            sampling: SamplingParams {
+                temperature: params.temperature,
+                top_p: params.top_p,
+                top_k: params.top_k,
+                seed: params.seed,
+                presence_penalty: params.presence_penalty,
+                frequency_penalty: params.frequency_penalty,
+                ..SamplingParams::default()
+            },
+            stop: params.stop.clone(),
+            ignore_eos: false,
+        };
+        let created = (js_sys::Date::now() / 1000.0) as u64;
+        let nonce = (js_sys::Math::random() * 2f64.powi(52)) as u64;
+        let ids = ResponseIds::new(&self.model_name, created, nonce);
+        let send = |chunk: Value| {
+            if let Some(sink) = sink {
+                let _ = sink.unbounded_send(Ok(chunk));
+            }
+        };
+        send(ids.role_chunk());
+        let completion = self
+            .engine
+            .generate(&request, &mut |delta| {
+                if !delta.text.is_empty() {
+                    send(ids.content_chunk(&delta.text));
+                }
+                match cancelled.get() {
+                    true => ControlFlow::Break(()),
+                    false => ControlFlow::Continue(()),
+                }
+            })
+            .await
+            .map_err(|e| engine_error(&e))?;
+        let finish_reason = match completion.finish_reason {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::Cancelled => {
+                return Err(ApiError::new(ErrorCode::Aborted, "the request was aborted"));
+            }
+        };
+        let usage = usage(
+            completion.usage.prompt_tokens,
+            completion.usage.completion_tokens,
+        );
+        send(ids.finish_chunk(finish_reason));
+        send(ids.usage_chunk(&usage));
+        Ok(ids.completion(&completion.text, finish_reason, &usage))
+    }
+}
+
+/// The JS API's error for an engine failure.
+pub fn engine_error(e: &EngineError) -> ApiError {
+    let code = match e {
+        EngineError::ContextOverflow { .. } => ErrorCode::ContextOverflow,
+        EngineError::BadRequest { .. } => ErrorCode::BadRequest,
+        EngineError::Tokenizer(_) | EngineError::Template(_) => ErrorCode::BadModel,
+        EngineError::Model(ModelError::ContextOverflow { .. }) => ErrorCode::ContextOverflow,
+        EngineError::Model(ModelError::Device(_)) => ErrorCode::DeviceLost,
+        EngineError::Model(ModelError::Gguf(crate::gguf::GgufError::Source { .. })) => {
+            ErrorCode::ModelFetch
+        }
+        EngineError::Model(_) => ErrorCode::BadModel,
+    };
+    ApiError::new(code, e.to_string())
+}
+
+/// The JS API's error for a model file that could not be opened.
+pub fn source_error(e: HttpSourceError) -> ApiError {
+    match e {
+        HttpSourceError::Fetch(m) => ApiError::new(ErrorCode::ModelFetch, m),
+        HttpSourceError::Gguf(e) => ApiError::new(ErrorCode::BadModel, e.to_string()),
+    }
+}
+
+/// Shared ownership for the spawned answer tasks.
+pub type SharedLocal = Rc<LocalBackend>;

@@ -1,0 +1,192 @@
+// End-to-end: the npm package's `LlamaClient` in headless Chromium, remote mode against the loopback
+// OpenAI-compatible server (tests/openai-server.mjs) with every ugly case, and auto mode without WebGPU.
+// Each case runs inside the page with the package imported exactly as a user imports it.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { chromium } from "playwright-core";
+import { startServer } from "../../scripts/serve.mjs";
+import { startOpenAiServer } from "../openai-server.mjs";
+
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const BASE_ARGS = ["--no-sandbox", "--no-first-run", "--disable-background-networking",
+  "--disable-component-update", "--disable-sync", "--disable-quic"];
+
+let pages, api, browser, page;
+before(async () => {
+  pages = await startServer({ port: 0 });
+  api = await startOpenAiServer({ port: 0 });
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: [...BASE_ARGS, "--enable-unsafe-webgpu"] });
+  page = await browser.newPage();
+  page.on("pageerror", (e) => console.error("page error:", e.message));
+  await page.goto(`${pages.url}bench.html?model=none`); // any page of ours; the package is imported below
+  await page.evaluate(async () => {
+    const pkg = await import("/pkg/llama_web.js");
+    await pkg.default();
+    window.pkg = pkg;
+  });
+});
+after(async () => {
+  await browser?.close();
+  await api?.close();
+  pages?.close();
+});
+
+/**
+ * Runs one request in the page against loopback case `name`: returns the chunks (or the completion)
+ * and the error (code, message, status, retryAfterSeconds) it ended with, if any.
+ */
+function run(name, { params = {}, remote = {}, abortAfterChunks = null } = {}) {
+  return page.evaluate(async ({ baseUrl, params, remote, abortAfterChunks }) => {
+    const client = await window.pkg.LlamaClient.create({
+      mode: "remote", remote: { baseUrl, apiKey: "test-token", maxRetries: 1, ...remote },
+    });
+    const controller = new AbortController();
+    const chunks = [];
+    const started = performance.now();
+    try {
+      const result = await client.chat.completions.create({
+        messages: [{ role: "user", content: "hello" }], stream: true, signal: controller.signal, ...params,
+      });
+      if (!result[Symbol.asyncIterator]) return { backend: client.backend, completion: result };
+      for await (const chunk of result) {
+        chunks.push(chunk);
+        if (chunks.length === abortAfterChunks) controller.abort();
+      }
+      return { backend: client.backend, chunks, seconds: (performance.now() - started) / 1000 };
+    } catch (e) {
+      return {
+        backend: client.backend, chunks, seconds: (performance.now() - started) / 1000,
+        error: { name: e.name, code: e.code, message: e.message, status: e.status, retryAfterSeconds: e.retryAfterSeconds },
+      };
+    }
+  }, { baseUrl: `${api.url}${name}/v1`, params, remote, abortAfterChunks });
+}
+
+const text = (chunks) => chunks.map((c) => c.choices[0]?.delta?.content ?? "").join("");
+const EXPECTED = "You said: hello. Grüße 🦙";
+
+test("a streamed reply arrives as OpenAI chunks with usage, and max_tokens and the token are sent", async () => {
+  api.requests.length = 0;
+  const r = await run("ok");
+  assert.equal(r.error, undefined, JSON.stringify(r.error));
+  assert.equal(r.backend, "remote");
+  assert.equal(text(r.chunks), EXPECTED);
+  assert.equal(r.chunks[0].object, "chat.completion.chunk");
+  assert.equal(r.chunks[0].choices[0].delta.role, "assistant");
+  const finish = r.chunks.find((c) => c.choices[0]?.finish_reason);
+  assert.equal(finish.choices[0].finish_reason, "stop");
+  const last = r.chunks.at(-1);
+  assert.deepEqual(last.choices, []);
+  assert.equal(last.usage.total_tokens, last.usage.prompt_tokens + last.usage.completion_tokens);
+  assert.equal(api.requests.length, 1);
+  const sent = api.requests[0];
+  assert.equal(sent.authorization, "Bearer test-token");
+  assert.equal(sent.body.max_tokens, 1024, "max_tokens is always sent (IONOS defaults to 16)");
+  assert.equal(sent.body.model, "meta-llama/Meta-Llama-3.1-8B-Instruct");
+  assert.deepEqual(sent.body.stream_options, { include_usage: true });
+  assert.equal(sent.body.signal, undefined);
+});
+
+test("split chunks, CRLF with comments, multi-line data and a missing [DONE] give the same text", async () => {
+  for (const name of ["split", "crlf", "multiline", "no-done"]) {
+    const r = await run(name);
+    assert.equal(r.error, undefined, `${name}: ${JSON.stringify(r.error)}`);
+    assert.equal(text(r.chunks), EXPECTED, name);
+    assert.ok(r.chunks.at(-1).usage, `${name}: usage at the end`);
+  }
+});
+
+test("tool-call deltas are passed through", async () => {
+  const r = await run("tools", { params: { tools: [{ type: "function", function: { name: "get_weather" } }] } });
+  assert.equal(r.error, undefined, JSON.stringify(r.error));
+  const calls = r.chunks.flatMap((c) => c.choices[0]?.delta?.tool_calls ?? []);
+  assert.equal(calls[0].function.name, "get_weather");
+  assert.equal(calls.map((c) => c.function.arguments).join(""), '{"city": "Berlin"}');
+  assert.equal(r.chunks.find((c) => c.choices[0]?.finish_reason).choices[0].finish_reason, "tool_calls");
+});
+
+test("HTTP failures and broken streams end in typed errors", async () => {
+  const cases = [
+    ["401", "auth", 401],
+    ["500", "network", 500],
+  ];
+  for (const [name, code, status] of cases) {
+    const r = await run(name);
+    assert.equal(r.error?.name, "LlamaWebError", name);
+    assert.equal(r.error.code, code, `${name}: ${r.error.message}`);
+    assert.equal(r.error.status, status);
+  }
+  const malformed = await run("malformed");
+  assert.equal(malformed.error?.code, "network");
+  assert.match(malformed.error.message, /malformed JSON/);
+  assert.equal(malformed.chunks.length, 2, "the chunks before the broken one arrive");
+
+  const stalled = await run("stall", { remote: { stallTimeoutSeconds: 1 } });
+  assert.equal(stalled.error?.code, "network");
+  assert.match(stalled.error.message, /sent nothing for 1 s/);
+  assert.equal(stalled.chunks.length, 2);
+
+  const bad = await run("ok", { params: { temperature: 7 } });
+  assert.equal(bad.error?.code, "bad_request");
+});
+
+test("a 429 is retried after its Retry-After; a lasting one is rate_limited with retryAfterSeconds", async () => {
+  api.requests.length = 0;
+  const once = await run(`429-once-${Date.now()}`);
+  assert.equal(once.error, undefined, JSON.stringify(once.error));
+  assert.equal(text(once.chunks), EXPECTED);
+  assert.equal(api.requests.length, 2);
+  assert.ok(once.seconds >= 1.0, `waited ${once.seconds} s`);
+
+  api.requests.length = 0;
+  const always = await run("429", { remote: { maxRetries: 1 } });
+  assert.equal(always.error?.code, "rate_limited");
+  assert.equal(always.error.retryAfterSeconds, 1);
+  assert.equal(api.requests.length, 2, "one retry");
+});
+
+test("abort mid-stream stops the request with code aborted", async () => {
+  const r = await run("stall", { abortAfterChunks: 1, remote: { stallTimeoutSeconds: 30 } });
+  assert.equal(r.error?.code, "aborted", JSON.stringify(r.error));
+  assert.ok(r.seconds < 10, `took ${r.seconds} s`);
+});
+
+test("stream: false returns one chat.completion; getToken() supplies the token", async () => {
+  api.requests.length = 0;
+  const r = await page.evaluate(async (baseUrl) => {
+    const client = await window.pkg.LlamaClient.create({
+      mode: "remote", remote: { baseUrl, getToken: async () => "fresh-token" },
+    });
+    return client.chat.completions.create({ messages: [{ role: "user", content: "hello" }], max_tokens: 5 });
+  }, `${api.url}ok/v1`);
+  assert.equal(r.object, "chat.completion");
+  assert.equal(r.choices[0].message.content, EXPECTED);
+  assert.equal(api.requests[0].authorization, "Bearer fresh-token");
+  assert.equal(api.requests[0].body.max_tokens, 5);
+});
+
+test("auto mode without WebGPU answers remotely and says why", async () => {
+  const plain = await chromium.launch({ executablePath: CHROMIUM, args: BASE_ARGS });
+  try {
+    const p = await plain.newPage();
+    await p.goto(`${pages.url}bench.html?model=none`);
+    const r = await p.evaluate(async ({ baseUrl }) => {
+      const pkg = await import("/pkg/llama_web.js");
+      await pkg.default();
+      const client = await pkg.LlamaClient.create({
+        mode: "auto",
+        local: { modelUrl: "/fixtures/tiny_llama31/tiny-llama31-Q4_0.gguf" },
+        remote: { baseUrl, apiKey: "k" },
+      });
+      const stream = await client.chat.completions.create({ messages: [{ role: "user", content: "hello" }], stream: true });
+      let text = "";
+      for await (const c of stream) text += c.choices[0]?.delta?.content ?? "";
+      return { backend: client.backend, reason: client.fallbackReason, text };
+    }, { baseUrl: `${api.url}ok/v1` });
+    assert.equal(r.backend, "remote");
+    assert.match(r.reason, /WebGPU/);
+    assert.equal(r.text, EXPECTED);
+  } finally {
+    await plain.close();
+  }
+});
