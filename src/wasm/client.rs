@@ -347,11 +347,7 @@ async fn start(
     }
 }
 
-fn stream_object(
-    rx: Chunks,
-    controller: AbortController,
-    cancelled: Rc<Cell<bool>>,
-) -> JsValue {
+fn stream_object(rx: Chunks, controller: AbortController, cancelled: Rc<Cell<bool>>) -> JsValue {
     async_iterable(ChatCompletionStream {
         rx: Rc::new(RefCell::new(Some(rx))),
         controller,

@@ -21,7 +21,7 @@ pub struct HttpSource {
     /// The file's first bytes (all of the header).
     prefix: Vec<u8>,
     signal: Option<AbortSignal>,
-    /// Bytes fetched so far, the header included.
+    /// Progress: the header's bytes, then every tensor's as it is fetched.
     fetched: Cell<u64>,
 }
 
@@ -53,7 +53,11 @@ impl HttpSource {
             source.len = total;
             source.prefix = bytes;
             match GgufHeader::read(&source) {
-                Ok(header) => return Ok((source, header)),
+                Ok(header) => {
+                    // The prefix may reach into the tensors: count only the header as done.
+                    source.fetched.set(header.data_offset().min(total));
+                    return Ok((source, header));
+                }
                 Err(GgufError::Truncated { needed_end, .. })
                     if needed_end <= total && source.prefix.len() as u64 == want.min(total) =>
                 {
@@ -64,7 +68,7 @@ impl HttpSource {
         }
     }
 
-    /// Bytes fetched so far (header and tensors).
+    /// Bytes of the file loaded so far: the header, and the tensors fetched since.
     pub fn fetched(&self) -> u64 {
         self.fetched.get()
     }

@@ -55,7 +55,11 @@ impl LocalBackend {
         let started = js_sys::Date::now();
         let total = source.len();
         let mut report = |phase: &'static str| {
-            let loaded = source.fetched();
+            // Alignment padding between tensors is never fetched: at the end, all is loaded.
+            let loaded = match phase {
+                "ready" => total,
+                _ => source.fetched().min(total),
+            };
             let seconds = (js_sys::Date::now() - started) / 1000.0;
             let eta = (loaded > 0 && seconds > 0.0)
                 .then(|| seconds / loaded as f64 * total.saturating_sub(loaded) as f64);

@@ -1,0 +1,146 @@
+// End-to-end: `LlamaClient` in local mode in headless Chromium (WebGPU on SwiftShader) with the tiny
+// Llama 3.1 test model: the model streams in by HTTP Range requests with progress, answers in OpenAI's
+// shapes, stops on abort — and one consumer reads a local and a remote stream with the same code.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { chromium } from "playwright-core";
+import { startServer } from "../../scripts/serve.mjs";
+import { startOpenAiServer } from "../openai-server.mjs";
+
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const ARGS = ["--no-sandbox", "--no-first-run", "--disable-background-networking",
+  "--disable-component-update", "--disable-sync", "--disable-quic", "--enable-unsafe-webgpu"];
+const MODEL = "/fixtures/tiny_llama31/tiny-llama31-Q4_0.gguf";
+
+let pages, api, browser, page;
+const modelRequests = [];
+before(async () => {
+  pages = await startServer({ port: 0 });
+  api = await startOpenAiServer({ port: 0 });
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+  page = await browser.newPage();
+  page.on("pageerror", (e) => console.error("page error:", e.message));
+  page.on("request", (r) => {
+    if (r.url().endsWith(".gguf")) modelRequests.push(r.headers()["range"] ?? null);
+  });
+  await page.goto(`${pages.url}bench.html?model=none`);
+  await page.evaluate(async () => {
+    const pkg = await import("/pkg/llama_web.js");
+    await pkg.default();
+    window.pkg = pkg;
+    // The consumer both backends are read with: the same code, whatever answered.
+    window.consume = async (stream) => {
+      const out = { text: "", chunks: 0, role: null, finish: null, usage: null, shapes: new Set() };
+      for await (const chunk of stream) {
+        out.chunks += 1;
+        out.shapes.add(Object.keys(chunk).filter((k) => k !== "usage").sort().join(","));
+        const choice = chunk.choices[0];
+        if (choice?.delta?.role) out.role = choice.delta.role;
+        out.text += choice?.delta?.content ?? "";
+        if (choice?.finish_reason) out.finish = choice.finish_reason;
+        if (chunk.usage) out.usage = chunk.usage;
+      }
+      out.shapes = [...out.shapes];
+      return out;
+    };
+  });
+});
+after(async () => {
+  await browser?.close();
+  await api?.close();
+  pages?.close();
+});
+
+test("local mode loads the model by Range requests with progress and streams an answer", { timeout: 300_000 }, async () => {
+  modelRequests.length = 0;
+  const r = await page.evaluate(async (modelUrl) => {
+    const progress = [];
+    const client = await window.pkg.LlamaClient.create({
+      mode: "local", local: { modelUrl, contextSize: 160 }, onProgress: (p) => progress.push(p),
+    });
+    window.localClient = client;
+    const stream = await client.chat.completions.create({
+      messages: [{ role: "user", content: "hello" }], stream: true, max_tokens: 6, temperature: 0,
+    });
+    return { backend: client.backend, reason: client.fallbackReason ?? null, progress, out: await window.consume(stream) };
+  }, MODEL);
+  assert.equal(r.backend, "local");
+  assert.equal(r.reason, null);
+  // Progress: bytes grow to the file's size, the last event says ready.
+  const last = r.progress.at(-1);
+  assert.equal(last.phase, "ready");
+  assert.equal(last.loadedBytes, last.totalBytes);
+  assert.ok(r.progress.length > 10, `${r.progress.length} progress events`);
+  assert.ok(r.progress.every((p, i) => i === 0 || p.loadedBytes >= r.progress[i - 1].loadedBytes));
+  // Every request for the model was a Range request: the header, then one per tensor.
+  assert.ok(modelRequests.length > 10, `${modelRequests.length} requests`);
+  assert.ok(modelRequests.every((range) => /^bytes=\d+-\d+$/.test(range ?? "")), JSON.stringify(modelRequests.slice(0, 5)));
+  // An OpenAI stream: the role first, text, a finish reason, usage last.
+  assert.equal(r.out.role, "assistant");
+  assert.ok(["stop", "length"].includes(r.out.finish), r.out.finish);
+  assert.equal(r.out.usage.completion_tokens <= 6, true);
+  assert.equal(r.out.usage.total_tokens, r.out.usage.prompt_tokens + r.out.usage.completion_tokens);
+});
+
+test("one consumer reads local and remote streams alike", { timeout: 300_000 }, async () => {
+  const r = await page.evaluate(async (baseUrl) => {
+    const remote = await window.pkg.LlamaClient.create({ mode: "remote", remote: { baseUrl, apiKey: "k" } });
+    const params = { messages: [{ role: "user", content: "hello" }], stream: true, max_tokens: 4 };
+    return {
+      local: await window.consume(await window.localClient.chat.completions.create(params)),
+      remote: await window.consume(await remote.chat.completions.create(params)),
+    };
+  }, `${api.url}ok/v1`);
+  for (const [name, out] of Object.entries(r)) {
+    assert.equal(out.role, "assistant", name);
+    assert.deepEqual(out.shapes, ["choices,created,id,model,object"], name);
+    assert.deepEqual(Object.keys(out.usage).sort(), ["completion_tokens", "prompt_tokens", "total_tokens"], name);
+    assert.ok(["stop", "length"].includes(out.finish), `${name}: ${out.finish}`);
+  }
+  assert.equal(r.remote.text, "You said: hello. Grüße 🦙");
+});
+
+test("local answers: a whole completion, abort, bad requests and context overflow", { timeout: 300_000 }, async () => {
+  const r = await page.evaluate(async () => {
+    const client = window.localClient;
+    const messages = [{ role: "user", content: "hello" }];
+    const completion = await client.chat.completions.create({ messages, max_tokens: 3, temperature: 0 });
+    const error = async (params) => {
+      try {
+        const s = await client.chat.completions.create(params);
+        if (s[Symbol.asyncIterator]) for await (const _ of s) { /* drain */ }
+        return null;
+      } catch (e) {
+        return { name: e.name, code: e.code, message: e.message };
+      }
+    };
+    const controller = new AbortController();
+    let seen = 0;
+    let aborted = null;
+    try {
+      const s = await client.chat.completions.create({ messages, stream: true, max_tokens: 40, signal: controller.signal });
+      for await (const _ of s) {
+        seen += 1;
+        if (seen === 2) controller.abort();
+      }
+    } catch (e) {
+      aborted = e.code;
+    }
+    return {
+      completion,
+      aborted,
+      seen,
+      overflow: await error({ messages, max_tokens: 200 }),
+      bad: await error({ messages: [] }),
+      after: await client.chat.completions.create({ messages, max_tokens: 2, temperature: 0 }),
+    };
+  });
+  assert.equal(r.completion.object, "chat.completion");
+  assert.equal(r.completion.choices[0].message.role, "assistant");
+  assert.equal(r.completion.usage.completion_tokens <= 3, true);
+  assert.equal(r.aborted, "aborted");
+  assert.ok(r.seen < 10, `stopped after ${r.seen} chunks`);
+  assert.equal(r.overflow?.code, "context_overflow", JSON.stringify(r.overflow));
+  assert.equal(r.bad?.code, "bad_request");
+  assert.equal(r.after.object, "chat.completion", "the engine is usable after errors");
+});
