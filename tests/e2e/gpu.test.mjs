@@ -1,4 +1,4 @@
-// End-to-end: Playwright drives Debian's Chromium against the demo page on a loopback server.
+// End-to-end: Playwright drives Debian's Chromium against the GPU check page on a loopback server.
 // The page must report a real WebGPU adapter and a matrix product that the wasm module
 // computed on it; this test recomputes that product itself. Needs pkg/ built (dev.sh test does).
 import { test, before, after } from "node:test";
@@ -27,7 +27,7 @@ async function openDemo(extraArgs, shot) {
     const page = await browser.newPage();
     const errors = [];
     page.on("pageerror", (e) => errors.push(e.message));
-    await page.goto(server.url);
+    await page.goto(`${server.url}gpu.html`);
     await page.waitForSelector('#status:not([data-state="loading"])', { timeout: PAGE_TIMEOUT_MS });
     const found = await page.evaluate(() => {
       const s = document.getElementById("selftest-summary");
@@ -67,8 +67,8 @@ function matmul(a, b, m, k, n) {
   return out;
 }
 
-test("demo page shows the WebGPU adapter and an exact matmul computed on it", { timeout: PAGE_TIMEOUT_MS + 60_000 }, async () => {
-  const r = await openDemo(["--enable-unsafe-webgpu"], "demo-webgpu.png");
+test("the GPU check page shows the WebGPU adapter and an exact matmul computed on it", { timeout: PAGE_TIMEOUT_MS + 60_000 }, async () => {
+  const r = await openDemo(["--enable-unsafe-webgpu"], "gpu-webgpu.png");
   assert.deepEqual(r.errors, []);
   assert.equal(r.state, "ok", `page status: ${r.status}`);
   assert.ok(r.adapter.length > 0, "adapter name is empty");
@@ -80,7 +80,7 @@ test("demo page shows the WebGPU adapter and an exact matmul computed on it", { 
 });
 
 test("without WebGPU the page says so clearly", { timeout: PAGE_TIMEOUT_MS + 60_000 }, async () => {
-  const r = await openDemo([], "demo-no-webgpu.png");
+  const r = await openDemo([], "gpu-no-webgpu.png");
   assert.deepEqual(r.errors, []);
   assert.equal(r.state, "no-webgpu", `page status: ${r.status}`);
   assert.match(r.status, /No WebGPU here: .*adapter/);

@@ -1,4 +1,4 @@
-// The demo page: which WebGPU adapter the browser offers, and a matrix product that the wasm
+// The GPU check page: which WebGPU adapter the browser offers, and a matrix product that the wasm
 // module computed on it with Burn. Every outcome ends in a data-state on #status that a
 // person can read and a test can wait for: ok | no-webgpu | mismatch | error.
 import init, { probeWebGpu, webgpuSelfTest } from "llama-web";
