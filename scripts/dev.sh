@@ -2,7 +2,8 @@
 # llama-web's one entry point for project tasks.
 #
 #   scripts/dev.sh setup   install everything the build and the tests need (idempotent)
-#   scripts/dev.sh demo    setup, build pkg/ (release), serve www/ on http://127.0.0.1:8080
+#   scripts/dev.sh demo    setup, build pkg/ (release), serve the chat on http://127.0.0.1:8080 (SmolLM2 as the
+#                          default local model; a loopback OpenAI-compatible server on :8081 for remote mode)
 #   scripts/dev.sh test    setup, then every test: native, browser (headless Chromium), end-to-end
 #   scripts/dev.sh build   build pkg/ only (release; `build dev` for a quick unoptimised one)
 #
@@ -134,7 +135,7 @@ cmd_build() {
 cmd_demo() {
   cmd_setup
   cmd_build release
-  exec node scripts/serve.mjs --port "${PORT:-8080}"
+  exec node scripts/demo.mjs --port "${PORT:-8080}" --api-port "${API_PORT:-8081}"
 }
 
 # ---------------------------------------------------------------- test
@@ -160,5 +161,5 @@ case "${1:-}" in
   demo) cmd_demo ;;
   test) cmd_test ;;
   build) shift; cmd_build "$@" ;;
-  *) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
