@@ -1,6 +1,6 @@
 // The chat page: the npm package used exactly as a user would. Settings (never the token) and the
 // conversation are kept in localStorage across reloads. #status carries a data-state a test can wait
-// for: idle | loading | ready | generating | error.
+// for: starting (the module loads) | idle | loading | ready | generating | error.
 import init, { LlamaClient } from "llama-web";
 
 const $ = (id) => document.getElementById(id);
@@ -229,6 +229,8 @@ async function main() {
   $("stop").addEventListener("click", () => running?.abort());
   $("clear").addEventListener("click", clearConversation);
   await init();
+  $("connect").disabled = false;
+  setStatus("idle", "Choose the settings and connect.");
 }
 
 main().catch((e) => setStatus("error", explain(e)));

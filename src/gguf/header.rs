@@ -258,10 +258,7 @@ impl GgufHeader {
         source: &impl ByteSource,
         name: &str,
     ) -> Result<Vec<u8>, GgufError> {
-        let info = self
-            .tensor(name)
-            .ok_or_else(|| GgufError::NoSuchTensor { name: name.into() })?;
-        check_range(info.offset, info.n_bytes, source.len(), name)?;
+        let info = self.tensor_within(source, name)?;
         source.fetch(info.offset, info.n_bytes).await
     }
 
@@ -271,13 +268,23 @@ impl GgufHeader {
         source: &impl ByteSource,
         name: &str,
     ) -> Result<Vec<u8>, GgufError> {
+        let info = self.tensor_within(source, name)?;
+        let mut bytes = vec![0u8; info.n_bytes as usize];
+        source.read_exact_at(info.offset, &mut bytes)?;
+        Ok(bytes)
+    }
+
+    /// Tensor `name`, checked to lie inside `source`.
+    fn tensor_within(
+        &self,
+        source: &impl ByteSource,
+        name: &str,
+    ) -> Result<&TensorInfo, GgufError> {
         let info = self
             .tensor(name)
             .ok_or_else(|| GgufError::NoSuchTensor { name: name.into() })?;
         check_range(info.offset, info.n_bytes, source.len(), name)?;
-        let mut bytes = vec![0u8; info.n_bytes as usize];
-        source.read_exact_at(info.offset, &mut bytes)?;
-        Ok(bytes)
+        Ok(info)
     }
 }
 

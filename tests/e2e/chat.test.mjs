@@ -35,6 +35,7 @@ async function openChat(args) {
   page.on("request", (r) => requests.push(r.url()));
   page.on("pageerror", (e) => errors.push(e.message));
   await page.goto(pages.url);
+  await page.waitForSelector('#status[data-state="idle"]', { timeout: 60_000 });
   return { browser, page, requests, errors };
 }
 
@@ -46,7 +47,7 @@ async function connect(page, settings, { timeout = 30_000, whileLoading = null }
   }
   await page.click("#connect");
   if (whileLoading) await whileLoading(page);
-  await page.waitForSelector('#status:not([data-state="loading"]):not([data-state="idle"])', { timeout });
+  await page.waitForSelector('#status:not([data-state="loading"]):not([data-state="idle"]):not([data-state="starting"])', { timeout });
 }
 
 async function ask(page, text, timeout = 30_000) {
@@ -76,6 +77,7 @@ test("remote mode: a typed question gets a streamed reply; the conversation surv
       const stored = await page.evaluate(() => JSON.stringify(localStorage));
       assert.ok(!stored.includes("secret-token"), "the token must never be stored");
       await page.reload();
+      await page.waitForSelector('#status[data-state="idle"]', { timeout: 60_000 });
       await page.waitForSelector(".message.assistant");
       assert.equal((await bubbles(page)).length, 2, "the conversation is kept");
       assert.equal(await page.inputValue("#token"), "");
