@@ -198,3 +198,78 @@ async fn seeded_sampling_in_the_browser_equals_the_native_run() {
         .unwrap();
     assert_eq!(out.ids, ids(&recorded["ids"]));
 }
+
+// ---- The remote protocol and the JS API's error paths, in the browser ----
+
+/// The SSE parser and chunk decoder give the same chunks in wasm for every split of a body
+/// with CRLF, comments, multi-byte characters and multi-line data.
+#[wasm_bindgen_test]
+fn the_stream_decoder_survives_every_split_in_wasm() {
+    use llama_web::remote::protocol::{ChunkDecoder, StreamItem};
+    let body = "\u{feff}: keep-alive\r\n\r\n\
+                data: {\"choices\":[{\"delta\":{\"content\":\"Gr\u{fc}\u{df}e \u{1f999}\"}}]}\r\n\r\n\
+                data: {\"choices\":\r\ndata: [{\"delta\":{\"content\":\"!\"}}]}\r\n\r\n\
+                data: [DONE]\r\n\r\n"
+        .as_bytes();
+    for piece in 1..=body.len() {
+        let mut decoder = ChunkDecoder::new();
+        let mut items: Vec<_> = body.chunks(piece).flat_map(|c| decoder.push(c)).collect();
+        items.extend(decoder.finish());
+        let text: String = items
+            .iter()
+            .filter_map(|i| match i {
+                Ok(StreamItem::Chunk(c)) => c["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .map(str::to_string),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(text, "Gr\u{fc}\u{df}e \u{1f999}!", "pieces of {piece}");
+        assert_eq!(items.last(), Some(&Ok(StreamItem::Done)));
+    }
+}
+
+async fn js_error_code(result: Result<wasm_bindgen::JsValue, wasm_bindgen::JsValue>) -> String {
+    let error = result.expect_err("expected a rejection");
+    js_sys::Reflect::get(&error, &"code".into())
+        .unwrap()
+        .as_string()
+        .unwrap_or_else(|| format!("no code on {error:?}"))
+}
+
+/// `LlamaClient` in the browser: bad options and bad requests are `bad_request`; an endpoint
+/// nobody listens on is `network` once the retries are spent.
+#[wasm_bindgen_test]
+async fn the_js_api_reports_typed_errors() {
+    use llama_web::wasm::client::LlamaClient;
+    let options = |json: &str| js_sys::JSON::parse(json).unwrap();
+
+    let no_model = LlamaClient::create(options(r#"{"mode": "local"}"#)).await;
+    assert_eq!(
+        js_error_code(no_model.map(|_| wasm_bindgen::JsValue::NULL)).await,
+        "bad_request"
+    );
+    let bad_mode = LlamaClient::create(options(r#"{"mode": "cloud"}"#)).await;
+    assert_eq!(
+        js_error_code(bad_mode.map(|_| wasm_bindgen::JsValue::NULL)).await,
+        "bad_request"
+    );
+
+    // Port 9 on loopback: nothing listens there (and Chromium refuses the port): fetch fails.
+    let client = LlamaClient::create(options(
+        r#"{"mode": "remote", "remote": {"baseUrl": "http://127.0.0.1:9/v1", "apiKey": "k", "maxRetries": 1}}"#,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(client.backend(), "remote");
+    assert_eq!(client.fallback_reason(), None);
+    let completions = client.chat().completions();
+    let call = |json: &str| {
+        wasm_bindgen_futures::JsFuture::from(completions.create(js_sys::JSON::parse(json).unwrap()))
+    };
+    let bad = call(r#"{"messages": []}"#).await;
+    assert_eq!(js_error_code(bad).await, "bad_request");
+    let unreachable =
+        call(r#"{"messages": [{"role": "user", "content": "hi"}], "stream": true}"#).await;
+    assert_eq!(js_error_code(unreachable).await, "network");
+}
