@@ -472,9 +472,22 @@ async fn choose(options: Options) -> Result<(Backend, Option<String>), ApiError>
             };
         }
     };
-    let (source, header) = HttpSource::open(&local.model_url, signal.clone())
-        .await
-        .map_err(source_error)?;
+    let (source, header) = match HttpSource::open(&local.model_url, signal.clone()).await {
+        Ok(opened) => opened,
+        Err(_) if signal.as_ref().is_some_and(AbortSignal::aborted) => {
+            return Err(ApiError::new(ErrorCode::Aborted, "loading was aborted"));
+        }
+        Err(e) => {
+            let e = source_error(e);
+            return match mode {
+                Mode::Auto => Ok((
+                    remote(),
+                    Some(format!("the local model could not be read: {}", e.message)),
+                )),
+                _ => Err(e),
+            };
+        }
+    };
     if mode == Mode::Auto
         && let Some(reason) = does_not_fit(&header, &local, &adapter)?
     {

@@ -190,3 +190,20 @@ test("auto mode without WebGPU answers remotely and says why", async () => {
     await plain.close();
   }
 });
+
+test("auto mode with WebGPU: local when the model fits, remote with the reason when it cannot be read", async () => {
+  const r = await page.evaluate(async (baseUrl) => {
+    const create = (modelUrl) => window.pkg.LlamaClient.create({
+      mode: "auto", local: { modelUrl, contextSize: 128 }, remote: { baseUrl, apiKey: "k" },
+    });
+    const fits = await create("/fixtures/tiny_llama31/tiny-llama31-Q4_0.gguf");
+    const missing = await create("/fixtures/no-such-model.gguf");
+    return {
+      fits: [fits.backend, fits.fallbackReason ?? null],
+      missing: [missing.backend, missing.fallbackReason ?? null],
+    };
+  }, `${api.url}ok/v1`);
+  assert.deepEqual(r.fits, ["local", null]);
+  assert.equal(r.missing[0], "remote");
+  assert.match(r.missing[1], /^the local model could not be read: .*HTTP 404/);
+});
