@@ -18,8 +18,8 @@
 //   stall       two chunks, then nothing (the connection stays open)
 //   malformed   one chunk, then half a JSON object
 //
-// GET /__requests lists the requests received (method, case, authorization, body) and
-// DELETE /__requests forgets them. Usage: node tests/openai-server.mjs [--port 8081]
+// GET /__requests lists the requests received (method, case, authorization, body, and `closedEarly`:
+// the client hung up before the answer ended) and DELETE /__requests forgets them. Usage: node tests/openai-server.mjs [--port 8081]
 import { createServer } from "node:http";
 
 const MODEL = "meta-llama/Meta-Llama-3.1-8B-Instruct";
@@ -132,7 +132,9 @@ export async function startOpenAiServer({ port = 0, host = "127.0.0.1" } = {}) {
       return sendJson(res, 400, { error: { message: "request body is not JSON" } });
     }
     let name = m[1];
-    requests.push({ method: req.method, case: name, authorization: req.headers.authorization ?? null, body });
+    const record = { method: req.method, case: name, authorization: req.headers.authorization ?? null, body, closedEarly: false };
+    requests.push(record);
+    res.on("close", () => { record.closedEarly = !res.writableFinished; });
 
     if (name.startsWith("429-once-")) {
       if (!seen.has(name)) {

@@ -146,9 +146,13 @@ test("a 429 is retried after its Retry-After; a lasting one is rate_limited with
 });
 
 test("abort mid-stream stops the request with code aborted", async () => {
+  api.requests.length = 0;
   const r = await run("stall", { abortAfterChunks: 1, remote: { stallTimeoutSeconds: 30 } });
   assert.equal(r.error?.code, "aborted", JSON.stringify(r.error));
   assert.ok(r.seconds < 10, `took ${r.seconds} s`);
+  // The server sees the connection go: the request is stopped, not just ignored.
+  for (let i = 0; i < 50 && !api.requests[0]?.closedEarly; i++) await new Promise((r) => setTimeout(r, 100));
+  assert.equal(api.requests[0]?.closedEarly, true);
 });
 
 test("stream: false returns one chat.completion; getToken() supplies the token", async () => {
