@@ -64,7 +64,8 @@ export interface LlamaClientOptions {
 
 /** Model loading progress. */
 export interface LoadProgress {
-  phase: "download" | "ready";
+  /** Tensors are fetched and uploaded one by one: a single phase. The last event has loadedBytes === totalBytes. */
+  phase: "download";
   loadedBytes: number;
   totalBytes: number;
   etaSeconds: number | null;

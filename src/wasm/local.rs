@@ -23,7 +23,9 @@ use crate::model::plan::KvFormat;
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Progress {
-    /// `"download"` while tensors stream to the GPU, `"ready"` at the end.
+    /// Always `"download"`: each tensor is fetched and uploaded to the GPU in turn, so the two
+    /// are one phase (DESIGN's `cache` and `compile` phases do not occur yet). The last event
+    /// has `loaded_bytes == total_bytes`.
     pub phase: &'static str,
     /// Bytes of the file fetched so far.
     pub loaded_bytes: u64,
@@ -54,25 +56,25 @@ impl LocalBackend {
             .map_err(|e| ApiError::new(ErrorCode::NoWebgpu, e.to_string()))?;
         let started = js_sys::Date::now();
         let total = source.len();
-        let mut report = |phase: &'static str| {
+        let mut report = |done: bool| {
             // Alignment padding between tensors is never fetched: at the end, all is loaded.
-            let loaded = match phase {
-                "ready" => total,
-                _ => source.fetched().min(total),
+            let loaded = match done {
+                true => total,
+                false => source.fetched().min(total),
             };
             let seconds = (js_sys::Date::now() - started) / 1000.0;
             let eta = (loaded > 0 && seconds > 0.0)
                 .then(|| seconds / loaded as f64 * total.saturating_sub(loaded) as f64);
             on_progress(Progress {
-                phase,
+                phase: "download",
                 loaded_bytes: loaded,
                 total_bytes: total,
                 eta_seconds: eta,
             });
         };
-        report("download");
+        report(false);
         let result = Engine::load(&header, &source, &device, context_size, &mut |_| {
-            report("download")
+            report(false)
         })
         .await;
         let aborted = signal.is_some_and(AbortSignal::aborted);
@@ -83,7 +85,7 @@ impl LocalBackend {
         engine
             .set_kv_format(kv_format)
             .map_err(|e| engine_error(&e))?;
-        report("ready");
+        report(true);
         let model_name = header
             .get("general.name")
             .and_then(|v| v.as_str().map(str::to_string))
