@@ -9,24 +9,13 @@ use std::path::PathBuf;
 use common::*;
 use llama_web::engine::sampling::SamplingParams;
 use llama_web::engine::{Completion, Engine, EngineError, FinishReason, GenerateRequest};
-use llama_web::gguf::GgufHeader;
-use llama_web::model::device::{ComputeDevice, DeviceChoice};
+use llama_web::model::device::DeviceChoice;
 use llama_web::model::llama::LogitsFor;
 use llama_web::model::plan::KvFormat;
 use pollster::block_on;
 
 fn engine(path: PathBuf, device: DeviceChoice, context: Option<usize>) -> Engine {
-    let source = open_gguf(path);
-    let header = GgufHeader::read(&source).unwrap();
-    let device = ComputeDevice::init_native(device).unwrap();
-    block_on(Engine::load(
-        &header,
-        &source,
-        &device,
-        context,
-        &mut |_| {},
-    ))
-    .unwrap()
+    load_engine(path, device, context)
 }
 
 fn tiny(device: DeviceChoice) -> Engine {

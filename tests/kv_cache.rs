@@ -8,10 +8,9 @@ mod common;
 use std::ops::ControlFlow;
 
 use common::*;
+use llama_web::engine::GenerateRequest;
 use llama_web::engine::sampling::SamplingParams;
-use llama_web::engine::{Engine, GenerateRequest};
-use llama_web::gguf::GgufHeader;
-use llama_web::model::device::{ComputeDevice, DeviceChoice};
+use llama_web::model::device::DeviceChoice;
 use llama_web::model::error::ModelError;
 use llama_web::model::kv_cache::KvCache;
 use llama_web::model::llama::{Llama, LogitsFor};
@@ -107,18 +106,7 @@ fn the_q8_cache_stays_close_to_the_f32_cache() {
 /// SmolLM2 with the 8-bit cache still answers as with the f32 cache (and HF).
 #[test]
 fn smollm2_with_the_q8_cache_gives_the_same_greedy_answer() {
-    let path = smollm2_path();
-    let source = open_gguf(path);
-    let header = GgufHeader::read(&source).unwrap();
-    let device = ComputeDevice::init_native(DeviceChoice::Wgpu).unwrap();
-    let mut engine = block_on(Engine::load(
-        &header,
-        &source,
-        &device,
-        Some(256),
-        &mut |_| {},
-    ))
-    .unwrap();
+    let mut engine = load_engine(smollm2_path(), DeviceChoice::Wgpu, Some(256));
     engine.set_kv_format(KvFormat::Q8).unwrap();
     assert_eq!(engine.kv_format(), KvFormat::Q8);
     let messages =
@@ -142,17 +130,11 @@ fn caches_that_cannot_be_made_are_typed_errors() {
         matches!(&err, ModelError::BadInput { detail } if detail.contains("wgpu")),
         "{err}"
     );
-    let source = open_gguf(fixture("tiny_llama31/tiny-llama31-F32.gguf"));
-    let header = GgufHeader::read(&source).unwrap();
-    let device = ComputeDevice::init_native(DeviceChoice::Cpu).unwrap();
-    let mut engine = block_on(Engine::load(
-        &header,
-        &source,
-        &device,
+    let mut engine = load_engine(
+        fixture("tiny_llama31/tiny-llama31-F32.gguf"),
+        DeviceChoice::Cpu,
         Some(64),
-        &mut |_| {},
-    ))
-    .unwrap();
+    );
     assert!(engine.set_kv_format(KvFormat::Q8).is_err());
     assert_eq!(
         engine.kv_format(),

@@ -65,6 +65,26 @@ pub fn npy_fixture(rel: &str) -> llama_web::npy::NpyArray {
     llama_web::npy::read_f32(&std::fs::read(fixture(rel)).unwrap()).unwrap()
 }
 
+/// Loads a GGUF model with its tokenizer into an engine on a native device (`cpu` or `wgpu`).
+pub fn load_engine(
+    path: PathBuf,
+    device: llama_web::model::device::DeviceChoice,
+    context: Option<usize>,
+) -> llama_web::engine::Engine {
+    use llama_web::model::device::ComputeDevice;
+    let source = open_gguf(path);
+    let header = GgufHeader::read(&source).unwrap();
+    let device = ComputeDevice::init_native(device).unwrap();
+    pollster::block_on(llama_web::engine::Engine::load(
+        &header,
+        &source,
+        &device,
+        context,
+        &mut |_| {},
+    ))
+    .unwrap()
+}
+
 /// Loads a GGUF model onto a native device (`cpu` or `wgpu`).
 pub fn load_llama(
     path: PathBuf,
