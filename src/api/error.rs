@@ -106,6 +106,11 @@ impl ApiError {
         }
     }
 
+    /// The caller aborted `what` (`"the request"`, `"loading"`).
+    pub fn aborted(what: &str) -> Self {
+        Self::new(ErrorCode::Aborted, format!("{what} was aborted"))
+    }
+
     /// The same error, with the HTTP status that caused it.
     pub fn with_status(mut self, status: u16) -> Self {
         self.status = Some(status);

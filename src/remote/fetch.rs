@@ -237,7 +237,7 @@ impl BodyReader {
 }
 
 fn aborted() -> ApiError {
-    ApiError::new(ErrorCode::Aborted, "the request was aborted")
+    ApiError::aborted("the request")
 }
 
 async fn sleep_unless_aborted(ms: u32, signal: &AbortSignal) -> Result<(), ApiError> {

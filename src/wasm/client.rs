@@ -13,7 +13,6 @@ use std::rc::Rc;
 use futures_channel::mpsc::{UnboundedReceiver, unbounded};
 use futures_util::StreamExt;
 use js_sys::{Function, Object, Promise, Reflect};
-use serde::Serialize;
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, spawn_local};
@@ -22,6 +21,7 @@ use web_sys::{AbortController, AbortSignal};
 use super::adapter::{self, Probe};
 use super::http_source::HttpSource;
 use super::local::{LocalBackend, Progress, source_error};
+use super::to_js;
 use crate::api::{ApiError, ChatParams, ErrorCode};
 use crate::model::config::LlamaConfig;
 use crate::model::plan::{KvFormat, MemoryPlan};
@@ -476,7 +476,7 @@ async fn choose(options: Options) -> Result<(Backend, Option<String>), ApiError>
     let (source, header) = match HttpSource::open(&local.model_url, signal.clone()).await {
         Ok(opened) => opened,
         Err(_) if signal.as_ref().is_some_and(AbortSignal::aborted) => {
-            return Err(ApiError::new(ErrorCode::Aborted, "loading was aborted"));
+            return Err(ApiError::aborted("loading"));
         }
         Err(e) => {
             let e = source_error(e);
@@ -622,14 +622,8 @@ fn get_number(target: &JsValue, key: &str) -> Result<Option<f64>, ApiError> {
     }
 }
 
-fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
-    value
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(|e| JsValue::from(js_sys::Error::new(&e.to_string())))
-}
-
-fn js_to_api(e: JsValue) -> ApiError {
-    ApiError::new(ErrorCode::BadRequest, format!("{e:?}"))
+fn js_to_api(e: JsError) -> ApiError {
+    ApiError::new(ErrorCode::BadRequest, format!("{:?}", JsValue::from(e)))
 }
 
 /// A JS `Error` named `LlamaWebError` with `code` (and `status`, `retryAfterSeconds`).

@@ -7,7 +7,7 @@ use std::cell::Cell;
 use gloo_net::http::Request;
 use web_sys::AbortSignal;
 
-use crate::gguf::{ByteSource, GgufError, GgufHeader};
+use crate::gguf::{ByteSource, GgufError, GgufHeader, MemorySource};
 
 /// The first guess at the header's size; it doubles (or jumps to what the parser asks for)
 /// until the header parses. Llama 3.1's header with its 128k-token vocabulary is ~9 MB.
@@ -19,7 +19,7 @@ pub struct HttpSource {
     url: String,
     len: u64,
     /// The file's first bytes (all of the header).
-    prefix: Vec<u8>,
+    prefix: MemorySource<Vec<u8>>,
     signal: Option<AbortSignal>,
     /// Progress: the header's bytes, then every tensor's as it is fetched.
     fetched: Cell<u64>,
@@ -43,7 +43,7 @@ impl HttpSource {
         let mut source = Self {
             url: url.to_string(),
             len: 0,
-            prefix: Vec::new(),
+            prefix: MemorySource::new(Vec::new()),
             signal,
             fetched: Cell::new(0),
         };
@@ -51,7 +51,7 @@ impl HttpSource {
         loop {
             let (bytes, total) = source.get_range(0, want).await?;
             source.len = total;
-            source.prefix = bytes;
+            source.prefix = MemorySource::new(bytes);
             match GgufHeader::read(&source) {
                 Ok(header) => {
                     // The prefix may reach into the tensors: count only the header as done.
@@ -59,7 +59,7 @@ impl HttpSource {
                     return Ok((source, header));
                 }
                 Err(GgufError::Truncated { needed_end, .. })
-                    if needed_end <= total && source.prefix.len() as u64 == want.min(total) =>
+                    if needed_end <= total && source.prefix.len() == want.min(total) =>
                 {
                     want = needed_end.max(want * 2).min(total);
                 }
@@ -120,21 +120,10 @@ impl ByteSource for HttpSource {
         self.len
     }
 
-    /// Reads within the fetched header; tensors are read with [`ByteSource::fetch`].
+    /// Reads within the fetched header (beyond it: `Truncated`); tensors are read with
+    /// [`ByteSource::fetch`].
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), GgufError> {
-        let end = offset.checked_add(buf.len() as u64);
-        match end {
-            Some(end) if end <= self.prefix.len() as u64 => {
-                let start = offset as usize;
-                buf.copy_from_slice(&self.prefix[start..start + buf.len()]);
-                Ok(())
-            }
-            _ => Err(GgufError::Truncated {
-                what: "read beyond the fetched header".into(),
-                needed_end: end.unwrap_or(u64::MAX),
-                file_len: self.prefix.len() as u64,
-            }),
-        }
+        self.prefix.read_exact_at(offset, buf)
     }
 
     async fn fetch(&self, offset: u64, len: u64) -> Result<Vec<u8>, GgufError> {

@@ -3,7 +3,6 @@
 
 use std::cell::Cell;
 use std::ops::ControlFlow;
-use std::rc::Rc;
 
 use futures_channel::mpsc::UnboundedSender;
 use serde_json::Value;
@@ -79,7 +78,7 @@ impl LocalBackend {
         .await;
         let aborted = signal.is_some_and(AbortSignal::aborted);
         let mut engine = result.map_err(|e| match aborted {
-            true => ApiError::new(ErrorCode::Aborted, "loading was aborted"),
+            true => ApiError::aborted("loading"),
             false => engine_error(&e),
         })?;
         engine
@@ -91,11 +90,6 @@ impl LocalBackend {
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_else(|| "local model".into());
         Ok(Self { engine, model_name })
-    }
-
-    /// The model's name, as chunks carry it.
-    pub fn model_name(&self) -> &str {
-        &self.model_name
     }
 
     /// Answers `params`: every `chat.completion.chunk` of the answer goes to `sink` (streaming),
@@ -151,7 +145,7 @@ impl LocalBackend {
             FinishReason::Stop => "stop",
             FinishReason::Length => "length",
             FinishReason::Cancelled => {
-                return Err(ApiError::new(ErrorCode::Aborted, "the request was aborted"));
+                return Err(ApiError::aborted("the request"));
             }
         };
         let usage = usage(
@@ -187,6 +181,3 @@ pub fn source_error(e: HttpSourceError) -> ApiError {
         HttpSourceError::Gguf(e) => ApiError::new(ErrorCode::BadModel, e.to_string()),
     }
 }
-
-/// Shared ownership for the spawned answer tasks.
-pub type SharedLocal = Rc<LocalBackend>;
