@@ -1,14 +1,15 @@
 //! The benchmark behind `llama-web bench` and the browser bench page: prefill and decode speed,
 //! the weight bytes each decoded token reads, effective bandwidth and peak GPU memory.
 //!
-//! Token ids are pseudo-random (the numbers are not the point); every step reads its logits
-//! back, so each timing covers the GPU work. Nothing here asserts a speed.
+//! Token ids are pseudo-random (the numbers are not the point). The prompt's last logits are
+//! read back, and each decode step's greedy id (chosen on the device), so each timing covers
+//! the GPU work. Nothing here asserts a speed; the launch and readback counts are exact.
 
 use serde::Serialize;
 
-use crate::model::device::DeviceChoice;
+use crate::model::device::{DeviceChoice, DeviceCounters, TASKS_PER_SUBMIT};
 use crate::model::error::ModelError;
-use crate::model::llama::{Llama, LogitsFor};
+use crate::model::llama::Llama;
 use crate::model::plan::KvFormat;
 use crate::model::quant::streaming_read_gb_s;
 
@@ -44,6 +45,14 @@ pub struct BenchReport {
     pub peak_gpu_bytes: Option<u64>,
     /// The most bytes live tensors took at once (the allocator's pages hold more).
     pub peak_gpu_bytes_in_use: Option<u64>,
+    /// Kernel launches of one decode step (ours and Burn's; `None` on the CPU device).
+    pub dispatches_per_token: Option<f64>,
+    /// Command submissions of one decode step: the launches gathered `TASKS_PER_SUBMIT` at a
+    /// time, the readback's submit included (derived from the launch count and that rule:
+    /// wgpu offers no count of submissions; `None` on the CPU device).
+    pub submits_per_token: Option<f64>,
+    /// Bytes one decode step reads back to the host (greedy choice on the device: the id).
+    pub readback_bytes_per_token: f64,
     /// A plain streaming read of a 120 MiB buffer on the same device, GB/s: the roofline
     /// (`None` on the CPU device, which has no kernels of ours).
     pub read_bandwidth_gb_s: Option<f64>,
@@ -89,20 +98,24 @@ pub async fn run(
     let mut peak = Peak::new(model);
 
     let start = now();
-    let mut logits = model.prefill(&prompt, &mut cache).await?;
+    let logits = model.prefill(&prompt, &mut cache).await?;
     peak.sample();
     let prefill_s = now() - start;
 
     let start = now();
+    let counters = DeviceCounters::start();
+    let mut id = argmax(&logits);
     for step in 0..gen_tokens {
-        let id = argmax(&logits);
         let position = (prompt.len() + step) as u64;
-        logits = model
-            .forward(&[id], &[position], &mut cache, LogitsFor::Last)
-            .await?;
+        id = model.forward_argmax(&[id], &[position], &mut cache).await?;
         peak.sample();
     }
     let decode_s = now() - start;
+    let steps = gen_tokens.max(1) as f64;
+    let dispatches = counters.launches() as f64 / steps;
+    let readback_bytes_per_token = counters.readback_bytes() as f64 / steps;
+    drop(counters);
+    let on_gpu = model.device().choice() == DeviceChoice::Wgpu;
 
     let read_bandwidth_gb_s = match model.device().choice() {
         DeviceChoice::Wgpu => Some(streaming_read_gb_s(model.device(), PROBE_BYTES, 5, now).await?),
@@ -122,6 +135,9 @@ pub async fn run(
         decode_tok_s,
         weight_bytes_per_token,
         effective_gb_s,
+        dispatches_per_token: on_gpu.then_some(dispatches),
+        submits_per_token: on_gpu.then(|| (dispatches / TASKS_PER_SUBMIT as f64).ceil().max(1.0)),
+        readback_bytes_per_token,
         peak_gpu_bytes: peak.reserved,
         peak_gpu_bytes_in_use: peak.in_use,
         read_bandwidth_gb_s,

@@ -135,6 +135,12 @@ pub struct Completion {
     pub usage: Usage,
 }
 
+/// What the model gave for the next token: its logits, or (plain greedy) the id it chose.
+enum Next {
+    Logits(Vec<f32>),
+    Chosen(u32),
+}
+
 /// A model ready to generate: weights on a device, tokenizer, chat template, end tokens.
 #[derive(Debug)]
 pub struct Engine {
@@ -270,12 +276,18 @@ impl Engine {
         let mut text = String::new();
         let mut stopped_by_string = false;
 
-        let mut logits = self.model.prefill(prompt, &mut cache).await?;
+        // Plain greedy decoding picks each token on the device (4 bytes read back a step);
+        // anything else reads the logits back and samples on the host.
+        let on_device = request.sampling.is_plain_greedy();
+        let mut next = Next::Logits(self.model.prefill(prompt, &mut cache).await?);
         let finish_reason = loop {
             if ids.len() == request.max_tokens {
                 break FinishReason::Length;
             }
-            let id = sampler.sample(&mut logits, prompt, &ids);
+            let id = match &mut next {
+                Next::Logits(logits) => sampler.sample(logits, prompt, &ids),
+                Next::Chosen(id) => *id,
+            };
             ids.push(id);
             if !request.ignore_eos && self.end_tokens.contains(&id) {
                 break FinishReason::Stop;
@@ -301,10 +313,15 @@ impl Engine {
                 break FinishReason::Length;
             }
             let position = (prompt.len() + ids.len() - 1) as u64;
-            logits = self
-                .model
-                .forward(&[id], &[position], &mut cache, LogitsFor::Last)
-                .await?;
+            let (token, at) = (&[id], &[position]);
+            next = match on_device {
+                true => Next::Chosen(self.model.forward_argmax(token, at, &mut cache).await?),
+                false => Next::Logits(
+                    self.model
+                        .forward(token, at, &mut cache, LogitsFor::Last)
+                        .await?,
+                ),
+            };
         };
         if !stopped_by_string {
             // Release what the decoder and the stop matcher still hold.

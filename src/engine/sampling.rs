@@ -64,6 +64,16 @@ impl SamplingParams {
         }
     }
 
+    /// Whether this is greedy choice untouched by biases or penalties (the largest logit wins,
+    /// so the device can choose it without reading the logits back).
+    pub fn is_plain_greedy(&self) -> bool {
+        self.temperature == 0.0
+            && self.logit_bias.is_empty()
+            && self.repetition_penalty == 1.0
+            && self.presence_penalty == 0.0
+            && self.frequency_penalty == 0.0
+    }
+
     /// Checks the ranges OpenAI documents (and a few of our own).
     pub fn validate(&self) -> Result<(), String> {
         let in_range = |name: &str, v: f32, lo: f32, hi: f32| {
@@ -189,16 +199,7 @@ impl Sampler {
     }
 }
 
-/// The index of the largest logit (the first one on ties; NaN never wins).
-pub fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &l) in logits.iter().enumerate() {
-        if l > logits[best] || logits[best].is_nan() {
-            best = i;
-        }
-    }
-    best as u32
-}
+pub use crate::model::argmax::argmax;
 
 fn normalize(probs: &mut [f64]) {
     let sum: f64 = probs.iter().sum();

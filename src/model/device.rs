@@ -9,6 +9,8 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use burn::tensor::Device;
 
@@ -124,6 +126,7 @@ impl ComputeDevice {
         }
         let result = Device::wgpu_options()
             .graphics_api(WgpuBackend::WebGpu)
+            .tasks_max(TASKS_PER_SUBMIT)
             .init_async()
             .await;
         match result {
@@ -183,10 +186,59 @@ where
         .map_err(|e| DeviceError::Execution {
             reason: e.to_string(),
         })?;
+    READBACK_BYTES.fetch_add(data.bytes().len() as u64, Ordering::Relaxed);
     data.try_into_vec_as::<E>()
         .map_err(|e| DeviceError::Execution {
             reason: format!("{e:?}"),
         })
+}
+
+/// Bytes [`read_vec`] has read back from any device since the process started.
+static READBACK_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// Kernel launches a wgpu device gathers into one command submission (a decode step fits in
+/// one; cubecl's default is 32). A readback also submits what is pending.
+pub const TASKS_PER_SUBMIT: usize = 1024;
+
+/// Counts what a stretch of work costs the device: kernel launches (ours and Burn's, through
+/// cubecl's launch observer) and bytes read back, from [`DeviceCounters::start`] on.
+/// Process-wide: run nothing else on the device while counting.
+#[derive(Debug)]
+pub struct DeviceCounters {
+    launches: Arc<LaunchCount>,
+    _observation: cubecl::logging::LaunchObservation,
+    readback_at_start: u64,
+}
+
+#[derive(Debug, Default)]
+struct LaunchCount(AtomicU64);
+
+impl cubecl::logging::LaunchObserver for LaunchCount {
+    fn launched(&self, _kernel: &'static str) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl DeviceCounters {
+    /// Starts counting.
+    pub fn start() -> Self {
+        let launches = Arc::new(LaunchCount::default());
+        Self {
+            _observation: cubecl::logging::LaunchObservation::new(launches.clone()),
+            launches,
+            readback_at_start: READBACK_BYTES.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Kernel launches so far.
+    pub fn launches(&self) -> u64 {
+        self.launches.0.load(Ordering::Relaxed)
+    }
+
+    /// Bytes read back so far.
+    pub fn readback_bytes(&self) -> u64 {
+        READBACK_BYTES.load(Ordering::Relaxed) - self.readback_at_start
+    }
 }
 
 /// The process-wide Vulkan device. Burn registers a wgpu runtime once per selector and refuses
@@ -201,6 +253,7 @@ fn shared_vulkan_device() -> Result<Device, DeviceError> {
         .get_or_init(|| {
             Device::wgpu_options()
                 .graphics_api(WgpuBackend::Vulkan)
+                .tasks_max(TASKS_PER_SUBMIT)
                 .init()
                 .map_err(|e| e.to_string())
         })

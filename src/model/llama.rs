@@ -4,17 +4,18 @@
 //! head_dim]`. The arithmetic follows HF transformers' `LlamaForCausalLM` (eager attention, f32)
 //! step by step, which is what the fixtures' goldens were computed with.
 
-use burn::tensor::activation::silu;
 use burn::tensor::{Tensor, TensorData};
 
 use crate::gguf::{ByteSource, GgufHeader};
 
+use super::argmax::argmax_on_device;
 use super::attention::{attend, causal_mask};
 use super::config::LlamaConfig;
 use super::device::{ComputeDevice, read_vec};
 use super::error::ModelError;
 use super::kv_cache::KvCache;
 use super::plan::{KvFormat, PREFILL_CHUNK};
+use super::project::{Epilogue, RmsNorm, Tokens, project};
 use super::rope::RopeTable;
 use super::weights::{HostEmbedding, Linear, LoadProgress, TensorLoader};
 
@@ -25,21 +26,6 @@ pub enum LogitsFor {
     All,
     /// Only the last token's (`[1, vocab]`), all that generation needs.
     Last,
-}
-
-/// RMSNorm with a learned scale, as HF: `w · x / sqrt(mean(x²) + eps)`.
-#[derive(Debug, Clone)]
-struct RmsNorm {
-    weight: Tensor<1>,
-    eps: f64,
-}
-
-impl RmsNorm {
-    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        let variance = (x.clone() * x.clone()).mean_dim(1);
-        let normed = x * (variance + self.eps).sqrt().recip();
-        normed * self.weight.clone().unsqueeze_dim::<2>(0)
-    }
 }
 
 /// One transformer block's weights.
@@ -58,9 +44,8 @@ struct Block {
 
 /// Per-call inputs every block shares.
 struct Step<'a> {
-    /// `[1, tokens, head_dim/2, 1]` cosines and sines of each token's angles.
-    cos: Tensor<4>,
-    sin: Tensor<4>,
+    /// `[2, tokens, head_dim/2]`: the cosines, then the sines, of each token's angles.
+    angles: Tensor<3>,
     /// `[1, tokens, cached + tokens]` additive causal mask, for the CPU path's attention
     /// (`None` for a single token, and on the wgpu device whose kernels need none).
     mask: Option<Tensor<3>>,
@@ -180,15 +165,25 @@ impl Llama {
         cache: &mut KvCache,
         which: LogitsFor,
     ) -> Result<Vec<f32>, ModelError> {
-        let hidden = self.run(ids, positions, cache, None)?;
-        let rows = match which {
-            LogitsFor::All => hidden,
-            LogitsFor::Last => {
-                let n = ids.len();
-                hidden.narrow(0, n - 1, 1)
-            }
+        let x = self.run(ids, positions, cache, None)?;
+        let tokens = match which {
+            LogitsFor::All => Tokens::All,
+            LogitsFor::Last => Tokens::Last,
         };
-        Ok(read_vec(self.head(rows)).await?)
+        Ok(read_vec(self.head(&x, tokens)).await?)
+    }
+
+    /// Like [`Llama::forward`] with [`LogitsFor::Last`], but returns only the id of the largest
+    /// logit (the first on ties), found on the device: greedy decoding reads back 4 bytes a
+    /// step instead of the vocabulary's logits.
+    pub async fn forward_argmax(
+        &self,
+        ids: &[u32],
+        positions: &[u64],
+        cache: &mut KvCache,
+    ) -> Result<u32, ModelError> {
+        let x = self.run(ids, positions, cache, None)?;
+        Ok(argmax_on_device(self.head(&x, Tokens::Last), &self.device).await?)
     }
 
     /// Runs a prompt after the tokens already in `cache` (positions continuing from
@@ -221,7 +216,7 @@ impl Llama {
     ) -> Result<Vec<Vec<f32>>, ModelError> {
         let mut trace = Vec::new();
         let last = self.run(ids, positions, cache, Some(&mut trace))?;
-        trace.push(last);
+        trace.push(self.output_norm.forward(last));
         let mut out = Vec::with_capacity(trace.len());
         for t in trace {
             out.push(read_vec(t).await?);
@@ -229,7 +224,8 @@ impl Llama {
         Ok(out)
     }
 
-    /// The forward pass up to the final norm; `trace` collects the residual stream.
+    /// The forward pass up to the final norm (the residual stream after the last block);
+    /// `trace` collects the residual stream before each block.
     fn run(
         &self,
         ids: &[u32],
@@ -245,12 +241,10 @@ impl Llama {
         let mut x = self.embedding.lookup(ids, &self.device)?;
 
         let half = self.config.head_dim / 2;
-        let (cos, sin) = self.rope.cos_sin(positions);
-        let table =
-            |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [1, n, half, 1]), device);
+        let (mut angles, sin) = self.rope.cos_sin(positions);
+        angles.extend(sin);
         let step = Step {
-            cos: table(cos),
-            sin: table(sin),
+            angles: Tensor::from_data(TensorData::new(angles, [2, n, half]), device),
             mask: (n > 1 && cache.needs_mask()).then(|| causal_mask(n, past, device)),
             config: &self.config,
         };
@@ -259,20 +253,25 @@ impl Llama {
             if let Some(t) = trace.as_deref_mut() {
                 t.push(x.clone());
             }
-            let h = block.attn_norm.forward(x.clone());
-            x = x + block.attention(h, layer, cache, &step);
-            let h = block.ffn_norm.forward(x.clone());
-            x = x + block.mlp(h);
+            x = block.attention(&x, layer, cache, &step);
+            x = block.mlp(&x);
         }
         cache.advance(n);
         if let Some(t) = trace {
             t.push(x.clone());
         }
-        Ok(self.output_norm.forward(x))
+        Ok(x)
     }
 
-    fn head(&self, hidden: Tensor<2>) -> Tensor<2> {
-        self.output.forward(hidden)
+    /// The final norm and the output head over the residual stream `x`: `[tokens, vocab]`.
+    fn head(&self, x: &Tensor<2>, tokens: Tokens) -> Tensor<2> {
+        project(
+            x,
+            Some(&self.output_norm),
+            &[&self.output],
+            Epilogue::Store,
+            tokens,
+        )
     }
 
     fn check_input(
@@ -343,34 +342,35 @@ impl Block {
         })
     }
 
-    /// Grouped-query attention over the cache and the new tokens.
-    fn attention(&self, h: Tensor<2>, layer: usize, cache: &mut KvCache, step: &Step) -> Tensor<2> {
-        let c = step.config;
-        let n = h.dims()[0];
-        let hd = c.head_dim;
-        let split = |x: Tensor<2>, heads: usize| x.reshape([n, heads, hd]).swap_dims(0, 1);
-        let q = rope(split(self.q.forward(h.clone()), c.n_heads), step);
-        let k = rope(split(self.k.forward(h.clone()), c.n_kv_heads), step);
-        let v = split(self.v.forward(h), c.n_kv_heads);
-        let out = attend(q, k, v, layer, cache, step.mask.as_ref());
-        self.o.forward(out)
+    /// The attention half of the block: `x + o(attention(rope(qkv(norm(x)))))`.
+    fn attention(
+        &self,
+        x: &Tensor<2>,
+        layer: usize,
+        cache: &mut KvCache,
+        step: &Step,
+    ) -> Tensor<2> {
+        let qkv = project(
+            x,
+            Some(&self.attn_norm),
+            &[&self.q, &self.k, &self.v],
+            Epilogue::Store,
+            Tokens::All,
+        );
+        let heads = step.config.n_heads;
+        let out = attend(qkv, &step.angles, heads, layer, cache, step.mask.as_ref());
+        project(&out, None, &[&self.o], Epilogue::AddTo(x), Tokens::All)
     }
 
-    /// The SwiGLU MLP: `down(silu(gate(h)) · up(h))`.
-    fn mlp(&self, h: Tensor<2>) -> Tensor<2> {
-        let gated = silu(self.gate.forward(h.clone())) * self.up.forward(h);
-        self.down.forward(gated)
+    /// The MLP half of the block: `x + down(silu(gate(norm(x))) · up(norm(x)))`.
+    fn mlp(&self, x: &Tensor<2>) -> Tensor<2> {
+        let gated = project(
+            x,
+            Some(&self.ffn_norm),
+            &[&self.gate, &self.up],
+            Epilogue::SwiGlu,
+            Tokens::All,
+        );
+        project(&gated, None, &[&self.down], Epilogue::AddTo(x), Tokens::All)
     }
-}
-
-/// Rotates adjacent pairs `(2j, 2j+1)` of `x` (`[heads, tokens, head_dim]`).
-fn rope(x: Tensor<3>, step: &Step) -> Tensor<3> {
-    let [heads, n, hd] = x.dims();
-    let pairs = x.reshape([heads, n, hd / 2, 2]);
-    let a = pairs.clone().slice([0..heads, 0..n, 0..hd / 2, 0..1]);
-    let b = pairs.slice([0..heads, 0..n, 0..hd / 2, 1..2]);
-    let (cos, sin) = (step.cos.clone(), step.sin.clone());
-    let ra = a.clone() * cos.clone() - b.clone() * sin.clone();
-    let rb = b * cos + a * sin;
-    Tensor::cat(vec![ra, rb], 3).reshape([heads, n, hd])
 }

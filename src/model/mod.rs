@@ -2,6 +2,8 @@
 //! types stay inside this module (and the kernels, later); the layers above see plain Rust values.
 
 #[cfg(feature = "gpu")]
+pub mod argmax;
+#[cfg(feature = "gpu")]
 pub mod attention;
 pub mod config;
 #[cfg(feature = "gpu")]
@@ -13,6 +15,8 @@ pub mod kv_cache;
 #[cfg(feature = "gpu")]
 pub mod llama;
 pub mod plan;
+#[cfg(feature = "gpu")]
+pub mod project;
 #[cfg(feature = "gpu")]
 pub mod quant;
 pub mod rope;

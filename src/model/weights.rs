@@ -1,7 +1,7 @@
 //! Loading a Llama's weights from GGUF onto a device, one tensor at a time.
 //!
-//! On the wgpu device, matrices stay in their GGUF block format ([`QuantMatrix`], our kernels);
-//! F32 matrices and every matrix on the CPU device (which has no CubeCL runtime) are dense f32,
+//! On the wgpu device, matrices stay in their GGUF format ([`QuantMatrix`], our kernels, F32 ones
+//! too); every matrix on the CPU device (which has no CubeCL runtime) is dense f32,
 //! dequantized on the host with the reference dequantizers. Only one tensor's bytes are in host
 //! memory at a time.
 
@@ -155,7 +155,7 @@ impl<'a, S: ByteSource> TensorLoader<'a, S> {
         info: &TensorInfo,
         bytes: &[u8],
     ) -> Result<Linear, ModelError> {
-        if self.device.choice() == DeviceChoice::Wgpu && info.ggml_type != GgmlType::F32 {
+        if self.device.choice() == DeviceChoice::Wgpu {
             return Ok(Linear::Quant(QuantMatrix::upload(
                 info,
                 bytes,

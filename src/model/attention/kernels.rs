@@ -6,7 +6,7 @@
 //! - q8: `head_dim / 4` words of 4 bytes each (`round(x / scale) + 128`, little-endian), then
 //!   the f32 bits of `scale = max|x| / 127`.
 //!
-//! Attention is one pass with an online softmax (no score matrix in memory): a unit takes one
+//! RoPE and the store happen in one kernel over the q/k/v projection. Attention is one pass with an online softmax (no score matrix in memory): a unit takes one
 //! query head, one query token and one segment of the keys it may see, and writes its running
 //! maximum, sum and weighted values; [`combine_kernel`] merges the segments.
 
@@ -17,37 +17,27 @@ pub const KV_F32: u32 = 0;
 /// 8-bit values with an f32 scale per row.
 pub const KV_Q8: u32 = 1;
 
-/// Writes `new` (`[kv_heads, n, head_dim]` f32) into rows `start .. start + n` of every KV head
-/// of `cache` (`[kv_heads, capacity, row_words]` words). One unit per (head, token) row.
-#[cube(launch)]
-pub fn kv_store_kernel(
-    new: &Tensor<f32>,
+/// Writes `row` (`head_dim` f32 values) into cache row `slot` (f32 bits, or q8: 4 values per
+/// word as `round(x / scale) + 128`, then the scale `max|x| / 127`).
+#[cube]
+fn store_row(
+    row: &Array<f32>,
     cache: &mut Tensor<u32>,
-    kv_heads: usize,
-    n: usize,
-    capacity: usize,
-    start: usize,
+    slot: usize,
     #[comptime] head_dim: usize,
     #[comptime] format: u32,
 ) {
-    let unit = ABSOLUTE_POS_X as usize;
-    if unit >= kv_heads * n {
-        terminate!();
-    }
-    let head = unit / n;
-    let token = unit % n;
-    let src = unit * head_dim;
     if comptime![format == KV_F32] {
-        let dst = (head * capacity + start + token) * head_dim;
+        let dst = slot * head_dim;
         for d in 0..head_dim {
-            cache[dst + d] = u32::reinterpret(new[src + d]);
+            cache[dst + d] = u32::reinterpret(row[d]);
         }
     } else {
         let row_words = comptime![head_dim / 4 + 1];
-        let dst = (head * capacity + start + token) * row_words;
+        let dst = slot * row_words;
         let mut amax = 0.0f32;
         for d in 0..head_dim {
-            let a = f32::abs(new[src + d]);
+            let a = f32::abs(row[d]);
             if a > amax {
                 amax = a;
             }
@@ -60,12 +50,85 @@ pub fn kv_store_kernel(
         for w in 0..comptime![head_dim / 4] {
             let mut word = 0u32;
             for b in 0..4usize {
-                let q = f32::round(new[src + w * 4 + b] * inv) + 128.0f32;
+                let q = f32::round(row[w * 4 + b] * inv) + 128.0f32;
                 word |= u32::cast_from(q) << ((b * 8) as u32);
             }
             cache[dst + w] = word;
         }
         cache[dst + comptime![head_dim / 4]] = u32::reinterpret(scale);
+    }
+}
+
+/// RoPE and the cache store in one pass over the q/k/v projection `qkv` (`[n, (heads + 2 ·
+/// kv_heads) · head_dim]`, each token's query heads, then key heads, then value heads). One unit
+/// per (token, head): query heads are rotated into `q` (`[heads, n, head_dim]`, attention's
+/// input), key heads rotated and value heads copied into cache slots `start + token`.
+/// `angles` is `[2, n, head_dim / 2]`: every pair's cosine, then its sine; pair `(2j, 2j+1)`
+/// turns as HF's `x·cos + rotate_half(x)·sin`.
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+pub fn rope_store_kernel(
+    qkv: &Tensor<f32>,
+    angles: &Tensor<f32>,
+    q: &mut Tensor<f32>,
+    keys: &mut Tensor<u32>,
+    values: &mut Tensor<u32>,
+    heads: usize,
+    kv_heads: usize,
+    n: usize,
+    capacity: usize,
+    start: usize,
+    #[comptime] head_dim: usize,
+    #[comptime] format: u32,
+) {
+    let unit = ABSOLUTE_POS_X as usize;
+    let per_token = heads + 2 * kv_heads;
+    if unit >= n * per_token {
+        terminate!();
+    }
+    let token = unit / per_token;
+    let head = unit % per_token;
+    let half = comptime![head_dim / 2];
+    let src = unit * head_dim;
+    let mut row = Array::<f32>::new(head_dim);
+    if head < heads + kv_heads {
+        let cos_at = token * half;
+        let sin_at = (n + token) * half;
+        for j in 0..half {
+            let a = qkv[src + 2 * j];
+            let b = qkv[src + 2 * j + 1];
+            let c = angles[cos_at + j];
+            let s = angles[sin_at + j];
+            row[2 * j] = a * c - b * s;
+            row[2 * j + 1] = b * c + a * s;
+        }
+    } else {
+        for d in 0..head_dim {
+            row[d] = qkv[src + d];
+        }
+    }
+    if head < heads {
+        let dst = (head * n + token) * head_dim;
+        for d in 0..head_dim {
+            q[dst + d] = row[d];
+        }
+    } else if head < heads + kv_heads {
+        store_row(
+            &row,
+            keys,
+            (head - heads) * capacity + start + token,
+            head_dim,
+            format,
+        );
+    } else {
+        let kv_head = head - heads - kv_heads;
+        store_row(
+            &row,
+            values,
+            kv_head * capacity + start + token,
+            head_dim,
+            format,
+        );
     }
 }
 

@@ -27,15 +27,21 @@ const WORKGROUP: u32 = 64;
 /// The cache kernels, as a Burn backend extension (Fusion runs them in its stream).
 #[backend_extension(Cube, Fusion)]
 pub trait AttentionOps: burn::backend::Backend {
-    /// Writes `new` (`[kv_heads, n, head_dim]`) into rows `start .. start + n` of `cache`, in
-    /// place, and returns the cache.
-    #[fusion(dtype = cache, shape = Shape::new([cache[0]]))]
-    fn kv_store(
-        new: FloatTensor<Self>,
-        cache: IntTensor<Self>,
+    /// Rotates the query and key heads of `qkv` (`[n, (heads + 2 · kv_heads) · head_dim]`) by
+    /// `angles` (`[2, n, head_dim / 2]`: cosines, sines), stores keys and values in place into
+    /// rows `start .. start + n` of the cache, and returns the rotated queries
+    /// (`[heads, n, head_dim]`).
+    #[allow(clippy::too_many_arguments)]
+    #[fusion(dtype = qkv, shape = Shape::new([*heads, qkv[0], layout.head_dim]))]
+    fn rope_store(
+        qkv: FloatTensor<Self>,
+        angles: FloatTensor<Self>,
+        keys: IntTensor<Self>,
+        values: IntTensor<Self>,
         layout: KvLayout,
+        heads: usize,
         start: usize,
-    ) -> IntTensor<Self>;
+    ) -> FloatTensor<Self>;
 
     /// Attends `q` (`[heads, n, head_dim]`, tokens at cache slots `past ..`) to the cached
     /// `keys` and `values` causally: `[n, heads · head_dim]`.
@@ -58,21 +64,35 @@ fn format_code(format: KvFormat) -> u32 {
 }
 
 impl AttentionOps for CubeBackend {
-    fn kv_store(
-        new: FloatTensor<Self>,
-        cache: IntTensor<Self>,
+    fn rope_store(
+        qkv: FloatTensor<Self>,
+        angles: FloatTensor<Self>,
+        keys: IntTensor<Self>,
+        values: IntTensor<Self>,
         layout: KvLayout,
+        heads: usize,
         start: usize,
-    ) -> IntTensor<Self> {
-        let new = into_contiguous(new);
-        let n = new.meta.shape()[1];
-        let units = (layout.kv_heads * n) as u32;
-        kernels::kv_store_kernel::launch(
-            &cache.client.clone(),
+    ) -> FloatTensor<Self> {
+        let qkv = into_contiguous(qkv);
+        let angles = into_contiguous(angles);
+        let n = qkv.meta.shape()[0];
+        let client = qkv.client.clone();
+        let q = empty_device::<f32>(
+            client.clone(),
+            qkv.device.clone(),
+            Shape::new([heads, n, layout.head_dim]),
+        );
+        let units = (n * (heads + 2 * layout.kv_heads)) as u32;
+        kernels::rope_store_kernel::launch(
+            &client,
             CubeCount::Static(units.div_ceil(WORKGROUP), 1, 1),
             CubeDim::new_1d(WORKGROUP),
-            new.into_tensor_arg(),
-            cache.clone().into_tensor_arg(),
+            qkv.into_tensor_arg(),
+            angles.into_tensor_arg(),
+            q.clone().into_tensor_arg(),
+            keys.into_tensor_arg(),
+            values.into_tensor_arg(),
+            heads,
             layout.kv_heads,
             n,
             layout.capacity,
@@ -80,7 +100,7 @@ impl AttentionOps for CubeBackend {
             layout.head_dim,
             format_code(layout.format),
         );
-        cache
+        q
     }
 
     fn attend(
@@ -136,14 +156,15 @@ impl AttentionOps for CubeBackend {
     }
 }
 
-/// Appends block `layer`'s new keys and values (`[kv_heads, n, head_dim]`, after RoPE) to the
-/// cache and attends the queries (`[heads, n, head_dim]`) to everything cached for it, causally
-/// (`mask` is the CPU path's `[1, n, past + n]` additive mask; `None` for one token). Returns
-/// `[n, heads · head_dim]`. The cache's length advances only in [`KvCache::advance`].
+/// Attention for block `layer` from its q/k/v projection (`[n, (heads + 2 · kv_heads) ·
+/// head_dim]`): RoPE by `angles` (`[2, n, head_dim / 2]`, cosines then sines), the new keys and
+/// values appended to the cache, the queries attended to everything cached for the block,
+/// causally (`mask` is the CPU path's `[1, n, past + n]` additive mask; `None` for one token).
+/// Returns `[n, heads · head_dim]`. The cache's length advances only in [`KvCache::advance`].
 pub(crate) fn attend(
-    q: Tensor<3>,
-    k: Tensor<3>,
-    v: Tensor<3>,
+    qkv: Tensor<2>,
+    angles: &Tensor<3>,
+    heads: usize,
     layer: usize,
     cache: &mut KvCache,
     mask: Option<&Tensor<3>>,
@@ -151,17 +172,16 @@ pub(crate) fn attend(
     let past = cache.len();
     match &mut cache.store {
         Store::Rows { layers, layout } => {
-            let (keys, values) = &mut layers[layer];
-            let store = |new: Tensor<3>, rows: &mut Tensor<1, burn::tensor::Int>| {
-                *rows = Tensor::from_dispatch(<Dispatch as AttentionOps>::kv_store(
-                    new.into_dispatch(),
-                    rows.clone().into_dispatch(),
-                    *layout,
-                    past,
-                ));
-            };
-            store(k, keys);
-            store(v, values);
+            let (keys, values) = &layers[layer];
+            let q = Tensor::<3>::from_dispatch(<Dispatch as AttentionOps>::rope_store(
+                qkv.into_dispatch(),
+                angles.clone().into_dispatch(),
+                keys.clone().into_dispatch(),
+                values.clone().into_dispatch(),
+                *layout,
+                heads,
+                past,
+            ));
             Tensor::from_dispatch(<Dispatch as AttentionOps>::attend(
                 q.into_dispatch(),
                 keys.clone().into_dispatch(),
@@ -171,6 +191,18 @@ pub(crate) fn attend(
             ))
         }
         Store::Tensors(layers) => {
+            let [n, width] = qkv.dims();
+            let hd = angles.dims()[2] * 2;
+            let kv = (width / hd - heads) / 2;
+            let split = |from: usize, count: usize| {
+                qkv.clone()
+                    .narrow(1, from * hd, count * hd)
+                    .reshape([n, count, hd])
+                    .swap_dims(0, 1)
+            };
+            let q = rope(split(0, heads), angles);
+            let k = rope(split(heads, kv), angles);
+            let v = split(heads + kv, kv);
             let slot = &mut layers[layer];
             let (k, v) = match slot.take() {
                 None => (k, v),
@@ -180,6 +212,21 @@ pub(crate) fn attend(
             reference(q, k, v, mask)
         }
     }
+}
+
+/// Rotates adjacent pairs `(2j, 2j+1)` of `x` (`[heads, tokens, head_dim]`) by `angles`
+/// (`[2, tokens, head_dim / 2]`) with Burn operations, as HF: `(a·cos − b·sin, b·cos + a·sin)`.
+fn rope(x: Tensor<3>, angles: &Tensor<3>) -> Tensor<3> {
+    let [heads, n, hd] = x.dims();
+    let half = hd / 2;
+    let table = |i: usize| angles.clone().narrow(0, i, 1).reshape([1, n, half, 1]);
+    let (cos, sin) = (table(0), table(1));
+    let pairs = x.reshape([heads, n, half, 2]);
+    let a = pairs.clone().slice([0..heads, 0..n, 0..half, 0..1]);
+    let b = pairs.slice([0..heads, 0..n, 0..half, 1..2]);
+    let ra = a.clone() * cos.clone() - b.clone() * sin.clone();
+    let rb = b * cos + a * sin;
+    Tensor::cat(vec![ra, rb], 3).reshape([heads, n, hd])
 }
 
 /// HF's eager attention with Burn operations: `softmax(q kᵀ / √d + mask) v`, query heads

@@ -125,34 +125,49 @@ fn float_element(w: &Tensor<u32>, at: usize, #[comptime] format: u32) -> f32 {
     }
 }
 
+/// `x[xi]`, times the norm weight `nw[ni]` when `normed`.
+#[cube]
+fn xv(x: &Tensor<f32>, xi: usize, nw: &Tensor<f32>, ni: usize, #[comptime] normed: bool) -> f32 {
+    let mut v = x[xi];
+    if comptime![normed] {
+        v *= nw[ni];
+    }
+    v
+}
+
 /// `Σ_i x[xi + i] · W[row][32s + i]`, i < 32: the dot product of sub-block `s` (32 elements)
-/// of the row whose bytes start at `base`. Every format divides into such sub-blocks (a Q4_0 block,
+/// of the row whose bytes start at `base` — with each `x` value first multiplied by the RMSNorm
+/// weight `nw[32s + i]` when `normed`. Every format divides into such sub-blocks (a Q4_0 block,
 /// an eighth of a K-quant super-block, 32 floats). Scales are decoded once per sub-block; each
 /// element is computed with the operations, in the order, of the host reference
 /// (`gguf::dequant`), so it is the same f32 value.
 #[cube]
-fn subblock_dot(
+pub fn subblock_dot(
     w: &Tensor<u32>,
     base: usize,
     s: usize,
     x: &Tensor<f32>,
     xi: usize,
+    nw: &Tensor<f32>,
+    #[comptime] normed: bool,
     #[comptime] format: u32,
 ) -> f32 {
+    let ni = s * 32;
     let mut acc = 0.0f32;
     if comptime![format == Q8_0] {
         let at = base + s * 34;
         let d = f16_to_f32(u16_at(w, at));
         for i in 0..32usize {
-            acc += x[xi + i] * (f32::cast_from(i8_at(w, at + 2 + i)) * d);
+            acc += xv(x, xi + i, nw, ni + i, normed) * (f32::cast_from(i8_at(w, at + 2 + i)) * d);
         }
     } else if comptime![format == Q4_0] {
         let at = base + s * 18;
         let d = f16_to_f32(u16_at(w, at));
         for j in 0..16usize {
             let q = byte(w, at + 2 + j);
-            acc += x[xi + j] * (f32::cast_from((q & 0xF) as i32 - 8) * d);
-            acc += x[xi + j + 16] * (f32::cast_from((q >> 4) as i32 - 8) * d);
+            acc += xv(x, xi + j, nw, ni + j, normed) * (f32::cast_from((q & 0xF) as i32 - 8) * d);
+            acc += xv(x, xi + j + 16, nw, ni + j + 16, normed)
+                * (f32::cast_from((q >> 4) as i32 - 8) * d);
         }
     } else if comptime![format == Q4_1] {
         let at = base + s * 20;
@@ -160,8 +175,8 @@ fn subblock_dot(
         let m = f16_to_f32(u16_at(w, at + 2));
         for j in 0..16usize {
             let q = byte(w, at + 4 + j);
-            acc += x[xi + j] * (f32::cast_from(q & 0xF) * d + m);
-            acc += x[xi + j + 16] * (f32::cast_from(q >> 4) * d + m);
+            acc += xv(x, xi + j, nw, ni + j, normed) * (f32::cast_from(q & 0xF) * d + m);
+            acc += xv(x, xi + j + 16, nw, ni + j + 16, normed) * (f32::cast_from(q >> 4) * d + m);
         }
     } else if comptime![format == Q5_0 || format == Q5_1] {
         let has_min = comptime![format == Q5_1];
@@ -178,11 +193,12 @@ fn subblock_dot(
             let lo = (q & 0xF) | (((qh >> (j as u32)) << 4) & 0x10);
             let hi = (q >> 4) | ((qh >> (j as u32 + 12)) & 0x10);
             if has_min {
-                acc += x[xi + j] * (f32::cast_from(lo) * d + m);
-                acc += x[xi + j + 16] * (f32::cast_from(hi) * d + m);
+                acc += xv(x, xi + j, nw, ni + j, normed) * (f32::cast_from(lo) * d + m);
+                acc += xv(x, xi + j + 16, nw, ni + j + 16, normed) * (f32::cast_from(hi) * d + m);
             } else {
-                acc += x[xi + j] * (f32::cast_from(lo as i32 - 16) * d);
-                acc += x[xi + j + 16] * (f32::cast_from(hi as i32 - 16) * d);
+                acc += xv(x, xi + j, nw, ni + j, normed) * (f32::cast_from(lo as i32 - 16) * d);
+                acc += xv(x, xi + j + 16, nw, ni + j + 16, normed)
+                    * (f32::cast_from(hi as i32 - 16) * d);
             }
         }
     } else if comptime![format == Q4_K || format == Q5_K] {
@@ -201,7 +217,7 @@ fn subblock_dot(
             if is_q5 {
                 q += ((byte(w, at + 16 + l) >> (sub as u32)) & 1) * 16;
             }
-            acc += x[xi + l] * (d1 * f32::cast_from(q) - m1);
+            acc += xv(x, xi + l, nw, ni + l, normed) * (d1 * f32::cast_from(q) - m1);
         }
     } else if comptime![format == Q6_K] {
         let at = base + (s / 8) * 210;
@@ -214,82 +230,17 @@ fn subblock_dot(
             let hi = (byte(w, at + 128 + half * 32 + r % 32) >> (((r / 32) * 2) as u32)) & 3;
             let q = (lo | (hi << 4)) as i32 - 32;
             let dl = d * f32::cast_from(i8_at(w, at + 192 + e / 16));
-            acc += x[xi + l] * (dl * f32::cast_from(q));
+            acc += xv(x, xi + l, nw, ni + l, normed) * (dl * f32::cast_from(q));
         }
     } else {
         // F32, F16, BF16: 32 consecutive values.
         let size = comptime![block_bytes(format)];
         for i in 0..32usize {
-            acc += x[xi + i] * float_element(w, base + (s * 32 + i) * size, format);
+            acc += xv(x, xi + i, nw, ni + i, normed)
+                * float_element(w, base + (s * 32 + i) * size, format);
         }
     }
     acc
-}
-
-/// `out[t, r] = Σ_k x[t, k] · W[r, k]` for `rows` rows of `row_bytes` bytes (`cols` a
-/// multiple of 32): one unit per output element (unit x: row, cube y: token). Used for prefill.
-#[cube(launch)]
-pub fn matmul_kernel(
-    x: &Tensor<f32>,
-    w: &Tensor<u32>,
-    out: &mut Tensor<f32>,
-    rows: usize,
-    cols: usize,
-    row_bytes: usize,
-    #[comptime] format: u32,
-) {
-    let row = ABSOLUTE_POS_X as usize;
-    let t = CUBE_POS_Y as usize;
-    if row >= rows {
-        terminate!();
-    }
-    let mut acc = 0.0f32;
-    for s in 0..cols / 32 {
-        acc += subblock_dot(w, row * row_bytes, s, x, t * cols + s * 32, format);
-    }
-    out[t * rows + row] = acc;
-}
-
-/// Lanes that share one row in [`gemv_kernel`].
-pub const GEMV_LANES: u32 = 32;
-/// Rows per cube in [`gemv_kernel`].
-pub const GEMV_ROWS: u32 = 2;
-
-/// Decode: `out[r] = Σ_k x[k] · W[r, k]` for one token. A cube of `GEMV_LANES × GEMV_ROWS`
-/// units takes `GEMV_ROWS` rows; the lanes of a row read neighbouring sub-blocks (coalesced),
-/// then one lane adds their partial sums (one barrier).
-#[cube(launch)]
-pub fn gemv_kernel(
-    x: &Tensor<f32>,
-    w: &Tensor<u32>,
-    out: &mut Tensor<f32>,
-    rows: usize,
-    cols: usize,
-    row_bytes: usize,
-    #[comptime] format: u32,
-) {
-    let lanes = comptime![GEMV_LANES as usize];
-    let lane = UNIT_POS_X as usize;
-    let local = UNIT_POS_Y as usize;
-    let row = CUBE_POS_X as usize * comptime![GEMV_ROWS as usize] + local;
-    let mut partial = Shared::<[f32]>::new_slice(comptime![(GEMV_LANES * GEMV_ROWS) as usize]);
-    let mut acc = 0.0f32;
-    if row < rows {
-        let mut s = lane;
-        while s < cols / 32 {
-            acc += subblock_dot(w, row * row_bytes, s, x, s * 32, format);
-            s += lanes;
-        }
-    }
-    partial[local * lanes + lane] = acc;
-    sync_cube();
-    if lane == 0 && row < rows {
-        let mut sum = 0.0f32;
-        for i in 0..lanes {
-            sum += partial[local * lanes + i];
-        }
-        out[row] = sum;
-    }
 }
 
 /// The roofline probe: every unit reads `per_unit` words `units` apart (coalesced) and writes

@@ -5,13 +5,12 @@
 //! works on the wgpu device (WebGPU in the browser, Vulkan natively); the CPU device has no
 //! CubeCL runtime, so there the model keeps dequantized f32 weights instead.
 
-mod kernels;
+pub(crate) mod kernels;
 
-use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::backend::tensor::IntTensor;
 use burn::backend::{Dispatch, backend_extension};
 use burn::tensor::{DType, Int, Shape, Tensor, TensorData};
 use burn_cubecl::CubeBackend;
-use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device;
 use cubecl::prelude::*;
 
@@ -19,6 +18,8 @@ use crate::gguf::{GgmlType, TensorInfo};
 
 use super::device::{ComputeDevice, read_vec};
 use super::error::ModelError;
+use super::project::{Epilogue, Tokens, project};
+use super::weights::Linear;
 
 /// How a single token (decode) is multiplied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,79 +47,22 @@ pub struct Layout {
     pub decode: DecodeKernel,
 }
 
-/// Threads per workgroup along a row of outputs.
-const WORKGROUP: u32 = 64;
-
 /// Threads per workgroup of the bandwidth probe.
 const STREAM_WORKGROUP: u32 = 256;
 
 /// Words each unit of the bandwidth probe reads.
 const STREAM_PER_UNIT: usize = 16;
 
-/// The kernels, as a Burn backend extension (implemented for the CubeCL backend; Fusion runs
+/// The bandwidth probe, as a Burn backend extension (implemented for the CubeCL backend; Fusion runs
 /// them lazily in its stream).
 #[backend_extension(Cube, Fusion)]
 pub trait QuantOps: burn::backend::Backend {
-    /// `x [n, cols] × Wᵀ → [n, rows]`.
-    #[fusion(dtype = x, shape = Shape::new([x[0], layout.rows]))]
-    fn quant_matmul(
-        x: FloatTensor<Self>,
-        words: IntTensor<Self>,
-        layout: Layout,
-    ) -> FloatTensor<Self>;
-
     /// Streams `words` once (the bandwidth probe): `[len / per_unit]` xors of `per_unit` words.
     #[fusion(dtype = words, shape = Shape::new([words[0] / per_unit]))]
     fn stream_read(words: IntTensor<Self>, per_unit: usize, salt: u32) -> IntTensor<Self>;
 }
 
 impl QuantOps for CubeBackend {
-    fn quant_matmul(
-        x: FloatTensor<Self>,
-        words: IntTensor<Self>,
-        layout: Layout,
-    ) -> FloatTensor<Self> {
-        let x = into_contiguous(x);
-        let n = x.meta.shape()[0];
-        let client = x.client.clone();
-        let out = empty_device::<f32>(
-            client.clone(),
-            x.device.clone(),
-            Shape::new([n, layout.rows]),
-        );
-        if n == 1 && layout.decode == DecodeKernel::Cooperative {
-            // Decode: the cooperative GEMV (lanes of a row read neighbouring sub-blocks).
-            use kernels::{GEMV_LANES, GEMV_ROWS};
-            kernels::gemv_kernel::launch(
-                &client,
-                CubeCount::Static((layout.rows as u32).div_ceil(GEMV_ROWS), 1, 1),
-                CubeDim::new_2d(GEMV_LANES, GEMV_ROWS),
-                x.into_tensor_arg(),
-                words.into_tensor_arg(),
-                out.clone().into_tensor_arg(),
-                layout.rows,
-                layout.cols,
-                layout.row_bytes,
-                layout.format,
-            );
-            return out;
-        }
-        let count = CubeCount::Static((layout.rows as u32).div_ceil(WORKGROUP), n as u32, 1);
-        kernels::matmul_kernel::launch(
-            &client,
-            count,
-            CubeDim::new_1d(WORKGROUP),
-            x.into_tensor_arg(),
-            words.into_tensor_arg(),
-            out.clone().into_tensor_arg(),
-            layout.rows,
-            layout.cols,
-            layout.row_bytes,
-            layout.format,
-        );
-        out
-    }
-
     fn stream_read(words: IntTensor<Self>, per_unit: usize, salt: u32) -> IntTensor<Self> {
         let units = words.meta.shape()[0] / per_unit;
         let client = words.client.clone();
@@ -248,23 +192,15 @@ impl QuantMatrix {
         self.chunks.len()
     }
 
-    /// `x [n, cols] → x Wᵀ [n, rows]`.
+    /// The row chunks: each one's words and layout.
+    pub(crate) fn chunks(&self) -> &[(Tensor<1, Int>, Layout)] {
+        &self.chunks
+    }
+
+    /// `x [n, cols] → x Wᵀ [n, rows]` (the projection kernel with one matrix).
     pub fn matmul(&self, x: Tensor<2>) -> Tensor<2> {
-        let mut outputs: Vec<Tensor<2>> = self
-            .chunks
-            .iter()
-            .map(|(words, layout)| {
-                Tensor::from_dispatch(<Dispatch as QuantOps>::quant_matmul(
-                    x.clone().into_dispatch(),
-                    words.clone().into_dispatch(),
-                    *layout,
-                ))
-            })
-            .collect();
-        match outputs.len() {
-            1 => outputs.pop().expect("one chunk"),
-            _ => Tensor::cat(outputs, 1),
-        }
+        let linear = Linear::Quant(self.clone());
+        project(&x, None, &[&linear], Epilogue::Store, Tokens::All)
     }
 }
 

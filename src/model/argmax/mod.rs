@@ -1,0 +1,73 @@
+//! Greedy choice on the device: the index of the largest logit, so a greedy decode step reads
+//! back one id (4 bytes) instead of the whole vocabulary's logits.
+//!
+//! One cube of 256 units: each scans a strided share of the logits keeping its first
+//! largest, then a tree in shared memory keeps the larger of two, the lower index on ties —
+//! the host's [`argmax`] rule (NaN never wins).
+
+use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::backend::{Dispatch, backend_extension};
+use burn::tensor::{Float, Int, Shape, Tensor};
+use burn_cubecl::CubeBackend;
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::ops::numeric::empty_device;
+mod kernels;
+
+use cubecl::prelude::*;
+
+use super::device::{ComputeDevice, DeviceChoice, DeviceError, read_vec};
+
+/// The kernel as a Burn backend extension.
+#[backend_extension(Cube, Fusion)]
+pub trait ArgmaxOps: burn::backend::Backend {
+    /// `[1]`: the index of the largest of `logits`' values (all of them, row-major).
+    #[fusion(dtype = burn::tensor::DType::U32, shape = Shape::new([1]))]
+    fn argmax(logits: FloatTensor<Self>) -> IntTensor<Self>;
+}
+
+impl ArgmaxOps for CubeBackend {
+    fn argmax(logits: FloatTensor<Self>) -> IntTensor<Self> {
+        let logits = into_contiguous(logits);
+        let len = logits.meta.shape().num_elements();
+        let client = logits.client.clone();
+        let out = empty_device::<u32>(client.clone(), logits.device.clone(), Shape::new([1]));
+        kernels::argmax_kernel::launch(
+            &client,
+            CubeCount::Static(1, 1, 1),
+            CubeDim::new_1d(kernels::UNITS),
+            logits.into_tensor_arg(),
+            out.clone().into_tensor_arg(),
+            len,
+        );
+        out
+    }
+}
+
+/// The index of the largest of `logits`' values (`[1, vocab]`) as the host rule [`argmax`]
+/// picks it: found by our kernel on the wgpu device (4 bytes read back), read back whole on the
+/// CPU device (which has no CubeCL runtime).
+pub(crate) async fn argmax_on_device(
+    logits: Tensor<2>,
+    device: &ComputeDevice,
+) -> Result<u32, DeviceError> {
+    match device.choice() {
+        DeviceChoice::Wgpu => {
+            let id = Tensor::<1, Int>::from_dispatch(<Dispatch as ArgmaxOps>::argmax(
+                logits.into_dispatch(),
+            ));
+            Ok(read_vec::<u32, 1, Int>(id).await?[0])
+        }
+        DeviceChoice::Cpu => Ok(argmax(&read_vec::<f32, 2, Float>(logits).await?)),
+    }
+}
+
+/// The index of the largest logit (the first one on ties; NaN never wins).
+pub fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &l) in logits.iter().enumerate() {
+        if l > logits[best] || logits[best].is_nan() {
+            best = i;
+        }
+    }
+    best as u32
+}

@@ -1,0 +1,284 @@
+//! Projections: an input's RMSNorm, its product with one or more weight matrices, and what is
+//! done to the result (a residual add, SwiGLU) — one kernel launch on the wgpu device, Burn
+//! operations on the CPU device (the reference, step by step as HF transformers).
+//!
+//! This is how a decode step stays at a few dispatches per block: q/k/v are one launch over the
+//! three matrices (each in its own block format), gate and up one launch storing
+//! `silu(gate) · up`, the output and down projections add the residual stream as they store.
+
+pub(crate) mod kernels;
+
+use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::backend::{Dispatch, backend_extension};
+use burn::tensor::activation::silu;
+use burn::tensor::{Int, Shape, Tensor};
+use burn_cubecl::CubeBackend;
+use burn_cubecl::kernel::into_contiguous;
+use cubecl::prelude::*;
+
+use super::quant::{DecodeKernel, Layout, QuantMatrix};
+use super::weights::Linear;
+
+/// RMSNorm with a learned scale, as HF: `w · x / sqrt(mean(x²) + eps)`.
+#[derive(Debug, Clone)]
+pub(crate) struct RmsNorm {
+    /// The learned scale, `[width]`.
+    pub(crate) weight: Tensor<1>,
+    /// Added to the mean square.
+    pub(crate) eps: f64,
+}
+
+impl RmsNorm {
+    /// The norm alone, with Burn operations (the reference path, and traces of the residual
+    /// stream).
+    pub(crate) fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let variance = (x.clone() * x.clone()).mean_dim(1);
+        let normed = x * (variance + self.eps).sqrt().recip();
+        normed * self.weight.clone().unsqueeze_dim::<2>(0)
+    }
+}
+
+/// What a projection does with its product before storing it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Epilogue<'a> {
+    /// Store it.
+    Store,
+    /// Add it to this residual stream (`[tokens, rows]`).
+    AddTo(&'a Tensor<2>),
+    /// Two matrices, gate and up: store `silu(gate) · up`.
+    SwiGlu,
+}
+
+/// Which of the input's tokens a projection runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tokens {
+    /// All of them.
+    All,
+    /// Only the last (the output head while generating).
+    Last,
+}
+
+/// `epilogue(norm(x)[tokens] · [W₀; W₁; …]ᵀ)`: `[tokens, Σ rows]` (`[tokens, rows]` for
+/// [`Epilogue::SwiGlu`]). One launch per (up to three) matrix chunks when every matrix is on the
+/// GPU in block form; Burn operations otherwise.
+pub(crate) fn project(
+    x: &Tensor<2>,
+    norm: Option<&RmsNorm>,
+    parts: &[&Linear],
+    epilogue: Epilogue<'_>,
+    tokens: Tokens,
+) -> Tensor<2> {
+    let quant: Option<Vec<&QuantMatrix>> = parts
+        .iter()
+        .map(|l| match l {
+            Linear::Quant(m) => Some(m),
+            Linear::Dense(_) => None,
+        })
+        .collect();
+    match quant {
+        Some(matrices) => project_quant(x, norm, &matrices, epilogue, tokens),
+        None => project_reference(x, norm, parts, epilogue, tokens),
+    }
+}
+
+/// The reference: HF's order of operations with Burn tensors.
+fn project_reference(
+    x: &Tensor<2>,
+    norm: Option<&RmsNorm>,
+    parts: &[&Linear],
+    epilogue: Epilogue<'_>,
+    tokens: Tokens,
+) -> Tensor<2> {
+    let mut h = match norm {
+        Some(norm) => norm.forward(x.clone()),
+        None => x.clone(),
+    };
+    if tokens == Tokens::Last {
+        let n = h.dims()[0];
+        h = h.narrow(0, n - 1, 1);
+    }
+    let mut outputs: Vec<Tensor<2>> = parts.iter().map(|l| l.forward(h.clone())).collect();
+    match epilogue {
+        Epilogue::SwiGlu => {
+            let up = outputs.pop().expect("gate and up");
+            silu(outputs.pop().expect("gate and up")) * up
+        }
+        Epilogue::AddTo(residual) => residual.clone() + concat(outputs),
+        Epilogue::Store => concat(outputs),
+    }
+}
+
+fn concat(mut outputs: Vec<Tensor<2>>) -> Tensor<2> {
+    match outputs.len() {
+        1 => outputs.pop().expect("one output"),
+        _ => Tensor::cat(outputs, 1),
+    }
+}
+
+/// The fused kernel over the matrices' row chunks: consecutive chunks are launched three at a
+/// time, each launch writing its columns of the one output; SwiGLU pairs gate and up chunk by
+/// chunk (they have the same rows, so the same split).
+fn project_quant(
+    x: &Tensor<2>,
+    norm: Option<&RmsNorm>,
+    matrices: &[&QuantMatrix],
+    epilogue: Epilogue<'_>,
+    tokens: Tokens,
+) -> Tensor<2> {
+    let total = x.dims()[0];
+    let (first, n) = match tokens {
+        Tokens::All => (0, total),
+        Tokens::Last => (total - 1, 1),
+    };
+    let chunks: Vec<&(Tensor<1, Int>, Layout)> =
+        matrices.iter().flat_map(|m| m.chunks().iter()).collect();
+    let launches: Vec<Vec<&(Tensor<1, Int>, Layout)>> = match epilogue {
+        Epilogue::SwiGlu => {
+            let (gate, up) = (matrices[0].chunks(), matrices[1].chunks());
+            gate.iter().zip(up).map(|(g, u)| vec![g, u]).collect()
+        }
+        _ => chunks.chunks(3).map(|c| c.to_vec()).collect(),
+    };
+    let rows_of = |launch: &[&(Tensor<1, Int>, Layout)]| match epilogue {
+        Epilogue::SwiGlu => launch[0].1.rows,
+        _ => launch.iter().map(|(_, l)| l.rows).sum(),
+    };
+    let width: usize = launches.iter().map(|l| rows_of(l)).sum();
+    let mut out = Tensor::<2>::empty([n, width], &x.device());
+    let (code, residual) = match epilogue {
+        Epilogue::Store => (kernels::STORE, x),
+        Epilogue::AddTo(residual) => (kernels::ADD_RESIDUAL, residual),
+        Epilogue::SwiGlu => (kernels::SWIGLU, x),
+    };
+    let nw = norm.map_or_else(|| x.clone().reshape([-1]), |n| n.weight.clone());
+    let mut offset = 0;
+    for launch in launches {
+        let layouts: Vec<Layout> = launch.iter().map(|(_, l)| *l).collect();
+        let part = |i: usize| layouts[i.min(layouts.len() - 1)];
+        let words = |i: usize| launch[i.min(launch.len() - 1)].0.clone().into_dispatch();
+        let rows = rows_of(&launch);
+        let spec = ProjectSpec {
+            parts: [part(0), part(1), part(2)],
+            part_count: launch.len() as u32,
+            rows,
+            tokens: n,
+            first,
+            out_width: width,
+            offset,
+            eps_bits: norm.map(|n| (n.eps as f32).to_bits()),
+            epilogue: code,
+        };
+        out = Tensor::from_dispatch(<Dispatch as ProjectOps>::project(
+            x.clone().into_dispatch(),
+            nw.clone().into_dispatch(),
+            words(0),
+            words(1),
+            words(2),
+            residual.clone().into_dispatch(),
+            out.into_dispatch(),
+            spec,
+        ));
+        offset += rows;
+    }
+    out
+}
+
+/// One launch of the projection kernel, as the backend extension sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProjectSpec {
+    /// The matrices' chunks (repeated past `part_count`; only the first `part_count` are read).
+    pub parts: [Layout; 3],
+    /// How many of `parts` this launch reads (1–3).
+    pub part_count: u32,
+    /// Output columns this launch writes.
+    pub rows: usize,
+    /// Tokens computed (cube y).
+    pub tokens: usize,
+    /// The input row of the first token computed.
+    pub first: usize,
+    /// Columns of the whole output.
+    pub out_width: usize,
+    /// The first output column this launch writes.
+    pub offset: usize,
+    /// RMSNorm's epsilon (f32 bits), when the input is normed first.
+    pub eps_bits: Option<u32>,
+    /// One of the `kernels` epilogue codes.
+    pub epilogue: u32,
+}
+
+/// The projection kernel as a Burn backend extension (Fusion runs it in its stream). The
+/// result is written into `out` (columns `offset ..`), which is returned.
+#[backend_extension(Cube, Fusion)]
+pub trait ProjectOps: burn::backend::Backend {
+    /// See [`ProjectSpec`] and the kernel's documentation.
+    #[allow(clippy::too_many_arguments)]
+    #[fusion(dtype = x, shape = Shape::new([out[0], out[1]]))]
+    fn project(
+        x: FloatTensor<Self>,
+        norm_weight: FloatTensor<Self>,
+        w0: IntTensor<Self>,
+        w1: IntTensor<Self>,
+        w2: IntTensor<Self>,
+        residual: FloatTensor<Self>,
+        out: FloatTensor<Self>,
+        spec: ProjectSpec,
+    ) -> FloatTensor<Self>;
+}
+
+impl ProjectOps for CubeBackend {
+    fn project(
+        x: FloatTensor<Self>,
+        norm_weight: FloatTensor<Self>,
+        w0: IntTensor<Self>,
+        w1: IntTensor<Self>,
+        w2: IntTensor<Self>,
+        residual: FloatTensor<Self>,
+        out: FloatTensor<Self>,
+        spec: ProjectSpec,
+    ) -> FloatTensor<Self> {
+        let x = into_contiguous(x);
+        let residual = into_contiguous(residual);
+        let [p0, p1, p2] = spec.parts;
+        let lanes = match (spec.tokens, p0.decode) {
+            (1, DecodeKernel::Cooperative) => 32,
+            _ => 1,
+        };
+        let rows_per_cube = kernels::CUBE_UNITS / lanes;
+        let client = x.client.clone();
+        kernels::project_kernel::launch(
+            &client,
+            CubeCount::Static(
+                (spec.rows as u32).div_ceil(rows_per_cube),
+                spec.tokens as u32,
+                1,
+            ),
+            CubeDim::new_1d(kernels::CUBE_UNITS),
+            x.into_tensor_arg(),
+            norm_weight.into_tensor_arg(),
+            w0.into_tensor_arg(),
+            w1.into_tensor_arg(),
+            w2.into_tensor_arg(),
+            residual.into_tensor_arg(),
+            out.clone().into_tensor_arg(),
+            spec.rows,
+            p0.rows,
+            p1.rows,
+            p0.row_bytes,
+            p1.row_bytes,
+            p2.row_bytes,
+            p0.cols,
+            spec.first,
+            spec.out_width,
+            spec.offset,
+            f32::from_bits(spec.eps_bits.unwrap_or(0)),
+            lanes,
+            spec.eps_bits.is_some(),
+            spec.epilogue,
+            spec.part_count,
+            p0.format,
+            p1.format,
+            p2.format,
+        );
+        out
+    }
+}

@@ -1,0 +1,63 @@
+//! What one decode step costs the device, counted exactly (wgpu, lavapipe): kernel launches
+//! (ours and Burn's, through cubecl's launch observer) and bytes read back. The counts are
+//! deterministic, so a change that adds a dispatch or reads the logits back fails here.
+//!
+//! Its own test binary with one test: the launch observer is process-wide, and nothing else may
+//! use the device while it counts.
+
+mod common;
+
+use common::*;
+use llama_web::model::device::{DeviceChoice, DeviceCounters};
+use llama_web::model::llama::LogitsFor;
+use llama_web::model::plan::KvFormat;
+use pollster::block_on;
+
+#[test]
+fn a_greedy_decode_step_is_seven_launches_per_block_and_reads_back_four_bytes() {
+    let model = load_llama(
+        fixture("tiny_llama31/tiny-llama31-Q4_0.gguf"),
+        DeviceChoice::Wgpu,
+    );
+    let layers = model.config().n_layers;
+    for format in [KvFormat::F32, KvFormat::Q8] {
+        let mut cache = model.new_cache(64, format).unwrap();
+        let logits = block_on(model.prefill(&[1, 2, 3, 4, 5], &mut cache)).unwrap();
+        let mut id = llama_web::engine::sampling::argmax(&logits);
+
+        let counters = DeviceCounters::start();
+        let position = cache.len() as u64;
+        let chosen = block_on(model.forward_argmax(&[id], &[position], &mut cache)).unwrap();
+        let (launches, readback) = (counters.launches(), counters.readback_bytes());
+        drop(counters);
+
+        // Per block: q/k/v (norm folded in), RoPE + cache store, attention, its merge, the
+        // output projection (+ residual), gate/up (norm and SwiGLU folded in), down (+ residual).
+        // Then the head (final norm folded in) and the greedy choice.
+        let expected = 7 * layers as u64 + 2;
+        assert_eq!(
+            launches, expected,
+            "{format:?}: launches of one decode step"
+        );
+        assert!(launches <= 8 * layers as u64 + 8, "the issue's budget");
+        assert_eq!(readback, 4, "{format:?}: the chosen id only");
+
+        // The id chosen on the device is the host's greedy choice over the same step's logits.
+        let mut again = model.new_cache(64, format).unwrap();
+        block_on(model.prefill(&[1, 2, 3, 4, 5], &mut again)).unwrap();
+        let logits =
+            block_on(model.forward(&[id], &[position], &mut again, LogitsFor::Last)).unwrap();
+        id = llama_web::engine::sampling::argmax(&logits);
+        assert_eq!(chosen, id, "{format:?}");
+    }
+
+    // Reading the logits back is counted as such: the counter is not stuck at 4.
+    let vocab = model.config().vocab_size as u64;
+    let mut cache = model.new_cache(16, KvFormat::F32).unwrap();
+    // (The first step also runs the cache's zero fill, a fused Burn kernel.)
+    block_on(model.prefill(&[1], &mut cache)).unwrap();
+    let counters = DeviceCounters::start();
+    block_on(model.forward(&[2], &[1], &mut cache, LogitsFor::Last)).unwrap();
+    assert_eq!(counters.readback_bytes(), vocab * 4);
+    assert_eq!(counters.launches(), 7 * layers as u64 + 1);
+}
