@@ -60,6 +60,19 @@ fn u16_at(w: &Tensor<u32>, at: usize) -> u32 {
     byte(w, at) | (byte(w, at + 1) << 8)
 }
 
+/// The 4 bytes starting at byte `at` (any alignment; blocks of 18 or 34 bytes are 2-aligned),
+/// little-endian: one or two word loads instead of four byte loads.
+#[cube]
+fn word_at(w: &Tensor<u32>, at: usize) -> u32 {
+    let i = at / 4;
+    let shift = ((at % 4) * 8) as u32;
+    let mut word = w[i];
+    if shift != 0 {
+        word = (word >> shift) | (w[i + 1] << (32 - shift));
+    }
+    word
+}
+
 /// A byte as a signed 8-bit value.
 #[cube]
 fn i8_at(w: &Tensor<u32>, at: usize) -> i32 {
@@ -157,26 +170,45 @@ pub fn subblock_dot(
     if comptime![format == Q8_0] {
         let at = base + s * 34;
         let d = f16_to_f32(u16_at(w, at));
-        for i in 0..32usize {
-            acc += xv(x, xi + i, nw, ni + i, normed) * (f32::cast_from(i8_at(w, at + 2 + i)) * d);
+        for j in 0..8usize {
+            let word = word_at(w, at + 2 + 4 * j);
+            for b in 0..4usize {
+                let q = ((word >> ((8 * b) as u32)) & 0xFF) as i32;
+                let mut v = q;
+                if q >= 128 {
+                    v = q - 256;
+                }
+                let i = 4 * j + b;
+                acc += xv(x, xi + i, nw, ni + i, normed) * (f32::cast_from(v) * d);
+            }
         }
     } else if comptime![format == Q4_0] {
         let at = base + s * 18;
         let d = f16_to_f32(u16_at(w, at));
-        for j in 0..16usize {
-            let q = byte(w, at + 2 + j);
-            acc += xv(x, xi + j, nw, ni + j, normed) * (f32::cast_from((q & 0xF) as i32 - 8) * d);
-            acc += xv(x, xi + j + 16, nw, ni + j + 16, normed)
-                * (f32::cast_from((q >> 4) as i32 - 8) * d);
+        for k in 0..4usize {
+            let word = word_at(w, at + 2 + 4 * k);
+            for b in 0..4usize {
+                let q = (word >> ((8 * b) as u32)) & 0xFF;
+                let j = 4 * k + b;
+                acc +=
+                    xv(x, xi + j, nw, ni + j, normed) * (f32::cast_from((q & 0xF) as i32 - 8) * d);
+                acc += xv(x, xi + j + 16, nw, ni + j + 16, normed)
+                    * (f32::cast_from((q >> 4) as i32 - 8) * d);
+            }
         }
     } else if comptime![format == Q4_1] {
         let at = base + s * 20;
         let d = f16_to_f32(u16_at(w, at));
         let m = f16_to_f32(u16_at(w, at + 2));
-        for j in 0..16usize {
-            let q = byte(w, at + 4 + j);
-            acc += xv(x, xi + j, nw, ni + j, normed) * (f32::cast_from(q & 0xF) * d + m);
-            acc += xv(x, xi + j + 16, nw, ni + j + 16, normed) * (f32::cast_from(q >> 4) * d + m);
+        for k in 0..4usize {
+            let word = word_at(w, at + 4 + 4 * k);
+            for b in 0..4usize {
+                let q = (word >> ((8 * b) as u32)) & 0xFF;
+                let j = 4 * k + b;
+                acc += xv(x, xi + j, nw, ni + j, normed) * (f32::cast_from(q & 0xF) * d + m);
+                acc +=
+                    xv(x, xi + j + 16, nw, ni + j + 16, normed) * (f32::cast_from(q >> 4) * d + m);
+            }
         }
     } else if comptime![format == Q5_0 || format == Q5_1] {
         let has_min = comptime![format == Q5_1];
@@ -212,25 +244,40 @@ pub fn subblock_dot(
         let m1 = dmin * f32::cast_from(min_k4(w, at + 4, sub));
         let shift = ((sub % 2) * 4) as u32;
         let from = at + qs + (sub / 2) * 32;
-        for l in 0..32usize {
-            let mut q = (byte(w, from + l) >> shift) & 0xF;
-            if is_q5 {
-                q += ((byte(w, at + 16 + l) >> (sub as u32)) & 1) * 16;
+        for k in 0..8usize {
+            let word = word_at(w, from + 4 * k) >> shift;
+            for b in 0..4usize {
+                let l = 4 * k + b;
+                let mut q = (word >> ((8 * b) as u32)) & 0xF;
+                if is_q5 {
+                    q += ((byte(w, at + 16 + l) >> (sub as u32)) & 1) * 16;
+                }
+                acc += xv(x, xi + l, nw, ni + l, normed) * (d1 * f32::cast_from(q) - m1);
             }
-            acc += xv(x, xi + l, nw, ni + l, normed) * (d1 * f32::cast_from(q) - m1);
         }
     } else if comptime![format == Q6_K] {
+        // Sub-block `s % 8` is elements e0 .. e0 + 32 of the super-block: its low nibbles are
+        // 32 consecutive bytes (shifted by `lo_shift`), its high bits 32 consecutive bytes too.
         let at = base + (s / 8) * 210;
         let d = f16_to_f32(u16_at(w, at + 208));
-        for l in 0..32usize {
-            let e = (s % 8) * 32 + l;
-            let half = e / 128;
-            let r = e % 128;
-            let lo = (byte(w, at + half * 64 + r % 64) >> (((r / 64) * 4) as u32)) & 0xF;
-            let hi = (byte(w, at + 128 + half * 32 + r % 32) >> (((r / 32) * 2) as u32)) & 3;
-            let q = (lo | (hi << 4)) as i32 - 32;
-            let dl = d * f32::cast_from(i8_at(w, at + 192 + e / 16));
-            acc += xv(x, xi + l, nw, ni + l, normed) * (dl * f32::cast_from(q));
+        let e0 = (s % 8) * 32;
+        let half = e0 / 128;
+        let r0 = e0 % 128;
+        let lo_at = at + half * 64 + r0 % 64;
+        let hi_at = at + 128 + half * 32;
+        let lo_shift = ((r0 / 64) * 4) as u32;
+        let hi_shift = ((r0 / 32) * 2) as u32;
+        for k in 0..8usize {
+            let lo_word = word_at(w, lo_at + 4 * k) >> lo_shift;
+            let hi_word = word_at(w, hi_at + 4 * k) >> hi_shift;
+            let dl = d * f32::cast_from(i8_at(w, at + 192 + (e0 + 4 * k) / 16));
+            for b in 0..4usize {
+                let l = 4 * k + b;
+                let lo = (lo_word >> ((8 * b) as u32)) & 0xF;
+                let hi = (hi_word >> ((8 * b) as u32)) & 3;
+                let q = (lo | (hi << 4)) as i32 - 32;
+                acc += xv(x, xi + l, nw, ni + l, normed) * (dl * f32::cast_from(q));
+            }
         }
     } else {
         // F32, F16, BF16: 32 consecutive values.
