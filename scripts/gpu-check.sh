@@ -8,7 +8,7 @@
 # ./gpu-check-out).
 #
 # Building burn on the device costs minutes of its budget: build the release binary here first
-# (`cargo build --release --bin llama-web`) and carry it, e.g.
+# (`cargo build --release --bin llama-web`) and carry it, with the Vulkan loader, e.g.
 #   run(command="scripts/gpu-check.sh", carry=["target/release/llama-web"], timeout_s=540)
 # A dry run on lavapipe works anywhere: GEN=2 PROMPT=4 scripts/gpu-check.sh
 set -euo pipefail
@@ -42,6 +42,7 @@ print(f"decode            {r['decode_tok_s']:.2f} tok/s   (prefill {r['prefill_t
 print(f"weights per token {r['weight_bytes_per_token'] / 1e9:.3f} GB")
 print(f"effective         {r['effective_gb_s']:.1f} GB/s")
 print(f"streaming read    {r['read_bandwidth_gb_s']:.1f} GB/s  -> fraction {100 * r['roofline_fraction']:.1f} %")
+print(f"per decode step   {r['dispatches_per_token']:.0f} dispatches, {r['submits_per_token']:.0f} submit(s), {r['readback_bytes_per_token']:.0f} bytes read back")
 print(f"peak GPU bytes    {r['peak_gpu_bytes']}")
 PY
 done

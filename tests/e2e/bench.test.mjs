@@ -33,6 +33,11 @@ test("the bench page measures the tiny model on WebGPU", { timeout: 300_000 }, a
     for (const key of ["prefill_tok_s", "decode_tok_s", "effective_gb_s", "read_bandwidth_gb_s", "roofline_fraction"]) {
       assert.ok(Number.isFinite(report[key]) && report[key] > 0, `${key}: ${report[key]}`);
     }
+    // The same fused decode step in the browser as natively (tests/dispatch_count.rs): 7 launches
+    // per block (2 blocks) + the head + the greedy choice, one submission, the chosen id read back.
+    assert.equal(report.dispatches_per_token, 16);
+    assert.equal(report.submits_per_token, 1);
+    assert.equal(report.readback_bytes_per_token, 4);
     // The tiny Q4_0 model's GPU weights: 16 Q4_0 matrices in their file bytes plus f32 norms.
     assert.ok(report.weight_bytes_per_token > 50_000 && report.weight_bytes_per_token < 120_000,
       `weight_bytes_per_token ${report.weight_bytes_per_token}`);
