@@ -15,11 +15,11 @@ use super::device::{ComputeDevice, read_vec};
 use super::error::ModelError;
 use super::kv_cache::KvCache;
 use super::plan::{KvFormat, PREFILL_CHUNK};
-use super::project::{Epilogue, RmsNorm, Tokens, project};
+use super::project::{Epilogue, RmsNorm, project};
 use super::rope::RopeTable;
 use super::weights::{HostEmbedding, Linear, LoadProgress, TensorLoader};
 
-/// Which positions' logits a forward pass returns.
+/// Which positions' logits a forward pass returns (and which tokens a projection runs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogitsFor {
     /// Every input token's (`[tokens, vocab]`), as `llama-web logits` prints them.
@@ -166,11 +166,7 @@ impl Llama {
         which: LogitsFor,
     ) -> Result<Vec<f32>, ModelError> {
         let x = self.run(ids, positions, cache, None)?;
-        let tokens = match which {
-            LogitsFor::All => Tokens::All,
-            LogitsFor::Last => Tokens::Last,
-        };
-        Ok(read_vec(self.head(&x, tokens)).await?)
+        Ok(read_vec(self.head(&x, which)).await?)
     }
 
     /// Like [`Llama::forward`] with [`LogitsFor::Last`], but returns only the id of the largest
@@ -183,7 +179,7 @@ impl Llama {
         cache: &mut KvCache,
     ) -> Result<u32, ModelError> {
         let x = self.run(ids, positions, cache, None)?;
-        Ok(argmax_on_device(self.head(&x, Tokens::Last), &self.device).await?)
+        Ok(argmax_on_device(self.head(&x, LogitsFor::Last), &self.device).await?)
     }
 
     /// Runs a prompt after the tokens already in `cache` (positions continuing from
@@ -264,7 +260,7 @@ impl Llama {
     }
 
     /// The final norm and the output head over the residual stream `x`: `[tokens, vocab]`.
-    fn head(&self, x: &Tensor<2>, tokens: Tokens) -> Tensor<2> {
+    fn head(&self, x: &Tensor<2>, tokens: LogitsFor) -> Tensor<2> {
         project(
             x,
             Some(&self.output_norm),
@@ -355,11 +351,11 @@ impl Block {
             Some(&self.attn_norm),
             &[&self.q, &self.k, &self.v],
             Epilogue::Store,
-            Tokens::All,
+            LogitsFor::All,
         );
         let heads = step.config.n_heads;
         let out = attend(qkv, &step.angles, heads, layer, cache, step.mask.as_ref());
-        project(&out, None, &[&self.o], Epilogue::AddTo(x), Tokens::All)
+        project(&out, None, &[&self.o], Epilogue::AddTo(x), LogitsFor::All)
     }
 
     /// The MLP half of the block: `x + down(silu(gate(norm(x))) · up(norm(x)))`.
@@ -369,8 +365,14 @@ impl Block {
             Some(&self.ffn_norm),
             &[&self.gate, &self.up],
             Epilogue::SwiGlu,
-            Tokens::All,
+            LogitsFor::All,
         );
-        project(&gated, None, &[&self.down], Epilogue::AddTo(x), Tokens::All)
+        project(
+            &gated,
+            None,
+            &[&self.down],
+            Epilogue::AddTo(x),
+            LogitsFor::All,
+        )
     }
 }

@@ -16,6 +16,7 @@ use burn_cubecl::CubeBackend;
 use burn_cubecl::kernel::into_contiguous;
 use cubecl::prelude::*;
 
+use super::llama::LogitsFor;
 use super::quant::{DecodeKernel, Layout, QuantMatrix};
 use super::weights::Linear;
 
@@ -49,15 +50,6 @@ pub(crate) enum Epilogue<'a> {
     SwiGlu,
 }
 
-/// Which of the input's tokens a projection runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Tokens {
-    /// All of them.
-    All,
-    /// Only the last (the output head while generating).
-    Last,
-}
-
 /// `epilogue(norm(x)[tokens] · [W₀; W₁; …]ᵀ)`: `[tokens, Σ rows]` (`[tokens, rows]` for
 /// [`Epilogue::SwiGlu`]). One launch per (up to three) matrix chunks when every matrix is on the
 /// GPU in block form; Burn operations otherwise.
@@ -66,7 +58,7 @@ pub(crate) fn project(
     norm: Option<&RmsNorm>,
     parts: &[&Linear],
     epilogue: Epilogue<'_>,
-    tokens: Tokens,
+    tokens: LogitsFor,
 ) -> Tensor<2> {
     let quant: Option<Vec<&QuantMatrix>> = parts
         .iter()
@@ -87,13 +79,13 @@ fn project_reference(
     norm: Option<&RmsNorm>,
     parts: &[&Linear],
     epilogue: Epilogue<'_>,
-    tokens: Tokens,
+    tokens: LogitsFor,
 ) -> Tensor<2> {
     let mut h = match norm {
         Some(norm) => norm.forward(x.clone()),
         None => x.clone(),
     };
-    if tokens == Tokens::Last {
+    if tokens == LogitsFor::Last {
         let n = h.dims()[0];
         h = h.narrow(0, n - 1, 1);
     }
@@ -123,12 +115,12 @@ fn project_quant(
     norm: Option<&RmsNorm>,
     matrices: &[&QuantMatrix],
     epilogue: Epilogue<'_>,
-    tokens: Tokens,
+    tokens: LogitsFor,
 ) -> Tensor<2> {
     let total = x.dims()[0];
     let (first, n) = match tokens {
-        Tokens::All => (0, total),
-        Tokens::Last => (total - 1, 1),
+        LogitsFor::All => (0, total),
+        LogitsFor::Last => (total - 1, 1),
     };
     let chunks: Vec<&(Tensor<1, Int>, Layout)> =
         matrices.iter().flat_map(|m| m.chunks().iter()).collect();

@@ -18,7 +18,8 @@ use crate::gguf::{GgmlType, TensorInfo};
 
 use super::device::{ComputeDevice, read_vec};
 use super::error::ModelError;
-use super::project::{Epilogue, Tokens, project};
+use super::llama::LogitsFor;
+use super::project::{Epilogue, project};
 use super::weights::Linear;
 
 /// How a single token (decode) is multiplied.
@@ -200,7 +201,7 @@ impl QuantMatrix {
     /// `x [n, cols] → x Wᵀ [n, rows]` (the projection kernel with one matrix).
     pub fn matmul(&self, x: Tensor<2>) -> Tensor<2> {
         let linear = Linear::Quant(self.clone());
-        project(&x, None, &[&linear], Epilogue::Store, Tokens::All)
+        project(&x, None, &[&linear], Epilogue::Store, LogitsFor::All)
     }
 }
 
