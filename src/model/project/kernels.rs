@@ -12,7 +12,7 @@
 
 use cubecl::prelude::*;
 
-use crate::model::quant::kernels::subblock_dot;
+use crate::model::quant::kernels::{F32x4, load_subblock_x, subblock_dot};
 
 /// Units per cube.
 pub const CUBE_UNITS: u32 = 64;
@@ -24,27 +24,50 @@ pub const ADD_RESIDUAL: u32 = 1;
 /// Rows of part 0 (gate) and part 1 (up) pair up: store `silu(gate) · up`.
 pub const SWIGLU: u32 = 2;
 
-/// `Σ_s` over the sub-blocks `lane, lane + lanes, …` of one row of `w`.
+/// Adds to `acc[r]` (`r < per_unit`) the dot products of rows `row0 + r` of `a` (rows of
+/// `a_row_bytes` bytes in format `fa`) with the input, over the sub-blocks `lane, lane + lanes,
+/// …` — and, when `paired`, those of the same rows of `b` to `acc[per_unit + r]` (gate and
+/// up). Each sub-block's input values are loaded once for all the rows. Rows past `last` read
+/// row `last` (their sums are not stored).
 #[cube]
-fn row_dot(
-    w: &Tensor<u32>,
-    base: usize,
-    x: &Tensor<f32>,
+#[allow(clippy::too_many_arguments)]
+fn rows_dot(
+    a: &Tensor<u32>,
+    a_row_bytes: usize,
+    b: &Tensor<u32>,
+    b_row_bytes: usize,
+    row0: usize,
+    last: usize,
+    x: &Tensor<F32x4>,
     xi: usize,
-    nw: &Tensor<f32>,
+    nw: &Tensor<F32x4>,
     cols: usize,
     lane: usize,
+    acc: &mut Array<f32>,
+    #[comptime] per_unit: usize,
     #[comptime] lanes: usize,
     #[comptime] normed: bool,
-    #[comptime] format: u32,
-) -> f32 {
-    let mut acc = 0.0f32;
+    #[comptime] paired: bool,
+    #[comptime] fa: u32,
+    #[comptime] fb: u32,
+) {
+    let mut xs = Array::<f32>::new(32usize);
     let mut s = lane;
     while s < cols / 32 {
-        acc += subblock_dot(w, base, s, x, xi + s * 32, nw, normed, format);
+        load_subblock_x(x, xi, nw, s, &mut xs, normed);
+        #[unroll]
+        for r in 0..per_unit {
+            let mut row = row0 + r;
+            if row > last {
+                row = last;
+            }
+            acc[r] += subblock_dot(a, row * a_row_bytes, s, &xs, fa);
+            if comptime![paired] {
+                acc[comptime![per_unit + r]] += subblock_dot(b, row * b_row_bytes, s, &xs, fb);
+            }
+        }
         s += lanes;
     }
-    acc
 }
 
 /// `out[t, offset + r] = epilogue(r_t · Σ_k x[first + t, k] · nw[k] · W[r, k])` for the rows
@@ -52,11 +75,15 @@ fn row_dot(
 /// `row_bytes_i` bytes in format `f_i`), or, under [`SWIGLU`], `silu(gate_r) · up_r` with gate
 /// rows from `w0` and up rows from `w1`. Without `normed`, `r_t = 1` and `nw` is not read;
 /// `residual` is read only under [`ADD_RESIDUAL`] (same shape as `out`).
+///
+/// A unit computes `per_unit` consecutive rows (their input values loaded once: what a
+/// software GPU pays for is loads); every part's row count must be a multiple of `per_unit`
+/// except the last's, so the rows of one unit are in one part.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 pub fn project_kernel(
-    x: &Tensor<f32>,
-    nw: &Tensor<f32>,
+    x: &Tensor<F32x4>,
+    nw: &Tensor<F32x4>,
     w0: &Tensor<u32>,
     w1: &Tensor<u32>,
     w2: &Tensor<u32>,
@@ -74,6 +101,7 @@ pub fn project_kernel(
     offset: usize,
     eps: f32,
     #[comptime] lanes: u32,
+    #[comptime] per_unit: u32,
     #[comptime] normed: bool,
     #[comptime] epilogue: u32,
     #[comptime] parts: u32,
@@ -83,20 +111,27 @@ pub fn project_kernel(
 ) {
     let units = comptime![CUBE_UNITS as usize];
     let lanes_n = comptime![lanes as usize];
+    let per = comptime![per_unit as usize];
     let unit = UNIT_POS as usize;
     let lane = unit % lanes_n;
-    let row = CUBE_POS_X as usize * comptime![(CUBE_UNITS / lanes) as usize] + unit / lanes_n;
+    let row0 =
+        (CUBE_POS_X as usize * comptime![(CUBE_UNITS / lanes) as usize] + unit / lanes_n) * per;
     let t = CUBE_POS_Y as usize;
-    let xi = (first + t) * cols;
+    // The input row, in fours.
+    let xi = (first + t) * cols / 4;
 
     let mut scale = 1.0f32;
     if comptime![normed] {
         let mut squares = Shared::<[f32]>::new_slice(comptime![CUBE_UNITS as usize]);
         let mut ss = 0.0f32;
         let mut k = unit;
-        while k < cols {
+        while k < cols / 4 {
             let v = x[xi + k];
-            ss += v * v;
+            #[unroll]
+            for c in 0..4usize {
+                let e = v.extract(c);
+                ss += e * e;
+            }
             k += units;
         }
         squares[unit] = ss;
@@ -108,74 +143,96 @@ pub fn project_kernel(
         scale = 1.0f32 / f32::sqrt(total / f32::cast_from(cols) + eps);
     }
 
-    let mut acc = 0.0f32;
-    let mut acc_up = 0.0f32;
-    if row < rows {
+    // acc[r]: row row0 + r (the gate row under SWIGLU); acc[per + r]: the up row.
+    let mut acc = Array::<f32>::new(comptime![2 * per_unit as usize]);
+    #[unroll]
+    for r in 0..comptime![2 * per_unit as usize] {
+        acc[r] = 0.0f32;
+    }
+    if row0 < rows {
         if comptime![epilogue == SWIGLU] {
-            acc = row_dot(
+            rows_dot(
                 w0,
-                row * row_bytes0,
-                x,
-                xi,
-                nw,
-                cols,
-                lane,
-                lanes_n,
-                normed,
-                f0,
-            );
-            acc_up = row_dot(
+                row_bytes0,
                 w1,
-                row * row_bytes1,
+                row_bytes1,
+                row0,
+                rows - 1,
                 x,
                 xi,
                 nw,
                 cols,
                 lane,
+                &mut acc,
+                per,
                 lanes_n,
                 normed,
+                true,
+                f0,
                 f1,
             );
-        } else if row < rows0 {
-            acc = row_dot(
+        } else if row0 < rows0 {
+            rows_dot(
                 w0,
-                row * row_bytes0,
+                row_bytes0,
+                w0,
+                row_bytes0,
+                row0,
+                rows0 - 1,
                 x,
                 xi,
                 nw,
                 cols,
                 lane,
+                &mut acc,
+                per,
                 lanes_n,
                 normed,
+                false,
+                f0,
                 f0,
             );
         } else if comptime![parts > 1] {
-            if row < rows0 + rows1 {
-                let r = row - rows0;
-                acc = row_dot(
+            if row0 < rows0 + rows1 {
+                rows_dot(
                     w1,
-                    r * row_bytes1,
+                    row_bytes1,
+                    w1,
+                    row_bytes1,
+                    row0 - rows0,
+                    rows1 - 1,
                     x,
                     xi,
                     nw,
                     cols,
                     lane,
+                    &mut acc,
+                    per,
                     lanes_n,
                     normed,
+                    false,
+                    f1,
                     f1,
                 );
             } else if comptime![parts > 2] {
-                let r = row - rows0 - rows1;
-                acc = row_dot(
+                rows_dot(
                     w2,
-                    r * row_bytes2,
+                    row_bytes2,
+                    w2,
+                    row_bytes2,
+                    row0 - rows0 - rows1,
+                    rows - rows0 - rows1 - 1,
                     x,
                     xi,
                     nw,
                     cols,
                     lane,
+                    &mut acc,
+                    per,
                     lanes_n,
                     normed,
+                    false,
+                    f2,
                     f2,
                 );
             }
@@ -183,10 +240,11 @@ pub fn project_kernel(
     }
 
     if comptime![lanes > 1] {
+        // One row per unit here (per_unit is 1 on the cooperative path).
         let mut sums = Shared::<[f32]>::new_slice(comptime![CUBE_UNITS as usize]);
         let mut sums_up = Shared::<[f32]>::new_slice(comptime![CUBE_UNITS as usize]);
-        sums[unit] = acc;
-        sums_up[unit] = acc_up;
+        sums[unit] = acc[0];
+        sums_up[unit] = acc[1];
         sync_cube();
         if lane == 0 {
             let mut a = 0.0f32;
@@ -195,21 +253,25 @@ pub fn project_kernel(
                 a += sums[unit + i];
                 b += sums_up[unit + i];
             }
-            acc = a;
-            acc_up = b;
+            acc[0] = a;
+            acc[1] = b;
         }
     }
 
-    if lane == 0 && row < rows {
-        let mut value = acc * scale;
-        if comptime![epilogue == SWIGLU] {
-            let up = acc_up * scale;
-            value = value / (1.0f32 + f32::exp(-value)) * up;
+    #[unroll]
+    for r in 0..per {
+        let row = row0 + r;
+        if lane == 0 && row < rows {
+            let mut value = acc[r] * scale;
+            if comptime![epilogue == SWIGLU] {
+                let up = acc[comptime![per + r]] * scale;
+                value = value / (1.0f32 + f32::exp(-value)) * up;
+            }
+            let at = t * out_width + offset + row;
+            if comptime![epilogue == ADD_RESIDUAL] {
+                value += residual[at];
+            }
+            out[at] = value;
         }
-        let at = t * out_width + offset + row;
-        if comptime![epilogue == ADD_RESIDUAL] {
-            value += residual[at];
-        }
-        out[at] = value;
     }
 }

@@ -235,7 +235,11 @@ impl ProjectOps for CubeBackend {
             (1, DecodeKernel::Cooperative) => 32,
             _ => 1,
         };
-        let rows_per_cube = kernels::CUBE_UNITS / lanes;
+        let per_unit = match lanes {
+            1 => rows_per_unit(&spec),
+            _ => 1,
+        };
+        let rows_per_cube = kernels::CUBE_UNITS / lanes * per_unit;
         let client = x.client.clone();
         kernels::project_kernel::launch(
             &client,
@@ -264,6 +268,7 @@ impl ProjectOps for CubeBackend {
             spec.offset,
             f32::from_bits(spec.eps_bits.unwrap_or(0)),
             lanes,
+            per_unit,
             spec.eps_bits.is_some(),
             spec.epilogue,
             spec.part_count,
@@ -273,4 +278,16 @@ impl ProjectOps for CubeBackend {
         );
         out
     }
+}
+
+/// Rows one unit computes on the one-lane path: the most (up to 8) that keeps every unit's
+/// rows inside one part — each part but the last a whole number of units.
+fn rows_per_unit(spec: &ProjectSpec) -> u32 {
+    let inner = &spec.parts[..(spec.part_count as usize).saturating_sub(1)];
+    [8, 4, 2]
+        .into_iter()
+        .find(|&per| {
+            spec.epilogue == kernels::SWIGLU || inner.iter().all(|p| p.rows % per as usize == 0)
+        })
+        .unwrap_or(1)
 }

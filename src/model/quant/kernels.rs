@@ -50,38 +50,39 @@ pub fn block_bytes(format: u32) -> usize {
     }
 }
 
+/// `count` little-endian words of the bytes from byte `at` (any offset: blocks of 18, 22, 34
+/// or 210 bytes are only 2-aligned), each aligned word loaded once (`count + 1` loads).
+/// Weight buffers carry padding words, so the last load stays inside the buffer.
 #[cube]
-fn byte(w: &Tensor<u32>, at: usize) -> u32 {
-    (w[at / 4] >> (((at % 4) * 8) as u32)) & 0xFF
-}
-
-#[cube]
-fn u16_at(w: &Tensor<u32>, at: usize) -> u32 {
-    byte(w, at) | (byte(w, at + 1) << 8)
-}
-
-/// The 4 bytes starting at byte `at` (any alignment; blocks of 18 or 34 bytes are 2-aligned),
-/// little-endian: one or two word loads instead of four byte loads.
-#[cube]
-fn word_at(w: &Tensor<u32>, at: usize) -> u32 {
-    let i = at / 4;
-    let shift = ((at % 4) * 8) as u32;
-    let mut word = w[i];
-    if shift != 0 {
-        word = (word >> shift) | (w[i + 1] << (32 - shift));
+fn load_window(w: &Tensor<u32>, at: usize, out: &mut Array<u32>, #[comptime] count: usize) {
+    let a = at / 4;
+    // Half the bit shift, applied twice: a shift by 32 would be a shift by 0 in WGSL.
+    let h = ((at % 4) * 4) as u32;
+    let k = 16u32 - h;
+    let mut lo = w[a];
+    #[unroll]
+    for i in 0..count {
+        let hi = w[a + i + 1];
+        out[i] = ((lo >> h) >> h) | ((hi << k) << k);
+        lo = hi;
     }
-    word
 }
 
-/// A byte as a signed 8-bit value.
+/// Byte `b` (comptime) of a window of words.
 #[cube]
-fn i8_at(w: &Tensor<u32>, at: usize) -> i32 {
-    let b = byte(w, at) as i32;
-    let mut v = b;
-    if b >= 128 {
-        v = b - 256;
+fn window_byte(win: &Array<u32>, #[comptime] b: usize) -> u32 {
+    (win[b / 4] >> comptime![((b % 4) * 8) as u32]) & 0xFF
+}
+
+/// An 8-bit two's-complement value as i32.
+#[cube]
+fn signed_byte(b: u32) -> i32 {
+    let v = b as i32;
+    let mut out = v;
+    if v >= 128 {
+        out = v - 256;
     }
-    v
+    out
 }
 
 /// IEEE half-precision bits to f32, exactly (subnormals, infinities and NaN included).
@@ -105,186 +106,212 @@ fn f16_to_f32(h: u32) -> f32 {
     value
 }
 
-/// The 6-bit scale of sub-block `j` of a Q4_K/Q5_K super-block (ggml's `get_scale_min_k4`);
-/// `at` is the first of the 12 scale bytes.
+/// Four f32 values, loaded together.
+pub type F32x4 = Vector<f32, Const<4>>;
+
+/// The 32 input values of sub-block `s`: `x[xi + 32s + i]`, each times the RMSNorm weight
+/// `nw[32s + i]` when `normed` (`xi` and the tensors counted in fours). Loaded once, four at a
+/// time, and shared by every row a unit computes: on a software GPU each load is a loop over
+/// the SIMD lanes, so loads are what a dot product pays for.
 #[cube]
-fn scale_k4(w: &Tensor<u32>, at: usize, j: usize) -> u32 {
-    if j < 4 {
-        byte(w, at + j) & 63
-    } else {
-        (byte(w, at + j + 4) & 0xF) | ((byte(w, at + j - 4) >> 6) << 4)
+pub fn load_subblock_x(
+    x: &Tensor<F32x4>,
+    xi: usize,
+    nw: &Tensor<F32x4>,
+    s: usize,
+    xs: &mut Array<f32>,
+    #[comptime] normed: bool,
+) {
+    let from = s * 8;
+    #[unroll]
+    for k in 0..8usize {
+        let mut v = x[xi + from + k];
+        if comptime![normed] {
+            v *= nw[from + k];
+        }
+        #[unroll]
+        for c in 0..4usize {
+            xs[comptime![4 * k + c]] = v.extract(c);
+        }
     }
 }
 
-/// The 6-bit min of sub-block `j`, as [`scale_k4`].
-#[cube]
-fn min_k4(w: &Tensor<u32>, at: usize, j: usize) -> u32 {
-    if j < 4 {
-        byte(w, at + j + 4) & 63
-    } else {
-        (byte(w, at + j + 4) >> 4) | ((byte(w, at + j) >> 6) << 4)
-    }
-}
-
-/// The float element at byte `at`, for the unblocked formats F32, F16 and BF16.
-#[cube]
-fn float_element(w: &Tensor<u32>, at: usize, #[comptime] format: u32) -> f32 {
-    if comptime![format == F32] {
-        f32::reinterpret(u16_at(w, at) | (u16_at(w, at + 2) << 16))
-    } else if comptime![format == F16] {
-        f16_to_f32(u16_at(w, at))
-    } else {
-        f32::reinterpret(u16_at(w, at) << 16)
-    }
-}
-
-/// `x[xi]`, times the norm weight `nw[ni]` when `normed`.
-#[cube]
-fn xv(x: &Tensor<f32>, xi: usize, nw: &Tensor<f32>, ni: usize, #[comptime] normed: bool) -> f32 {
-    let mut v = x[xi];
-    if comptime![normed] {
-        v *= nw[ni];
-    }
-    v
-}
-
-/// `Σ_i x[xi + i] · W[row][32s + i]`, i < 32: the dot product of sub-block `s` (32 elements)
-/// of the row whose bytes start at `base` — with each `x` value first multiplied by the RMSNorm
-/// weight `nw[32s + i]` when `normed`. Every format divides into such sub-blocks (a Q4_0 block,
-/// an eighth of a K-quant super-block, 32 floats). Scales are decoded once per sub-block; each
-/// element is computed with the operations, in the order, of the host reference
-/// (`gguf::dequant`), so it is the same f32 value.
+/// `Σ_i xs[i] · W[row][32s + i]`, i < 32: the dot product of sub-block `s` (32 elements) of
+/// the row whose bytes start at `base` with the sub-block's input values (see
+/// [`load_subblock_x`]). Every format divides into such sub-blocks (a Q4_0 block, an eighth
+/// of a K-quant super-block, 32 floats). Block data is read a whole word at a time, each word
+/// once; scales are decoded once per sub-block; each element is computed with the operations,
+/// in the order, of the host reference (`gguf::dequant`), so it is the same f32 value.
 #[cube]
 pub fn subblock_dot(
     w: &Tensor<u32>,
     base: usize,
     s: usize,
-    x: &Tensor<f32>,
-    xi: usize,
-    nw: &Tensor<f32>,
-    #[comptime] normed: bool,
+    xs: &Array<f32>,
     #[comptime] format: u32,
 ) -> f32 {
-    let ni = s * 32;
     let mut acc = 0.0f32;
     if comptime![format == Q8_0] {
-        let at = base + s * 34;
-        let d = f16_to_f32(u16_at(w, at));
-        for j in 0..8usize {
-            let word = word_at(w, at + 2 + 4 * j);
-            for b in 0..4usize {
-                let q = ((word >> ((8 * b) as u32)) & 0xFF) as i32;
-                let mut v = q;
-                if q >= 128 {
-                    v = q - 256;
-                }
-                let i = 4 * j + b;
-                acc += xv(x, xi + i, nw, ni + i, normed) * (f32::cast_from(v) * d);
-            }
+        let mut win = Array::<u32>::new(9usize);
+        load_window(w, base + s * 34, &mut win, 9usize);
+        let d = f16_to_f32(win[0] & 0xFFFF);
+        #[unroll]
+        for i in 0..32usize {
+            let v = signed_byte(window_byte(&win, comptime![i + 2]));
+            acc += xs[i] * (f32::cast_from(v) * d);
         }
     } else if comptime![format == Q4_0] {
-        let at = base + s * 18;
-        let d = f16_to_f32(u16_at(w, at));
-        for k in 0..4usize {
-            let word = word_at(w, at + 2 + 4 * k);
-            for b in 0..4usize {
-                let q = (word >> ((8 * b) as u32)) & 0xFF;
-                let j = 4 * k + b;
-                acc +=
-                    xv(x, xi + j, nw, ni + j, normed) * (f32::cast_from((q & 0xF) as i32 - 8) * d);
-                acc += xv(x, xi + j + 16, nw, ni + j + 16, normed)
-                    * (f32::cast_from((q >> 4) as i32 - 8) * d);
-            }
+        let mut win = Array::<u32>::new(5usize);
+        load_window(w, base + s * 18, &mut win, 5usize);
+        let d = f16_to_f32(win[0] & 0xFFFF);
+        #[unroll]
+        for j in 0..16usize {
+            let q = window_byte(&win, comptime![j + 2]);
+            acc += xs[j] * (f32::cast_from((q & 0xF) as i32 - 8) * d);
+            acc += xs[comptime![j + 16]] * (f32::cast_from((q >> 4) as i32 - 8) * d);
         }
     } else if comptime![format == Q4_1] {
-        let at = base + s * 20;
-        let d = f16_to_f32(u16_at(w, at));
-        let m = f16_to_f32(u16_at(w, at + 2));
+        let a = (base + s * 20) / 4;
+        let head = w[a];
+        let d = f16_to_f32(head & 0xFFFF);
+        let m = f16_to_f32(head >> 16);
+        let mut win = Array::<u32>::new(4usize);
+        #[unroll]
         for k in 0..4usize {
-            let word = word_at(w, at + 4 + 4 * k);
-            for b in 0..4usize {
-                let q = (word >> ((8 * b) as u32)) & 0xFF;
-                let j = 4 * k + b;
-                acc += xv(x, xi + j, nw, ni + j, normed) * (f32::cast_from(q & 0xF) * d + m);
-                acc +=
-                    xv(x, xi + j + 16, nw, ni + j + 16, normed) * (f32::cast_from(q >> 4) * d + m);
-            }
+            win[k] = w[a + 1 + k];
+        }
+        #[unroll]
+        for j in 0..16usize {
+            let q = window_byte(&win, j);
+            acc += xs[j] * (f32::cast_from(q & 0xF) * d + m);
+            acc += xs[comptime![j + 16]] * (f32::cast_from(q >> 4) * d + m);
         }
     } else if comptime![format == Q5_0 || format == Q5_1] {
         let has_min = comptime![format == Q5_1];
+        // Both as a 6-word window: d (+ m), the 32 high bits, 16 bytes of nibbles.
         let header = comptime![if format == Q5_1 { 4usize } else { 2usize }];
-        let at = base + s * comptime![block_bytes(format)];
-        let d = f16_to_f32(u16_at(w, at));
-        let qh = u16_at(w, at + header) | (u16_at(w, at + header + 2) << 16);
+        let mut win = Array::<u32>::new(6usize);
+        load_window(
+            w,
+            base + s * comptime![block_bytes(format)],
+            &mut win,
+            6usize,
+        );
+        let d = f16_to_f32(win[0] & 0xFFFF);
         let mut m = 0.0f32;
         if has_min {
-            m = f16_to_f32(u16_at(w, at + 2));
+            m = f16_to_f32(win[0] >> 16);
         }
+        let mut qh = win[1];
+        if comptime![!has_min] {
+            qh = (win[0] >> 16) | (win[1] << 16);
+        }
+        #[unroll]
         for j in 0..16usize {
-            let q = byte(w, at + header + 4 + j);
-            let lo = (q & 0xF) | (((qh >> (j as u32)) << 4) & 0x10);
-            let hi = (q >> 4) | ((qh >> (j as u32 + 12)) & 0x10);
+            let q = window_byte(&win, comptime![header + 4 + j]);
+            let lo = (q & 0xF) | (((qh >> comptime![j as u32]) << 4) & 0x10);
+            let hi = (q >> 4) | ((qh >> comptime![j as u32 + 12]) & 0x10);
             if has_min {
-                acc += xv(x, xi + j, nw, ni + j, normed) * (f32::cast_from(lo) * d + m);
-                acc += xv(x, xi + j + 16, nw, ni + j + 16, normed) * (f32::cast_from(hi) * d + m);
+                acc += xs[j] * (f32::cast_from(lo) * d + m);
+                acc += xs[comptime![j + 16]] * (f32::cast_from(hi) * d + m);
             } else {
-                acc += xv(x, xi + j, nw, ni + j, normed) * (f32::cast_from(lo as i32 - 16) * d);
-                acc += xv(x, xi + j + 16, nw, ni + j + 16, normed)
-                    * (f32::cast_from(hi as i32 - 16) * d);
+                acc += xs[j] * (f32::cast_from(lo as i32 - 16) * d);
+                acc += xs[comptime![j + 16]] * (f32::cast_from(hi as i32 - 16) * d);
             }
         }
     } else if comptime![format == Q4_K || format == Q5_K] {
         let is_q5 = comptime![format == Q5_K];
         let qs = comptime![if format == Q5_K { 48usize } else { 16usize }];
         let at = base + (s / 8) * comptime![block_bytes(format)];
+        let a = at / 4;
         let sub = s % 8;
-        let d = f16_to_f32(u16_at(w, at));
-        let dmin = f16_to_f32(u16_at(w, at + 2));
-        let d1 = d * f32::cast_from(scale_k4(w, at + 4, sub));
-        let m1 = dmin * f32::cast_from(min_k4(w, at + 4, sub));
+        let head = w[a];
+        let d = f16_to_f32(head & 0xFFFF);
+        let dmin = f16_to_f32(head >> 16);
+        // ggml's get_scale_min_k4 over the 12 scale bytes (words 1–3), sub-block `sub`.
+        let byte_shift = ((sub % 4) * 8) as u32;
+        let s1 = w[a + 1] >> byte_shift;
+        let s2 = w[a + 2] >> byte_shift;
+        let mut sc = s1 & 63;
+        let mut mn = s2 & 63;
+        if sub >= 4 {
+            let s3 = w[a + 3] >> byte_shift;
+            sc = (s3 & 0xF) | (((s1 >> 6) & 3) << 4);
+            mn = ((s3 >> 4) & 0xF) | (((s2 >> 6) & 3) << 4);
+        }
+        let d1 = d * f32::cast_from(sc);
+        let m1 = dmin * f32::cast_from(mn);
         let shift = ((sub % 2) * 4) as u32;
-        let from = at + qs + (sub / 2) * 32;
+        let from = (at + qs + (sub / 2) * 32) / 4;
+        #[unroll]
         for k in 0..8usize {
-            let word = word_at(w, from + 4 * k) >> shift;
+            let word = w[from + k] >> shift;
+            let mut high = 0u32;
+            if is_q5 {
+                high = w[a + 4 + k] >> (sub as u32);
+            }
+            #[unroll]
             for b in 0..4usize {
-                let l = 4 * k + b;
-                let mut q = (word >> ((8 * b) as u32)) & 0xF;
+                let mut q = (word >> comptime![(8 * b) as u32]) & 0xF;
                 if is_q5 {
-                    q += ((byte(w, at + 16 + l) >> (sub as u32)) & 1) * 16;
+                    q += ((high >> comptime![(8 * b) as u32]) & 1) * 16;
                 }
-                acc += xv(x, xi + l, nw, ni + l, normed) * (d1 * f32::cast_from(q) - m1);
+                acc += xs[comptime![4 * k + b]] * (d1 * f32::cast_from(q) - m1);
             }
         }
     } else if comptime![format == Q6_K] {
         // Sub-block `s % 8` is elements e0 .. e0 + 32 of the super-block: its low nibbles are
         // 32 consecutive bytes (shifted by `lo_shift`), its high bits 32 consecutive bytes too.
         let at = base + (s / 8) * 210;
-        let d = f16_to_f32(u16_at(w, at + 208));
         let e0 = (s % 8) * 32;
         let half = e0 / 128;
         let r0 = e0 % 128;
-        let lo_at = at + half * 64 + r0 % 64;
-        let hi_at = at + 128 + half * 32;
         let lo_shift = ((r0 / 64) * 4) as u32;
         let hi_shift = ((r0 / 32) * 2) as u32;
+        let mut d_win = Array::<u32>::new(1usize);
+        load_window(w, at + 208, &mut d_win, 1usize);
+        let d = f16_to_f32(d_win[0] & 0xFFFF);
+        let mut scales = Array::<u32>::new(1usize);
+        load_window(w, at + 192 + e0 / 16, &mut scales, 1usize);
+        let mut lo = Array::<u32>::new(8usize);
+        load_window(w, at + half * 64 + r0 % 64, &mut lo, 8usize);
+        let mut hi = Array::<u32>::new(8usize);
+        load_window(w, at + 128 + half * 32, &mut hi, 8usize);
+        #[unroll]
         for k in 0..8usize {
-            let lo_word = word_at(w, lo_at + 4 * k) >> lo_shift;
-            let hi_word = word_at(w, hi_at + 4 * k) >> hi_shift;
-            let dl = d * f32::cast_from(i8_at(w, at + 192 + (e0 + 4 * k) / 16));
+            let lo_word = lo[k] >> lo_shift;
+            let hi_word = hi[k] >> hi_shift;
+            let scale = signed_byte(window_byte(&scales, comptime![k / 4]));
+            let dl = d * f32::cast_from(scale);
+            #[unroll]
             for b in 0..4usize {
-                let l = 4 * k + b;
-                let lo = (lo_word >> ((8 * b) as u32)) & 0xF;
-                let hi = (hi_word >> ((8 * b) as u32)) & 3;
-                let q = (lo | (hi << 4)) as i32 - 32;
-                acc += xv(x, xi + l, nw, ni + l, normed) * (dl * f32::cast_from(q));
+                let l = comptime![4 * k + b];
+                let low = (lo_word >> comptime![(8 * b) as u32]) & 0xF;
+                let high = (hi_word >> comptime![(8 * b) as u32]) & 3;
+                let q = (low | (high << 4)) as i32 - 32;
+                acc += xs[l] * (dl * f32::cast_from(q));
             }
         }
-    } else {
-        // F32, F16, BF16: 32 consecutive values.
-        let size = comptime![block_bytes(format)];
+    } else if comptime![format == F32] {
+        let a = (base + s * 128) / 4;
+        #[unroll]
         for i in 0..32usize {
-            acc += xv(x, xi + i, nw, ni + i, normed)
-                * float_element(w, base + (s * 32 + i) * size, format);
+            acc += xs[i] * f32::reinterpret(w[a + i]);
+        }
+    } else {
+        // F16, BF16: two values a word (rows are whole words: cols is a multiple of 32).
+        let a = (base + s * 64) / 4;
+        #[unroll]
+        for k in 0..16usize {
+            let word = w[a + k];
+            let mut v0 = f32::reinterpret(word << 16);
+            let mut v1 = f32::reinterpret(word & 0xFFFF0000);
+            if comptime![format == F16] {
+                v0 = f16_to_f32(word & 0xFFFF);
+                v1 = f16_to_f32(word >> 16);
+            }
+            acc += xs[comptime![2 * k]] * v0;
+            acc += xs[comptime![2 * k + 1]] * v1;
         }
     }
     acc

@@ -168,7 +168,8 @@ impl QuantMatrix {
         Ok(Self { chunks, layout })
     }
 
-    /// Bytes the blocks take on the device (the file's bytes, each chunk padded to whole words).
+    /// Bytes the blocks take on the device (the file's bytes, each chunk padded to whole words
+    /// and [`PAD_WORDS`] more).
     pub fn device_bytes(&self) -> u64 {
         self.chunks
             .iter()
@@ -240,7 +241,11 @@ pub async fn streaming_read_gb_s(
     Ok((units * STREAM_PER_UNIT * 4 * runs) as f64 / seconds / 1e9)
 }
 
-/// Little-endian u32 words of `bytes`, the last one zero-padded.
+/// Zero words after a chunk's blocks: the kernels read a block's bytes through a window of
+/// whole words that may reach a word past the block's last byte.
+const PAD_WORDS: usize = 2;
+
+/// Little-endian u32 words of `bytes`, the last one zero-padded, then [`PAD_WORDS`] zeros.
 fn to_words(bytes: &[u8]) -> Vec<u32> {
     bytes
         .chunks(4)
@@ -249,6 +254,7 @@ fn to_words(bytes: &[u8]) -> Vec<u32> {
             w[..c.len()].copy_from_slice(c);
             u32::from_le_bytes(w)
         })
+        .chain([0; PAD_WORDS])
         .collect()
 }
 
