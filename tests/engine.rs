@@ -179,7 +179,9 @@ fn seeded_sampling_is_reproducible_and_matches_the_recorded_run() {
     let prompt = ids(&recorded["prompt"]);
     let max_tokens = recorded["max_tokens"].as_u64().unwrap() as usize;
     for device in [DeviceChoice::Cpu, DeviceChoice::Wgpu] {
-        let engine = tiny(device);
+        let mut engine = tiny(device);
+        // Recorded with the f32 cache (the reference; wgpu's default is q8).
+        engine.set_kv_format(KvFormat::F32).unwrap();
         let mut req = request(prompt.clone(), max_tokens, sampling.clone());
         req.ignore_eos = true;
         let first = run(&engine, &req);

@@ -104,9 +104,15 @@ async fn tiny_engine(gguf: &[u8]) -> llama_web::engine::Engine {
     let device = ComputeDevice::init_webgpu().await.expect("WebGPU device");
     let source = MemorySource::new(gguf.to_vec());
     let header = GgufHeader::read(&source).unwrap();
-    llama_web::engine::Engine::load(&header, &source, &device, Some(64), &mut |_| {})
-        .await
-        .unwrap()
+    let mut engine =
+        llama_web::engine::Engine::load(&header, &source, &device, Some(64), &mut |_| {})
+            .await
+            .unwrap();
+    // The goldens and the recorded run are the f32 cache's (the reference; the default is q8).
+    engine
+        .set_kv_format(llama_web::model::plan::KvFormat::F32)
+        .unwrap();
+    engine
 }
 
 fn golden_ids() -> Vec<u32> {

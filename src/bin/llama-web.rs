@@ -135,9 +135,9 @@ mod cli {
             #[arg(long, default_value = "wgpu")]
             device: DeviceChoice,
             /// How the KV cache stores keys and values: `f32` or `q8` (8-bit, a scale per row;
-            /// wgpu only).
-            #[arg(long, default_value = "f32")]
-            kv: KvFormat,
+            /// wgpu only). Default: q8 on wgpu, f32 on cpu.
+            #[arg(long)]
+            kv: Option<KvFormat>,
             /// Print one JSON object instead of streaming the text.
             #[arg(long)]
             json: bool,
@@ -158,8 +158,9 @@ mod cli {
             #[arg(long, default_value_t = 8192)]
             context: usize,
             /// How the KV cache stores keys and values: `f32` or `q8` (8-bit, a scale per row).
-            #[arg(long, default_value = "f32")]
-            kv: KvFormat,
+            /// Default: q8 on wgpu, f32 on cpu.
+            #[arg(long)]
+            kv: Option<KvFormat>,
             /// Prompt tokens to prefill.
             #[arg(long, default_value_t = 128)]
             prompt_len: usize,
@@ -239,7 +240,7 @@ mod cli {
                     prompt_len,
                     gen_tokens,
                     context: Some(context),
-                    kv_format: kv,
+                    kv_format: kv.unwrap_or(KvFormat::default_for(device)),
                 };
                 bench(model, synthetic, device, params)
             }
@@ -342,7 +343,7 @@ mod cli {
         stop: Vec<String>,
         context: Option<usize>,
         device: DeviceChoice,
-        kv: KvFormat,
+        kv: Option<KvFormat>,
         json: bool,
     ) -> CliResult {
         let source = FileSource::open(&model)?;
@@ -355,7 +356,9 @@ mod cli {
             context,
             &mut |_| {},
         ))?;
-        engine.set_kv_format(kv)?;
+        if let Some(kv) = kv {
+            engine.set_kv_format(kv)?;
+        }
         let prompt = match prompt {
             Prompt::Text(text) => engine.text_prompt(&text)?,
             Prompt::Messages(path) => engine.chat_prompt(&read_json(&path)?, None)?,

@@ -173,18 +173,19 @@ impl Engine {
             });
         }
         let end_tokens = end_tokens(header, &tokenizer);
+        let model_choice = device.choice();
         Ok(Self {
             model,
             tokenizer,
             template,
             end_tokens,
             context_size,
-            kv_format: KvFormat::F32,
+            kv_format: KvFormat::default_for(model_choice),
         })
     }
 
-    /// Stores keys and values in `format` from the next generation on (f32 by default; q8
-    /// needs the wgpu device). Checks now that a cache of the whole context can be made.
+    /// Stores keys and values in `format` from the next generation on (by default q8 on the
+    /// wgpu device, f32 on the CPU device, which has no q8 cache). Checks now that a cache of the whole context can be made.
     pub fn set_kv_format(&mut self, format: KvFormat) -> Result<(), EngineError> {
         self.model.new_cache(self.context_size, format)?;
         self.kv_format = format;

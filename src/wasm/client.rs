@@ -24,6 +24,7 @@ use super::local::{LocalBackend, Progress, source_error};
 use super::to_js;
 use crate::api::{ApiError, ChatParams, ErrorCode};
 use crate::model::config::LlamaConfig;
+use crate::model::device::DeviceChoice;
 use crate::model::plan::{KvFormat, MemoryPlan};
 use crate::remote::fetch::{Auth, Opened, RemoteClient};
 use crate::remote::protocol::RetryPolicy;
@@ -40,7 +41,7 @@ export interface LlamaClientOptions {
     modelUrl: string;
     /** Tokens of context (default: min(4096, the model's)). */
     contextSize?: number;
-    /** KV cache format: "f32" (default) or "q8" (8-bit, a quarter of the memory). */
+    /** KV cache format: "q8" (default: 8-bit, a quarter of the memory) or "f32" (exact). */
     kvCache?: "f32" | "q8";
   };
   remote?: {
@@ -410,7 +411,7 @@ impl Options {
                     .ok_or_else(|| bad("local.modelUrl is missing".into()))?,
                 context_size: get_number(&local_obj, "contextSize")?.map(|n| n as usize),
                 kv_format: match get_string(&local_obj, "kvCache")? {
-                    None => KvFormat::F32,
+                    None => KvFormat::default_for(DeviceChoice::Wgpu),
                     Some(name) => name.parse().map_err(bad)?,
                 },
             }),

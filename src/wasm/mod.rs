@@ -98,7 +98,7 @@ pub async fn benchmark(
     use crate::model::llama::Llama;
 
     let kv_format = match kv.as_deref() {
-        None => KvFormat::F32,
+        None => KvFormat::default_for(crate::model::device::DeviceChoice::Wgpu),
         Some(name) => name.parse().map_err(|e: String| JsError::new(&e))?,
     };
     let device = ComputeDevice::init_webgpu().await.map_err(to_js_error)?;

@@ -245,6 +245,11 @@ pub async fn streaming_read_gb_s(
 /// whole words that may reach a word past the block's last byte.
 const PAD_WORDS: usize = 2;
 
+/// Bytes a matrix of `file_bytes` takes on the device when uploaded as one chunk.
+pub fn device_bytes_for(file_bytes: u64) -> u64 {
+    file_bytes.next_multiple_of(4) + PAD_WORDS as u64 * 4
+}
+
 /// Little-endian u32 words of `bytes`, the last one zero-padded, then [`PAD_WORDS`] zeros.
 fn to_words(bytes: &[u8]) -> Vec<u32> {
     bytes
