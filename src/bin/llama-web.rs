@@ -447,11 +447,13 @@ mod cli {
             .map_or_else(|| device.choice().to_string(), |id| id.name);
         let clock = std::time::Instant::now();
         let now = || clock.elapsed().as_secs_f64();
+        let thread_cpu = thread_cpu_seconds().map(|_| || thread_cpu_seconds().unwrap_or(0.0));
         let report = pollster::block_on(llama_web::engine::bench::run(
             &llama,
             device_name,
             params,
             &now,
+            thread_cpu.as_ref().map(|f| f as &dyn Fn() -> f64),
         ))?;
         let mut json = serde_json::to_value(&report)?;
         let extra = json!({
@@ -464,6 +466,14 @@ mod cli {
             .extend(extra.as_object().expect("an object").clone());
         println!("{}", serde_json::to_string_pretty(&json)?);
         Ok(())
+    }
+
+    /// CPU seconds the calling thread has run (Linux: the scheduler's nanosecond count in
+    /// `/proc/thread-self/schedstat`); `None` where that file is missing.
+    fn thread_cpu_seconds() -> Option<f64> {
+        let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+        let nanos: u64 = stat.split_whitespace().next()?.parse().ok()?;
+        Some(nanos as f64 / 1e9)
     }
 
     fn read_json(path: &PathBuf) -> Result<serde_json::Value, Box<dyn std::error::Error>> {

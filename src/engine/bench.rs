@@ -33,6 +33,9 @@ pub struct BenchReport {
     pub context: usize,
     /// How the KV cache stored keys and values.
     pub kv_format: KvFormat,
+    /// Seconds of the warm-up before the timed runs (a short prefill and one decode step):
+    /// mostly compiling the kernels, which a page pays once per load.
+    pub warmup_s: f64,
     /// Prefill speed, tokens per second.
     pub prefill_tok_s: f64,
     /// Decode speed, tokens per second.
@@ -53,6 +56,11 @@ pub struct BenchReport {
     pub submits_per_token: Option<f64>,
     /// Bytes one decode step reads back to the host (greedy choice on the device: the id).
     pub readback_bytes_per_token: f64,
+    /// CPU milliseconds per decode step of the thread that drives it: our code, Burn's and
+    /// CubeCL's graph and launch work, wgpu's encoding and submission (the kernels themselves
+    /// run elsewhere: on the GPU, or on lavapipe's own threads). `None` where no per-thread CPU
+    /// clock is available (the browser).
+    pub host_ms_per_token: Option<f64>,
     /// A plain streaming read of a 120 MiB buffer on the same device, GB/s: the roofline
     /// (`None` on the CPU device, which has no kernels of ours).
     pub read_bandwidth_gb_s: Option<f64>,
@@ -79,12 +87,14 @@ pub struct BenchParams {
 }
 
 /// Prefills `params.prompt_len` tokens (as the engine does) and decodes `params.gen_tokens`
-/// more with greedy choice, timing both with `now` (seconds).
+/// more with greedy choice, timing both with `now` (seconds); `thread_cpu` (seconds of CPU
+/// time of the calling thread), where there is one, gives `host_ms_per_token`.
 pub async fn run(
     model: &Llama,
     device_name: String,
     params: BenchParams,
     now: &dyn Fn() -> f64,
+    thread_cpu: Option<&dyn Fn() -> f64>,
 ) -> Result<BenchReport, ModelError> {
     let gen_tokens = params.gen_tokens;
     let vocab = model.config().vocab_size as u64;
@@ -97,12 +107,24 @@ pub async fn run(
     let mut cache = model.new_cache(context, params.kv_format)?;
     let mut peak = Peak::new(model);
 
+    // Warm-up: a two-token prefill and one decode step compile every kernel variant the
+    // timed runs use (the first run of a kernel compiles it: seconds on a software GPU).
+    let start = now();
+    let warm = &prompt[..prompt.len().min(2)];
+    model.prefill(warm, &mut cache).await?;
+    model
+        .forward_argmax(&[0], &[warm.len() as u64], &mut cache)
+        .await?;
+    cache.clear();
+    let warmup_s = now() - start;
+
     let start = now();
     let logits = model.prefill(&prompt, &mut cache).await?;
     peak.sample();
     let prefill_s = now() - start;
 
     let start = now();
+    let cpu_start = thread_cpu.map(|cpu| cpu());
     let counters = DeviceCounters::start();
     let mut id = argmax(&logits);
     for step in 0..gen_tokens {
@@ -112,6 +134,9 @@ pub async fn run(
     }
     let decode_s = now() - start;
     let steps = gen_tokens.max(1) as f64;
+    let host_ms_per_token = thread_cpu
+        .zip(cpu_start)
+        .map(|(cpu, from)| (cpu() - from) * 1e3 / steps);
     let dispatches = counters.launches() as f64 / steps;
     let readback_bytes_per_token = counters.readback_bytes() as f64 / steps;
     drop(counters);
@@ -131,6 +156,7 @@ pub async fn run(
         gen_tokens,
         context,
         kv_format: params.kv_format,
+        warmup_s,
         prefill_tok_s: prompt.len() as f64 / prefill_s,
         decode_tok_s,
         weight_bytes_per_token,
@@ -138,6 +164,7 @@ pub async fn run(
         dispatches_per_token: on_gpu.then_some(dispatches),
         submits_per_token: on_gpu.then(|| (dispatches / TASKS_PER_SUBMIT as f64).ceil().max(1.0)),
         readback_bytes_per_token,
+        host_ms_per_token,
         peak_gpu_bytes: peak.reserved,
         peak_gpu_bytes_in_use: peak.in_use,
         read_bandwidth_gb_s,

@@ -119,7 +119,7 @@ pub async fn benchmark(
         context: None,
         kv_format,
     };
-    let report = crate::engine::bench::run(&model, name, params, &now)
+    let report = crate::engine::bench::run(&model, name, params, &now, None)
         .await
         .map_err(to_js_error)?;
     to_js(&report)

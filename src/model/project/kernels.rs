@@ -2,9 +2,10 @@
 //! input (q/k/v, or gate and up), with RMSNorm folded into the dot products and the
 //! activation or residual add applied before the store.
 //!
-//! A cube is 64 units over `64 / lanes` rows of one token (cube y): with one lane a unit takes
-//! a whole row (no barrier in the dot: software GPUs), with 32 lanes the lanes of a row read
-//! neighbouring sub-blocks (coalesced: hardware GPUs) and one of them adds their sums.
+//! A cube is 64 units, each computing a [`Tile`]: with one lane a unit takes whole rows for a
+//! few tokens (no barrier in the dot: software GPUs, and prefill), with 32 lanes the lanes of a
+//! row read neighbouring sub-blocks (coalesced: hardware GPUs, one token) and one of them adds
+//! their sums. Cube x walks the rows, cube y the tokens.
 //!
 //! RMSNorm: `W · (nw ⊙ x · r) = r · (W · (nw ⊙ x))` with `r = 1/√(mean(x²) + eps)`; the cube
 //! sums `x²` cooperatively (one barrier), every cube over the same partition, so every row
@@ -12,7 +13,7 @@
 
 use cubecl::prelude::*;
 
-use crate::model::quant::kernels::{F32x4, load_subblock_x, subblock_dot};
+use crate::model::quant::kernels::{F32x4, load_subblock_x, subblock_values};
 
 /// Units per cube.
 pub const CUBE_UNITS: u32 = 64;
@@ -24,14 +25,27 @@ pub const ADD_RESIDUAL: u32 = 1;
 /// Rows of part 0 (gate) and part 1 (up) pair up: store `silu(gate) · up`.
 pub const SWIGLU: u32 = 2;
 
-/// Adds to `acc[r]` (`r < per_unit`) the dot products of rows `row0 + r` of `a` (rows of
-/// `a_row_bytes` bytes in format `fa`) with the input, over the sub-blocks `lane, lane + lanes,
-/// …` — and, when `paired`, those of the same rows of `b` to `acc[per_unit + r]` (gate and
-/// up). Each sub-block's input values are loaded once for all the rows. Rows past `last` read
-/// row `last` (their sums are not stored).
+/// The tile a unit computes: `rows` consecutive rows (of each matrix, under SwiGLU) for
+/// `tokens` consecutive tokens, with `lanes` units sharing each row's sub-blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Tile {
+    /// Units per row (1, or 32 for the cooperative GEMV).
+    pub lanes: u32,
+    /// Rows per unit.
+    pub rows: u32,
+    /// Tokens per unit.
+    pub tokens: u32,
+}
+
+/// Adds to `acc[t · rows + r]` the dot products of rows `row0 + r` of `a` (rows of
+/// `a_row_bytes` bytes in format `fa`) with tokens `t` of the tile, over the sub-blocks `lane,
+/// lane + lanes, …` — and, when `paired`, those of the same rows of `b` to
+/// `acc[(tokens + t) · rows + r]` (gate and up). Each sub-block is dequantized once for all the
+/// tokens, each token's input values loaded once for all the rows. Rows past `last` read row
+/// `last`, tokens past the input read its last token (their sums are not stored).
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn rows_dot(
+fn tile_dot(
     a: &Tensor<u32>,
     a_row_bytes: usize,
     b: &Tensor<u32>,
@@ -39,46 +53,71 @@ fn rows_dot(
     row0: usize,
     last: usize,
     x: &Tensor<F32x4>,
-    xi: usize,
+    token_rows: &Array<usize>,
     nw: &Tensor<F32x4>,
     cols: usize,
     lane: usize,
     acc: &mut Array<f32>,
-    #[comptime] per_unit: usize,
-    #[comptime] lanes: usize,
+    #[comptime] tile: Tile,
     #[comptime] normed: bool,
     #[comptime] paired: bool,
     #[comptime] fa: u32,
     #[comptime] fb: u32,
 ) {
-    let mut xs = Array::<f32>::new(32usize);
+    let rows = comptime![tile.rows as usize];
+    let tokens = comptime![tile.tokens as usize];
+    let mut xs = Array::<f32>::new(comptime![32 * tile.tokens as usize]);
+    let mut wv = Array::<f32>::new(32usize);
     let mut s = lane;
     while s < cols / 32 {
-        load_subblock_x(x, xi, nw, s, &mut xs, normed);
         #[unroll]
-        for r in 0..per_unit {
+        for t in 0..tokens {
+            load_subblock_x(x, token_rows[t], nw, s, &mut xs, comptime![32 * t], normed);
+        }
+        #[unroll]
+        for r in 0..rows {
             let mut row = row0 + r;
             if row > last {
                 row = last;
             }
-            acc[r] += subblock_dot(a, row * a_row_bytes, s, &xs, fa);
+            subblock_values(a, row * a_row_bytes, s, &mut wv, fa);
+            #[unroll]
+            for t in 0..tokens {
+                let mut dot = 0.0f32;
+                #[unroll]
+                for i in 0..32usize {
+                    dot += xs[comptime![32 * t + i]] * wv[i];
+                }
+                acc[comptime![t * rows + r]] += dot;
+            }
             if comptime![paired] {
-                acc[comptime![per_unit + r]] += subblock_dot(b, row * b_row_bytes, s, &xs, fb);
+                subblock_values(b, row * b_row_bytes, s, &mut wv, fb);
+                #[unroll]
+                for t in 0..tokens {
+                    let mut dot = 0.0f32;
+                    #[unroll]
+                    for i in 0..32usize {
+                        dot += xs[comptime![32 * t + i]] * wv[i];
+                    }
+                    acc[comptime![(tokens + t) * rows + r]] += dot;
+                }
             }
         }
-        s += lanes;
+        s += comptime![tile.lanes as usize];
     }
 }
 
 /// `out[t, offset + r] = epilogue(r_t · Σ_k x[first + t, k] · nw[k] · W[r, k])` for the rows
 /// `r < rows` of the parts laid end to end (`W = [w0; w1; w2]`, part `i` having `rows_i` rows of
-/// `row_bytes_i` bytes in format `f_i`), or, under [`SWIGLU`], `silu(gate_r) · up_r` with gate
-/// rows from `w0` and up rows from `w1`. Without `normed`, `r_t = 1` and `nw` is not read;
-/// `residual` is read only under [`ADD_RESIDUAL`] (same shape as `out`).
+/// `row_bytes_i` bytes in format `f_i`) and the tokens `t < tokens`, or, under [`SWIGLU`],
+/// `silu(gate_r) · up_r` with gate rows from `w0` and up rows from `w1`. Without `normed`,
+/// `r_t = 1` and `nw` is not read; `residual` is read only under [`ADD_RESIDUAL`] (same shape
+/// as `out`).
 ///
-/// A unit computes `per_unit` consecutive rows (their input values loaded once: what a
-/// software GPU pays for is loads); every part's row count must be a multiple of `per_unit`
-/// except the last's, so the rows of one unit are in one part.
+/// A unit computes a [`Tile`] of rows × tokens: what a software GPU pays for is loads, and a
+/// tile loads each token's inputs once for its rows and dequantizes each sub-block once for its
+/// tokens. Every part's row count must be a multiple of the tile's rows except the last's, so
+/// the rows of one unit are in one part.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 pub fn project_kernel(
@@ -97,11 +136,11 @@ pub fn project_kernel(
     row_bytes2: usize,
     cols: usize,
     first: usize,
+    n: usize,
     out_width: usize,
     offset: usize,
     eps: f32,
-    #[comptime] lanes: u32,
-    #[comptime] per_unit: u32,
+    #[comptime] tile: Tile,
     #[comptime] normed: bool,
     #[comptime] epilogue: u32,
     #[comptime] parts: u32,
@@ -110,48 +149,70 @@ pub fn project_kernel(
     #[comptime] f2: u32,
 ) {
     let units = comptime![CUBE_UNITS as usize];
-    let lanes_n = comptime![lanes as usize];
-    let per = comptime![per_unit as usize];
+    let lanes = comptime![tile.lanes as usize];
+    let per = comptime![tile.rows as usize];
+    let tokens = comptime![tile.tokens as usize];
     let unit = UNIT_POS as usize;
-    let lane = unit % lanes_n;
+    let lane = unit % lanes;
     let row0 =
-        (CUBE_POS_X as usize * comptime![(CUBE_UNITS / lanes) as usize] + unit / lanes_n) * per;
-    let t = CUBE_POS_Y as usize;
-    // The input row, in fours.
-    let xi = (first + t) * cols / 4;
+        (CUBE_POS_X as usize * comptime![(CUBE_UNITS / tile.lanes) as usize] + unit / lanes) * per;
+    let t0 = CUBE_POS_Y as usize * tokens;
 
-    let mut scale = 1.0f32;
-    if comptime![normed] {
-        let mut squares = Shared::<[f32]>::new_slice(comptime![CUBE_UNITS as usize]);
-        let mut ss = 0.0f32;
-        let mut k = unit;
-        while k < cols / 4 {
-            let v = x[xi + k];
-            #[unroll]
-            for c in 0..4usize {
-                let e = v.extract(c);
-                ss += e * e;
-            }
-            k += units;
+    // Each token's input row, in fours (tokens past the input read its last one).
+    let mut token_rows = Array::<usize>::new(comptime![tile.tokens as usize]);
+    #[unroll]
+    for t in 0..tokens {
+        let mut tok = t0 + t;
+        if tok >= n {
+            tok = n - 1;
         }
-        squares[unit] = ss;
-        sync_cube();
-        let mut total = 0.0f32;
-        for i in 0..units {
-            total += squares[i];
-        }
-        scale = 1.0f32 / f32::sqrt(total / f32::cast_from(cols) + eps);
+        token_rows[t] = (first + tok) * cols / 4;
     }
 
-    // acc[r]: row row0 + r (the gate row under SWIGLU); acc[per + r]: the up row.
-    let mut acc = Array::<f32>::new(comptime![2 * per_unit as usize]);
+    let mut scale = Array::<f32>::new(comptime![tile.tokens as usize]);
     #[unroll]
-    for r in 0..comptime![2 * per_unit as usize] {
-        acc[r] = 0.0f32;
+    for t in 0..tokens {
+        scale[t] = 1.0f32;
+    }
+    if comptime![normed] {
+        let mut squares =
+            Shared::<[f32]>::new_slice(comptime![(CUBE_UNITS * tile.tokens) as usize]);
+        #[unroll]
+        for t in 0..tokens {
+            let mut ss = 0.0f32;
+            let mut k = unit;
+            while k < cols / 4 {
+                let v = x[token_rows[t] + k];
+                #[unroll]
+                for c in 0..4usize {
+                    let e = v.extract(c);
+                    ss += e * e;
+                }
+                k += units;
+            }
+            squares[t * units + unit] = ss;
+        }
+        sync_cube();
+        #[unroll]
+        for t in 0..tokens {
+            let mut total = 0.0f32;
+            for i in 0..units {
+                total += squares[t * units + i];
+            }
+            scale[t] = 1.0f32 / f32::sqrt(total / f32::cast_from(cols) + eps);
+        }
+    }
+
+    // acc[t · per + r]: row row0 + r for token t0 + t (the gate row under SWIGLU);
+    // acc[(tokens + t) · per + r]: the up row.
+    let mut acc = Array::<f32>::new(comptime![(2 * tile.rows * tile.tokens) as usize]);
+    #[unroll]
+    for i in 0..comptime![(2 * tile.rows * tile.tokens) as usize] {
+        acc[i] = 0.0f32;
     }
     if row0 < rows {
         if comptime![epilogue == SWIGLU] {
-            rows_dot(
+            tile_dot(
                 w0,
                 row_bytes0,
                 w1,
@@ -159,20 +220,19 @@ pub fn project_kernel(
                 row0,
                 rows - 1,
                 x,
-                xi,
+                &token_rows,
                 nw,
                 cols,
                 lane,
                 &mut acc,
-                per,
-                lanes_n,
+                tile,
                 normed,
                 true,
                 f0,
                 f1,
             );
         } else if row0 < rows0 {
-            rows_dot(
+            tile_dot(
                 w0,
                 row_bytes0,
                 w0,
@@ -180,13 +240,12 @@ pub fn project_kernel(
                 row0,
                 rows0 - 1,
                 x,
-                xi,
+                &token_rows,
                 nw,
                 cols,
                 lane,
                 &mut acc,
-                per,
-                lanes_n,
+                tile,
                 normed,
                 false,
                 f0,
@@ -194,7 +253,7 @@ pub fn project_kernel(
             );
         } else if comptime![parts > 1] {
             if row0 < rows0 + rows1 {
-                rows_dot(
+                tile_dot(
                     w1,
                     row_bytes1,
                     w1,
@@ -202,20 +261,19 @@ pub fn project_kernel(
                     row0 - rows0,
                     rows1 - 1,
                     x,
-                    xi,
+                    &token_rows,
                     nw,
                     cols,
                     lane,
                     &mut acc,
-                    per,
-                    lanes_n,
+                    tile,
                     normed,
                     false,
                     f1,
                     f1,
                 );
             } else if comptime![parts > 2] {
-                rows_dot(
+                tile_dot(
                     w2,
                     row_bytes2,
                     w2,
@@ -223,13 +281,12 @@ pub fn project_kernel(
                     row0 - rows0 - rows1,
                     rows - rows0 - rows1 - 1,
                     x,
-                    xi,
+                    &token_rows,
                     nw,
                     cols,
                     lane,
                     &mut acc,
-                    per,
-                    lanes_n,
+                    tile,
                     normed,
                     false,
                     f2,
@@ -239,8 +296,8 @@ pub fn project_kernel(
         }
     }
 
-    if comptime![lanes > 1] {
-        // One row per unit here (per_unit is 1 on the cooperative path).
+    if comptime![tile.lanes > 1] {
+        // One row and one token per unit here (the cooperative GEMV's tile).
         let mut sums = Shared::<[f32]>::new_slice(comptime![CUBE_UNITS as usize]);
         let mut sums_up = Shared::<[f32]>::new_slice(comptime![CUBE_UNITS as usize]);
         sums[unit] = acc[0];
@@ -249,7 +306,7 @@ pub fn project_kernel(
         if lane == 0 {
             let mut a = 0.0f32;
             let mut b = 0.0f32;
-            for i in 0..lanes_n {
+            for i in 0..lanes {
                 a += sums[unit + i];
                 b += sums_up[unit + i];
             }
@@ -259,19 +316,23 @@ pub fn project_kernel(
     }
 
     #[unroll]
-    for r in 0..per {
-        let row = row0 + r;
-        if lane == 0 && row < rows {
-            let mut value = acc[r] * scale;
-            if comptime![epilogue == SWIGLU] {
-                let up = acc[comptime![per + r]] * scale;
-                value = value / (1.0f32 + f32::exp(-value)) * up;
+    for t in 0..tokens {
+        #[unroll]
+        for r in 0..per {
+            let row = row0 + r;
+            let tok = t0 + t;
+            if lane == 0 && row < rows && tok < n {
+                let mut value = acc[comptime![t * per + r]] * scale[t];
+                if comptime![epilogue == SWIGLU] {
+                    let up = acc[comptime![(tokens + t) * per + r]] * scale[t];
+                    value = value / (1.0f32 + f32::exp(-value)) * up;
+                }
+                let at = tok * out_width + offset + row;
+                if comptime![epilogue == ADD_RESIDUAL] {
+                    value += residual[at];
+                }
+                out[at] = value;
             }
-            let at = t * out_width + offset + row;
-            if comptime![epilogue == ADD_RESIDUAL] {
-                value += residual[at];
-            }
-            out[at] = value;
         }
     }
 }

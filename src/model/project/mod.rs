@@ -231,21 +231,14 @@ impl ProjectOps for CubeBackend {
         let x = into_contiguous(x);
         let residual = into_contiguous(residual);
         let [p0, p1, p2] = spec.parts;
-        let lanes = match (spec.tokens, p0.decode) {
-            (1, DecodeKernel::Cooperative) => 32,
-            _ => 1,
-        };
-        let per_unit = match lanes {
-            1 => rows_per_unit(&spec),
-            _ => 1,
-        };
-        let rows_per_cube = kernels::CUBE_UNITS / lanes * per_unit;
+        let tile = tile_for(&spec, p0.decode);
+        let rows_per_cube = kernels::CUBE_UNITS / tile.lanes * tile.rows;
         let client = x.client.clone();
         kernels::project_kernel::launch(
             &client,
             CubeCount::Static(
                 (spec.rows as u32).div_ceil(rows_per_cube),
-                spec.tokens as u32,
+                (spec.tokens as u32).div_ceil(tile.tokens),
                 1,
             ),
             CubeDim::new_1d(kernels::CUBE_UNITS),
@@ -264,11 +257,11 @@ impl ProjectOps for CubeBackend {
             p2.row_bytes,
             p0.cols,
             spec.first,
+            spec.tokens,
             spec.out_width,
             spec.offset,
             f32::from_bits(spec.eps_bits.unwrap_or(0)),
-            lanes,
-            per_unit,
+            tile,
             spec.eps_bits.is_some(),
             spec.epilogue,
             spec.part_count,
@@ -280,14 +273,34 @@ impl ProjectOps for CubeBackend {
     }
 }
 
-/// Rows one unit computes on the one-lane path: the most (up to 8) that keeps every unit's
-/// rows inside one part — each part but the last a whole number of units.
-fn rows_per_unit(spec: &ProjectSpec) -> u32 {
+/// The tile a unit computes. One token on a hardware GPU: 32 lanes share each row (the
+/// cooperative GEMV). Otherwise one lane takes whole rows: up to 8 for one token (each input
+/// value loaded once for 8 rows), 4 rows × 4 tokens for several (each sub-block dequantized
+/// once for 4 tokens) — as many as keep every unit's rows inside one part (each part but the
+/// last a whole number of units).
+fn tile_for(spec: &ProjectSpec, decode: DecodeKernel) -> kernels::Tile {
+    if spec.tokens == 1 && decode == DecodeKernel::Cooperative {
+        return kernels::Tile {
+            lanes: 32,
+            rows: 1,
+            tokens: 1,
+        };
+    }
+    let (most_rows, tokens) = match spec.tokens {
+        1 => (8, 1),
+        _ => (4, 4),
+    };
     let inner = &spec.parts[..(spec.part_count as usize).saturating_sub(1)];
-    [8, 4, 2]
+    let rows = [8, 4, 2]
         .into_iter()
-        .find(|&per| {
-            spec.epilogue == kernels::SWIGLU || inner.iter().all(|p| p.rows % per as usize == 0)
+        .filter(|&rows| rows <= most_rows)
+        .find(|&rows| {
+            spec.epilogue == kernels::SWIGLU || inner.iter().all(|p| p.rows % rows as usize == 0)
         })
-        .unwrap_or(1)
+        .unwrap_or(1);
+    kernels::Tile {
+        lanes: 1,
+        rows,
+        tokens,
+    }
 }

@@ -109,10 +109,10 @@ fn f16_to_f32(h: u32) -> f32 {
 /// Four f32 values, loaded together.
 pub type F32x4 = Vector<f32, Const<4>>;
 
-/// The 32 input values of sub-block `s`: `x[xi + 32s + i]`, each times the RMSNorm weight
-/// `nw[32s + i]` when `normed` (`xi` and the tensors counted in fours). Loaded once, four at a
-/// time, and shared by every row a unit computes: on a software GPU each load is a loop over
-/// the SIMD lanes, so loads are what a dot product pays for.
+/// `xs[at + i] = x[xi + 32s + i]`, i < 32: the input values of sub-block `s`, each times the
+/// RMSNorm weight `nw[32s + i]` when `normed` (`xi` and the tensors counted in fours). Loaded
+/// once, four at a time, and shared by every row a unit computes: on a software GPU each load
+/// is a loop over the SIMD lanes, so loads are what a dot product pays for.
 #[cube]
 pub fn load_subblock_x(
     x: &Tensor<F32x4>,
@@ -120,6 +120,7 @@ pub fn load_subblock_x(
     nw: &Tensor<F32x4>,
     s: usize,
     xs: &mut Array<f32>,
+    #[comptime] at: usize,
     #[comptime] normed: bool,
 ) {
     let from = s * 8;
@@ -131,26 +132,25 @@ pub fn load_subblock_x(
         }
         #[unroll]
         for c in 0..4usize {
-            xs[comptime![4 * k + c]] = v.extract(c);
+            xs[comptime![at + 4 * k + c]] = v.extract(c);
         }
     }
 }
 
-/// `Σ_i xs[i] · W[row][32s + i]`, i < 32: the dot product of sub-block `s` (32 elements) of
-/// the row whose bytes start at `base` with the sub-block's input values (see
-/// [`load_subblock_x`]). Every format divides into such sub-blocks (a Q4_0 block, an eighth
-/// of a K-quant super-block, 32 floats). Block data is read a whole word at a time, each word
-/// once; scales are decoded once per sub-block; each element is computed with the operations,
-/// in the order, of the host reference (`gguf::dequant`), so it is the same f32 value.
+/// `out[i] = W[row][32s + i]`, i < 32: sub-block `s` (32 elements) of the row whose bytes
+/// start at `base`, dequantized into registers. Every format divides into such sub-blocks (a
+/// Q4_0 block, an eighth of a K-quant super-block, 32 floats). Block data is read a whole word
+/// at a time, each word once; scales are decoded once per sub-block; each element is computed
+/// with the operations, in the order, of the host reference (`gguf::dequant`), so it is the
+/// same f32 value.
 #[cube]
-pub fn subblock_dot(
+pub fn subblock_values(
     w: &Tensor<u32>,
     base: usize,
     s: usize,
-    xs: &Array<f32>,
+    out: &mut Array<f32>,
     #[comptime] format: u32,
-) -> f32 {
-    let mut acc = 0.0f32;
+) {
     if comptime![format == Q8_0] {
         let mut win = Array::<u32>::new(9usize);
         load_window(w, base + s * 34, &mut win, 9usize);
@@ -158,7 +158,7 @@ pub fn subblock_dot(
         #[unroll]
         for i in 0..32usize {
             let v = signed_byte(window_byte(&win, comptime![i + 2]));
-            acc += xs[i] * (f32::cast_from(v) * d);
+            out[i] = f32::cast_from(v) * d;
         }
     } else if comptime![format == Q4_0] {
         let mut win = Array::<u32>::new(5usize);
@@ -167,8 +167,8 @@ pub fn subblock_dot(
         #[unroll]
         for j in 0..16usize {
             let q = window_byte(&win, comptime![j + 2]);
-            acc += xs[j] * (f32::cast_from((q & 0xF) as i32 - 8) * d);
-            acc += xs[comptime![j + 16]] * (f32::cast_from((q >> 4) as i32 - 8) * d);
+            out[j] = f32::cast_from((q & 0xF) as i32 - 8) * d;
+            out[comptime![j + 16]] = f32::cast_from((q >> 4) as i32 - 8) * d;
         }
     } else if comptime![format == Q4_1] {
         let a = (base + s * 20) / 4;
@@ -183,8 +183,8 @@ pub fn subblock_dot(
         #[unroll]
         for j in 0..16usize {
             let q = window_byte(&win, j);
-            acc += xs[j] * (f32::cast_from(q & 0xF) * d + m);
-            acc += xs[comptime![j + 16]] * (f32::cast_from(q >> 4) * d + m);
+            out[j] = f32::cast_from(q & 0xF) * d + m;
+            out[comptime![j + 16]] = f32::cast_from(q >> 4) * d + m;
         }
     } else if comptime![format == Q5_0 || format == Q5_1] {
         let has_min = comptime![format == Q5_1];
@@ -212,11 +212,11 @@ pub fn subblock_dot(
             let lo = (q & 0xF) | (((qh >> comptime![j as u32]) << 4) & 0x10);
             let hi = (q >> 4) | ((qh >> comptime![j as u32 + 12]) & 0x10);
             if has_min {
-                acc += xs[j] * (f32::cast_from(lo) * d + m);
-                acc += xs[comptime![j + 16]] * (f32::cast_from(hi) * d + m);
+                out[j] = f32::cast_from(lo) * d + m;
+                out[comptime![j + 16]] = f32::cast_from(hi) * d + m;
             } else {
-                acc += xs[j] * (f32::cast_from(lo as i32 - 16) * d);
-                acc += xs[comptime![j + 16]] * (f32::cast_from(hi as i32 - 16) * d);
+                out[j] = f32::cast_from(lo as i32 - 16) * d;
+                out[comptime![j + 16]] = f32::cast_from(hi as i32 - 16) * d;
             }
         }
     } else if comptime![format == Q4_K || format == Q5_K] {
@@ -256,7 +256,7 @@ pub fn subblock_dot(
                 if is_q5 {
                     q += ((high >> comptime![(8 * b) as u32]) & 1) * 16;
                 }
-                acc += xs[comptime![4 * k + b]] * (d1 * f32::cast_from(q) - m1);
+                out[comptime![4 * k + b]] = d1 * f32::cast_from(q) - m1;
             }
         }
     } else if comptime![format == Q6_K] {
@@ -289,14 +289,14 @@ pub fn subblock_dot(
                 let low = (lo_word >> comptime![(8 * b) as u32]) & 0xF;
                 let high = (hi_word >> comptime![(8 * b) as u32]) & 3;
                 let q = (low | (high << 4)) as i32 - 32;
-                acc += xs[l] * (dl * f32::cast_from(q));
+                out[l] = dl * f32::cast_from(q);
             }
         }
     } else if comptime![format == F32] {
         let a = (base + s * 128) / 4;
         #[unroll]
         for i in 0..32usize {
-            acc += xs[i] * f32::reinterpret(w[a + i]);
+            out[i] = f32::reinterpret(w[a + i]);
         }
     } else {
         // F16, BF16: two values a word (rows are whole words: cols is a multiple of 32).
@@ -310,11 +310,10 @@ pub fn subblock_dot(
                 v0 = f16_to_f32(word & 0xFFFF);
                 v1 = f16_to_f32(word >> 16);
             }
-            acc += xs[comptime![2 * k]] * v0;
-            acc += xs[comptime![2 * k + 1]] * v1;
+            out[comptime![2 * k]] = v0;
+            out[comptime![2 * k + 1]] = v1;
         }
     }
-    acc
 }
 
 /// The roofline probe: every unit reads `per_unit` words `units` apart (coalesced) and writes
