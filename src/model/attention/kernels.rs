@@ -164,7 +164,9 @@ fn load_row(
 /// `q[head, token]` (`[heads, n, head_dim]`) to the keys `segment · seg_len ..` it may see (up to
 /// cache slot `past + token`), over KV head `head / (heads / kv_heads)`, and writes to
 /// `partial[unit]` (`head_dim + 2` values): `Σ p_j v_j`, then the running max, then `Σ p_j`,
-/// where `p_j = exp(s_j − max)` and `s_j = (q · k_j) · scale`.
+/// where `p_j = exp(s_j − max)` and `s_j = (q · k_j) · scale`. When `direct` (one segment:
+/// nothing to merge), it writes the attention output itself instead, `Σ p_j v_j / Σ p_j`, to
+/// `partial[token, head · head_dim + d]` (`[n, heads · head_dim]`), as [`combine_kernel`] would.
 #[cube(launch)]
 pub fn attend_kernel(
     q: &Tensor<f32>,
@@ -181,6 +183,7 @@ pub fn attend_kernel(
     scale: f32,
     #[comptime] head_dim: usize,
     #[comptime] format: u32,
+    #[comptime] direct: bool,
 ) {
     let unit = ABSOLUTE_POS_X as usize;
     if unit >= heads * n * segments {
@@ -230,12 +233,20 @@ pub fn attend_kernel(
             acc[d] += p * row[d];
         }
     }
-    let out = unit * comptime![head_dim + 2];
-    for d in 0..head_dim {
-        partial[out + d] = acc[d];
+    if comptime![direct] {
+        // combine_kernel's arithmetic for one segment: its weight exp(max − max) is 1.
+        let out = (token * heads + head) * head_dim;
+        for d in 0..head_dim {
+            partial[out + d] = acc[d] / sum;
+        }
+    } else {
+        let out = unit * comptime![head_dim + 2];
+        for d in 0..head_dim {
+            partial[out + d] = acc[d];
+        }
+        partial[out + head_dim] = max;
+        partial[out + head_dim + 1] = sum;
     }
-    partial[out + head_dim] = max;
-    partial[out + head_dim + 1] = sum;
 }
 
 /// Merges the segments of [`attend_kernel`]: unit `(token · heads + head) · head_dim + d` writes

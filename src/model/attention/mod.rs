@@ -114,11 +114,22 @@ impl AttentionOps for CubeBackend {
         let [heads, n, head_dim] = [q.meta.shape()[0], q.meta.shape()[1], q.meta.shape()[2]];
         let (segments, seg_len) = attention_segments(n, past + n);
         let client = q.client.clone();
-        let partial = empty_device::<f32>(
+        let out = empty_device::<f32>(
             client.clone(),
             q.device.clone(),
-            Shape::new([heads * n * segments * (head_dim + 2)]),
+            Shape::new([n, heads * head_dim]),
         );
+        // One segment (decode over up to 256 keys, a prefill chunk over up to 256 per token):
+        // the attention kernel writes the output itself, no merge launch.
+        let direct = segments == 1;
+        let partial = match direct {
+            true => out.clone(),
+            false => empty_device::<f32>(
+                client.clone(),
+                q.device.clone(),
+                Shape::new([heads * n * segments * (head_dim + 2)]),
+            ),
+        };
         let units = (heads * n * segments) as u32;
         kernels::attend_kernel::launch(
             &client,
@@ -138,8 +149,11 @@ impl AttentionOps for CubeBackend {
             1.0 / (head_dim as f32).sqrt(),
             head_dim,
             format_code(layout.format),
+            direct,
         );
-        let out = empty_device::<f32>(client.clone(), q.device, Shape::new([n, heads * head_dim]));
+        if direct {
+            return out;
+        }
         let units = (n * heads * head_dim) as u32;
         kernels::combine_kernel::launch(
             &client,
