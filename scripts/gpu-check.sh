@@ -43,6 +43,7 @@ print(f"weights per token {r['weight_bytes_per_token'] / 1e9:.3f} GB")
 print(f"effective         {r['effective_gb_s']:.1f} GB/s")
 print(f"streaming read    {r['read_bandwidth_gb_s']:.1f} GB/s  -> fraction {100 * r['roofline_fraction']:.1f} %")
 print(f"per decode step   {r['dispatches_per_token']:.0f} dispatches, {r['submits_per_token']:.0f} submit(s), {r['readback_bytes_per_token']:.0f} bytes read back")
+print(f"host per step     {r['host_ms_per_token']:.1f} ms CPU of the driving thread; warm-up {r['warmup_s']:.1f} s (compiling kernels)")
 print(f"peak GPU bytes    {r['peak_gpu_bytes']}")
 PY
 done
