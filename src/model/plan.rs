@@ -10,7 +10,7 @@ use super::device::DeviceChoice;
 use super::quant::device_bytes_for;
 
 /// How the KV cache stores keys and values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KvFormat {
     /// f32 values: exactly what the model computed (the fidelity reference; the CPU device's

@@ -12,10 +12,7 @@
 
 use cubecl::prelude::*;
 
-/// Format codes (comptime).
-pub const KV_F32: u32 = 0;
-/// 8-bit values with an f32 scale per row.
-pub const KV_Q8: u32 = 1;
+use crate::model::plan::KvFormat;
 
 /// Writes `row` (`head_dim` f32 values) into cache row `slot` (f32 bits, or q8: 4 values per
 /// word as `round(x / scale) + 128`, then the scale `max|x| / 127`).
@@ -25,9 +22,9 @@ fn store_row(
     cache: &mut Tensor<u32>,
     slot: usize,
     #[comptime] head_dim: usize,
-    #[comptime] format: u32,
+    #[comptime] format: KvFormat,
 ) {
-    if comptime![format == KV_F32] {
+    if comptime![format == KvFormat::F32] {
         let dst = slot * head_dim;
         for d in 0..head_dim {
             cache[dst + d] = u32::reinterpret(row[d]);
@@ -79,7 +76,7 @@ pub fn rope_store_kernel(
     capacity: usize,
     start: usize,
     #[comptime] head_dim: usize,
-    #[comptime] format: u32,
+    #[comptime] format: KvFormat,
 ) {
     let unit = ABSOLUTE_POS_X as usize;
     let per_token = heads + 2 * kv_heads;
@@ -139,9 +136,9 @@ fn load_row(
     row: usize,
     out: &mut Array<f32>,
     #[comptime] head_dim: usize,
-    #[comptime] format: u32,
+    #[comptime] format: KvFormat,
 ) {
-    if comptime![format == KV_F32] {
+    if comptime![format == KvFormat::F32] {
         let at = row * head_dim;
         for d in 0..head_dim {
             out[d] = f32::reinterpret(cache[at + d]);
@@ -182,7 +179,7 @@ pub fn attend_kernel(
     seg_len: usize,
     scale: f32,
     #[comptime] head_dim: usize,
-    #[comptime] format: u32,
+    #[comptime] format: KvFormat,
     #[comptime] direct: bool,
 ) {
     let unit = ABSOLUTE_POS_X as usize;

@@ -19,7 +19,7 @@ use burn_cubecl::ops::numeric::empty_device;
 use cubecl::prelude::*;
 
 use super::kv_cache::{KvCache, KvLayout, Store};
-use super::plan::{KvFormat, attention_segments};
+use super::plan::attention_segments;
 
 /// Units per workgroup of the attention kernels.
 const WORKGROUP: u32 = 64;
@@ -53,14 +53,6 @@ pub trait AttentionOps: burn::backend::Backend {
         layout: KvLayout,
         past: usize,
     ) -> FloatTensor<Self>;
-}
-
-/// The kernels' code for a cache format.
-fn format_code(format: KvFormat) -> u32 {
-    match format {
-        KvFormat::F32 => kernels::KV_F32,
-        KvFormat::Q8 => kernels::KV_Q8,
-    }
 }
 
 impl AttentionOps for CubeBackend {
@@ -98,7 +90,7 @@ impl AttentionOps for CubeBackend {
             layout.capacity,
             start,
             layout.head_dim,
-            format_code(layout.format),
+            layout.format,
         );
         q
     }
@@ -148,7 +140,7 @@ impl AttentionOps for CubeBackend {
             seg_len,
             1.0 / (head_dim as f32).sqrt(),
             head_dim,
-            format_code(layout.format),
+            layout.format,
             direct,
         );
         if direct {

@@ -13,6 +13,7 @@
 
 use cubecl::prelude::*;
 
+use crate::gguf::GgmlType;
 use crate::model::quant::kernels::{F32x4, load_subblock_x, subblock_values};
 
 /// Units per cube.
@@ -61,8 +62,8 @@ fn tile_dot(
     #[comptime] tile: Tile,
     #[comptime] normed: bool,
     #[comptime] paired: bool,
-    #[comptime] fa: u32,
-    #[comptime] fb: u32,
+    #[comptime] fa: GgmlType,
+    #[comptime] fb: GgmlType,
 ) {
     let rows = comptime![tile.rows as usize];
     let tokens = comptime![tile.tokens as usize];
@@ -144,9 +145,9 @@ pub fn project_kernel(
     #[comptime] normed: bool,
     #[comptime] epilogue: u32,
     #[comptime] parts: u32,
-    #[comptime] f0: u32,
-    #[comptime] f1: u32,
-    #[comptime] f2: u32,
+    #[comptime] f0: GgmlType,
+    #[comptime] f1: GgmlType,
+    #[comptime] f2: GgmlType,
 ) {
     let units = comptime![CUBE_UNITS as usize];
     let lanes = comptime![tile.lanes as usize];

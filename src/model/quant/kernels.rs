@@ -11,42 +11,19 @@
 
 use cubecl::prelude::*;
 
-/// The formats, as comptime codes (GGML type ids).
-pub const F32: u32 = 0;
-/// GGML F16.
-pub const F16: u32 = 1;
-/// GGML Q4_0.
-pub const Q4_0: u32 = 2;
-/// GGML Q4_1.
-pub const Q4_1: u32 = 3;
-/// GGML Q5_0.
-pub const Q5_0: u32 = 6;
-/// GGML Q5_1.
-pub const Q5_1: u32 = 7;
-/// GGML Q8_0.
-pub const Q8_0: u32 = 8;
-/// GGML Q4_K.
-pub const Q4_K: u32 = 12;
-/// GGML Q5_K.
-pub const Q5_K: u32 = 13;
-/// GGML Q6_K.
-pub const Q6_K: u32 = 14;
-/// GGML BF16.
-pub const BF16: u32 = 30;
+use crate::gguf::GgmlType;
 
-/// Bytes in one block of `format` (host-side, for comptime use).
-pub fn block_bytes(format: u32) -> usize {
+/// Bytes in one block of `format` (comptime).
+fn block_bytes(format: GgmlType) -> usize {
+    format.block_bytes() as usize
+}
+
+/// Whether [`subblock_values`] decodes `format`: every [`GgmlType`], by an exhaustive match, so a
+/// format added to the reader does not compile until the kernels decode it.
+pub fn decodes(format: GgmlType) -> bool {
+    use GgmlType::*;
     match format {
-        F32 => 4,
-        F16 | BF16 => 2,
-        Q8_0 => 34,
-        Q4_0 => 18,
-        Q4_1 => 20,
-        Q5_0 => 22,
-        Q5_1 => 24,
-        Q4_K => 144,
-        Q5_K => 176,
-        _ => 210, // Q6_K
+        F32 | F16 | BF16 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q4_K | Q5_K | Q6_K => true,
     }
 }
 
@@ -149,9 +126,9 @@ pub fn subblock_values(
     base: usize,
     s: usize,
     out: &mut Array<f32>,
-    #[comptime] format: u32,
+    #[comptime] format: GgmlType,
 ) {
-    if comptime![format == Q8_0] {
+    if comptime![format == GgmlType::Q8_0] {
         let mut win = Array::<u32>::new(9usize);
         load_window(w, base + s * 34, &mut win, 9usize);
         let d = f16_to_f32(win[0] & 0xFFFF);
@@ -160,7 +137,7 @@ pub fn subblock_values(
             let v = signed_byte(window_byte(&win, comptime![i + 2]));
             out[i] = f32::cast_from(v) * d;
         }
-    } else if comptime![format == Q4_0] {
+    } else if comptime![format == GgmlType::Q4_0] {
         let mut win = Array::<u32>::new(5usize);
         load_window(w, base + s * 18, &mut win, 5usize);
         let d = f16_to_f32(win[0] & 0xFFFF);
@@ -170,7 +147,7 @@ pub fn subblock_values(
             out[j] = f32::cast_from((q & 0xF) as i32 - 8) * d;
             out[comptime![j + 16]] = f32::cast_from((q >> 4) as i32 - 8) * d;
         }
-    } else if comptime![format == Q4_1] {
+    } else if comptime![format == GgmlType::Q4_1] {
         let a = (base + s * 20) / 4;
         let head = w[a];
         let d = f16_to_f32(head & 0xFFFF);
@@ -186,10 +163,14 @@ pub fn subblock_values(
             out[j] = f32::cast_from(q & 0xF) * d + m;
             out[comptime![j + 16]] = f32::cast_from(q >> 4) * d + m;
         }
-    } else if comptime![format == Q5_0 || format == Q5_1] {
-        let has_min = comptime![format == Q5_1];
+    } else if comptime![format == GgmlType::Q5_0 || format == GgmlType::Q5_1] {
+        let has_min = comptime![format == GgmlType::Q5_1];
         // Both as a 6-word window: d (+ m), the 32 high bits, 16 bytes of nibbles.
-        let header = comptime![if format == Q5_1 { 4usize } else { 2usize }];
+        let header = comptime![if format == GgmlType::Q5_1 {
+            4usize
+        } else {
+            2usize
+        }];
         let mut win = Array::<u32>::new(6usize);
         load_window(
             w,
@@ -219,9 +200,13 @@ pub fn subblock_values(
                 out[comptime![j + 16]] = f32::cast_from(hi as i32 - 16) * d;
             }
         }
-    } else if comptime![format == Q4_K || format == Q5_K] {
-        let is_q5 = comptime![format == Q5_K];
-        let qs = comptime![if format == Q5_K { 48usize } else { 16usize }];
+    } else if comptime![format == GgmlType::Q4_K || format == GgmlType::Q5_K] {
+        let is_q5 = comptime![format == GgmlType::Q5_K];
+        let qs = comptime![if format == GgmlType::Q5_K {
+            48usize
+        } else {
+            16usize
+        }];
         let at = base + (s / 8) * comptime![block_bytes(format)];
         let a = at / 4;
         let sub = s % 8;
@@ -259,7 +244,7 @@ pub fn subblock_values(
                 out[comptime![4 * k + b]] = d1 * f32::cast_from(q) - m1;
             }
         }
-    } else if comptime![format == Q6_K] {
+    } else if comptime![format == GgmlType::Q6_K] {
         // Sub-block `s % 8` is elements e0 .. e0 + 32 of the super-block: its low nibbles are
         // 32 consecutive bytes (shifted by `lo_shift`), its high bits 32 consecutive bytes too.
         let at = base + (s / 8) * 210;
@@ -292,21 +277,21 @@ pub fn subblock_values(
                 out[l] = dl * f32::cast_from(q);
             }
         }
-    } else if comptime![format == F32] {
+    } else if comptime![format == GgmlType::F32] {
         let a = (base + s * 128) / 4;
         #[unroll]
         for i in 0..32usize {
             out[i] = f32::reinterpret(w[a + i]);
         }
-    } else {
-        // F16, BF16: two values a word (rows are whole words: cols is a multiple of 32).
+    } else if comptime![format == GgmlType::F16 || format == GgmlType::BF16] {
+        // Two values a word (rows are whole words: cols is a multiple of 32).
         let a = (base + s * 64) / 4;
         #[unroll]
         for k in 0..16usize {
             let word = w[a + k];
             let mut v0 = f32::reinterpret(word << 16);
             let mut v1 = f32::reinterpret(word & 0xFFFF0000);
-            if comptime![format == F16] {
+            if comptime![format == GgmlType::F16] {
                 v0 = f16_to_f32(word & 0xFFFF);
                 v1 = f16_to_f32(word >> 16);
             }

@@ -42,8 +42,8 @@ pub struct Layout {
     pub cols: usize,
     /// Bytes per row.
     pub row_bytes: usize,
-    /// The GGML type id (one of the `kernels` format codes).
-    pub format: u32,
+    /// The block format.
+    pub format: GgmlType,
     /// The kernel for a single token.
     pub decode: DecodeKernel,
 }
@@ -113,7 +113,7 @@ impl QuantMatrix {
         max_chunk_bytes: usize,
     ) -> Result<Self, ModelError> {
         let t = info.ggml_type;
-        if !SUPPORTED.contains(&t) {
+        if !kernels::decodes(t) {
             return Err(ModelError::BadInput {
                 detail: format!("no GPU kernel for {t} (`{}`)", info.name),
             });
@@ -142,7 +142,7 @@ impl QuantMatrix {
             rows,
             cols,
             row_bytes,
-            format: t.id(),
+            format: t,
             decode: match device.is_software_gpu() {
                 true => DecodeKernel::RowPerUnit,
                 false => DecodeKernel::Cooperative,
@@ -263,5 +263,6 @@ fn to_words(bytes: &[u8]) -> Vec<u32> {
         .collect()
 }
 
-/// The formats the kernels decode: every format the GGUF reader knows.
+/// The formats the kernels decode: every format the GGUF reader knows (`kernels::decodes` is
+/// an exhaustive match over them).
 pub const SUPPORTED: [GgmlType; 11] = GgmlType::ALL;
