@@ -14,7 +14,7 @@
 use cubecl::prelude::*;
 
 use crate::gguf::GgmlType;
-use crate::model::quant::kernels::{F32x4, load_subblock_x, subblock_values};
+use crate::model::quant::kernels::{F32x4, group_values, load_subblock_x, natural_group};
 
 /// Units per cube.
 pub const CUBE_UNITS: u32 = 64;
@@ -39,11 +39,12 @@ pub struct Tile {
 }
 
 /// Adds to `acc[t · rows + r]` the dot products of rows `row0 + r` of `a` (rows of
-/// `a_row_bytes` bytes in format `fa`) with tokens `t` of the tile, over the sub-blocks `lane,
-/// lane + lanes, …` — and, when `paired`, those of the same rows of `b` to
-/// `acc[(tokens + t) · rows + r]` (gate and up). Each sub-block is dequantized once for all the
-/// tokens, each token's input values loaded once for all the rows. Rows past `last` read row
-/// `last`, tokens past the input read its last token (their sums are not stored).
+/// `a_row_bytes` bytes in format `fa`) with tokens `t` of the tile, over the groups of
+/// sub-blocks `lane, lane + lanes, …` — and, when `paired`, those of the same rows of `b` to
+/// `acc[(tokens + t) · rows + r]` (gate and up). A group is the sub-blocks that share block
+/// bytes ([`natural_group`]), so each byte is loaded once; each group is dequantized once for
+/// all the tokens, each token's input values loaded once for all the rows. Rows past `last`
+/// read row `last`, tokens past the input read its last token (their sums are not stored).
 #[cube]
 #[allow(clippy::too_many_arguments)]
 fn tile_dot(
@@ -67,13 +68,30 @@ fn tile_dot(
 ) {
     let rows = comptime![tile.rows as usize];
     let tokens = comptime![tile.tokens as usize];
-    let mut xs = Array::<f32>::new(comptime![32 * tile.tokens as usize]);
-    let mut wv = Array::<f32>::new(32usize);
-    let mut s = lane;
-    while s < cols / 32 {
+    let group = comptime![if paired {
+        natural_group(fa).max(natural_group(fb))
+    } else {
+        natural_group(fa)
+    }];
+    let width = comptime![32 * group];
+    let mut xs = Array::<f32>::new(comptime![32 * group * tile.tokens as usize]);
+    let mut wv = Array::<f32>::new(comptime![32 * group]);
+    let mut g = lane;
+    while g < cols / width {
         #[unroll]
         for t in 0..tokens {
-            load_subblock_x(x, token_rows[t], nw, s, &mut xs, comptime![32 * t], normed);
+            #[unroll]
+            for c in 0..group {
+                load_subblock_x(
+                    x,
+                    token_rows[t],
+                    nw,
+                    g * group + c,
+                    &mut xs,
+                    comptime![width * t + 32 * c],
+                    normed,
+                );
+            }
         }
         #[unroll]
         for r in 0..rows {
@@ -81,30 +99,30 @@ fn tile_dot(
             if row > last {
                 row = last;
             }
-            subblock_values(a, row * a_row_bytes, s, &mut wv, fa);
+            group_values(a, row * a_row_bytes, g, &mut wv, group, fa);
             #[unroll]
             for t in 0..tokens {
                 let mut dot = 0.0f32;
                 #[unroll]
-                for i in 0..32usize {
-                    dot += xs[comptime![32 * t + i]] * wv[i];
+                for i in 0..width {
+                    dot += xs[comptime![width * t + i]] * wv[i];
                 }
                 acc[comptime![t * rows + r]] += dot;
             }
             if comptime![paired] {
-                subblock_values(b, row * b_row_bytes, s, &mut wv, fb);
+                group_values(b, row * b_row_bytes, g, &mut wv, group, fb);
                 #[unroll]
                 for t in 0..tokens {
                     let mut dot = 0.0f32;
                     #[unroll]
-                    for i in 0..32usize {
-                        dot += xs[comptime![32 * t + i]] * wv[i];
+                    for i in 0..width {
+                        dot += xs[comptime![width * t + i]] * wv[i];
                     }
                     acc[comptime![(tokens + t) * rows + r]] += dot;
                 }
             }
         }
-        s += comptime![tile.lanes as usize];
+        g += comptime![tile.lanes as usize];
     }
 }
 

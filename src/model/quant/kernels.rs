@@ -114,18 +114,49 @@ pub fn load_subblock_x(
     }
 }
 
-/// `out[i] = W[row][32s + i]`, i < 32: sub-block `s` (32 elements) of the row whose bytes
-/// start at `base`, dequantized into registers. Every format divides into such sub-blocks (a
-/// Q4_0 block, an eighth of a K-quant super-block, 32 floats). Block data is read a whole word
-/// at a time, each word once; scales are decoded once per sub-block; each element is computed
-/// with the operations, in the order, of the host reference (`gguf::dequant`), so it is the
-/// same f32 value.
+/// Sub-blocks of 32 elements that share block bytes (the nibbles of a Q4_K/Q5_K byte belong to
+/// two sub-blocks, the bytes of a Q6_K half to four): a dot product steps over them together so
+/// each byte is loaded once.
+pub fn natural_group(format: GgmlType) -> usize {
+    match format {
+        GgmlType::Q4_K | GgmlType::Q5_K => 2,
+        GgmlType::Q6_K => 4,
+        _ => 1,
+    }
+}
+
+/// `out[i] = W[row][32·group·g + i]`, i < 32·group: `group` consecutive sub-blocks (a multiple
+/// of the format's [`natural_group`]) of the row whose bytes start at `base`, dequantized.
 #[cube]
-pub fn subblock_values(
+pub fn group_values(
+    w: &Tensor<u32>,
+    base: usize,
+    g: usize,
+    out: &mut Array<f32>,
+    #[comptime] group: usize,
+    #[comptime] format: GgmlType,
+) {
+    let n = comptime![natural_group(format)];
+    let per = comptime![group / natural_group(format)];
+    #[unroll]
+    for c in 0..per {
+        natural_values(w, base, g * per + c, out, comptime![32 * n * c], format);
+    }
+}
+
+/// `out[at + i] = W[row][32·n·s + i]`, i < 32·n: natural group `s` of the row whose bytes
+/// start at `base` — `n` = [`natural_group`] sub-blocks of 32 elements that share block bytes
+/// (one for the 32-element formats, a pair for Q4_K/Q5_K, a 128-element half for Q6_K) —
+/// dequantized into registers. Block data is read a whole word at a time, each word once;
+/// scales are decoded once per group; each element is computed with the operations, in the
+/// order, of the host reference (`gguf::dequant`), so it is the same f32 value.
+#[cube]
+fn natural_values(
     w: &Tensor<u32>,
     base: usize,
     s: usize,
     out: &mut Array<f32>,
+    #[comptime] at: usize,
     #[comptime] format: GgmlType,
 ) {
     if comptime![format == GgmlType::Q8_0] {
@@ -135,7 +166,7 @@ pub fn subblock_values(
         #[unroll]
         for i in 0..32usize {
             let v = signed_byte(window_byte(&win, comptime![i + 2]));
-            out[i] = f32::cast_from(v) * d;
+            out[comptime![at + i]] = f32::cast_from(v) * d;
         }
     } else if comptime![format == GgmlType::Q4_0] {
         let mut win = Array::<u32>::new(5usize);
@@ -144,8 +175,8 @@ pub fn subblock_values(
         #[unroll]
         for j in 0..16usize {
             let q = window_byte(&win, comptime![j + 2]);
-            out[j] = f32::cast_from((q & 0xF) as i32 - 8) * d;
-            out[comptime![j + 16]] = f32::cast_from((q >> 4) as i32 - 8) * d;
+            out[comptime![at + j]] = f32::cast_from((q & 0xF) as i32 - 8) * d;
+            out[comptime![at + j + 16]] = f32::cast_from((q >> 4) as i32 - 8) * d;
         }
     } else if comptime![format == GgmlType::Q4_1] {
         let a = (base + s * 20) / 4;
@@ -160,8 +191,8 @@ pub fn subblock_values(
         #[unroll]
         for j in 0..16usize {
             let q = window_byte(&win, j);
-            out[j] = f32::cast_from(q & 0xF) * d + m;
-            out[comptime![j + 16]] = f32::cast_from(q >> 4) * d + m;
+            out[comptime![at + j]] = f32::cast_from(q & 0xF) * d + m;
+            out[comptime![at + j + 16]] = f32::cast_from(q >> 4) * d + m;
         }
     } else if comptime![format == GgmlType::Q5_0 || format == GgmlType::Q5_1] {
         let has_min = comptime![format == GgmlType::Q5_1];
@@ -193,95 +224,108 @@ pub fn subblock_values(
             let lo = (q & 0xF) | (((qh >> comptime![j as u32]) << 4) & 0x10);
             let hi = (q >> 4) | ((qh >> comptime![j as u32 + 12]) & 0x10);
             if has_min {
-                out[j] = f32::cast_from(lo) * d + m;
-                out[comptime![j + 16]] = f32::cast_from(hi) * d + m;
+                out[comptime![at + j]] = f32::cast_from(lo) * d + m;
+                out[comptime![at + j + 16]] = f32::cast_from(hi) * d + m;
             } else {
-                out[j] = f32::cast_from(lo as i32 - 16) * d;
-                out[comptime![j + 16]] = f32::cast_from(hi as i32 - 16) * d;
+                out[comptime![at + j]] = f32::cast_from(lo as i32 - 16) * d;
+                out[comptime![at + j + 16]] = f32::cast_from(hi as i32 - 16) * d;
             }
         }
     } else if comptime![format == GgmlType::Q4_K || format == GgmlType::Q5_K] {
+        // Pair `s % 4` of a super-block: sub-blocks 2p and 2p + 1, the low and high nibbles of
+        // the same 32 bytes.
         let is_q5 = comptime![format == GgmlType::Q5_K];
         let qs = comptime![if format == GgmlType::Q5_K {
             48usize
         } else {
             16usize
         }];
-        let at = base + (s / 8) * comptime![block_bytes(format)];
-        let a = at / 4;
-        let sub = s % 8;
+        let at_block = base + (s / 4) * comptime![block_bytes(format)];
+        let a = at_block / 4;
+        let pair = s % 4;
         let head = w[a];
         let d = f16_to_f32(head & 0xFFFF);
         let dmin = f16_to_f32(head >> 16);
-        // ggml's get_scale_min_k4 over the 12 scale bytes (words 1–3), sub-block `sub`.
-        let byte_shift = ((sub % 4) * 8) as u32;
-        let s1 = w[a + 1] >> byte_shift;
-        let s2 = w[a + 2] >> byte_shift;
-        let mut sc = s1 & 63;
-        let mut mn = s2 & 63;
-        if sub >= 4 {
-            let s3 = w[a + 3] >> byte_shift;
-            sc = (s3 & 0xF) | (((s1 >> 6) & 3) << 4);
-            mn = ((s3 >> 4) & 0xF) | (((s2 >> 6) & 3) << 4);
+        // ggml's get_scale_min_k4 over the 12 scale bytes (words 1–3), sub-blocks 2p, 2p + 1.
+        let s1 = w[a + 1];
+        let s2 = w[a + 2];
+        let s3 = w[a + 3];
+        let mut d1 = Array::<f32>::new(2usize);
+        let mut m1 = Array::<f32>::new(2usize);
+        #[unroll]
+        for half in 0..2usize {
+            let sub = 2 * pair + half;
+            let byte_shift = ((sub % 4) * 8) as u32;
+            let b1 = s1 >> byte_shift;
+            let b2 = s2 >> byte_shift;
+            let mut sc = b1 & 63;
+            let mut mn = b2 & 63;
+            if sub >= 4 {
+                let b3 = s3 >> byte_shift;
+                sc = (b3 & 0xF) | (((b1 >> 6) & 3) << 4);
+                mn = ((b3 >> 4) & 0xF) | (((b2 >> 6) & 3) << 4);
+            }
+            d1[half] = d * f32::cast_from(sc);
+            m1[half] = dmin * f32::cast_from(mn);
         }
-        let d1 = d * f32::cast_from(sc);
-        let m1 = dmin * f32::cast_from(mn);
-        let shift = ((sub % 2) * 4) as u32;
-        let from = (at + qs + (sub / 2) * 32) / 4;
+        let from = (at_block + qs) / 4 + pair * 8;
         #[unroll]
         for k in 0..8usize {
-            let word = w[from + k] >> shift;
+            let word = w[from + k];
             let mut high = 0u32;
             if is_q5 {
-                high = w[a + 4 + k] >> (sub as u32);
+                high = w[a + 4 + k] >> ((2 * pair) as u32);
             }
             #[unroll]
-            for b in 0..4usize {
-                let mut q = (word >> comptime![(8 * b) as u32]) & 0xF;
-                if is_q5 {
-                    q += ((high >> comptime![(8 * b) as u32]) & 1) * 16;
+            for half in 0..2usize {
+                #[unroll]
+                for b in 0..4usize {
+                    let mut q = (word >> comptime![(8 * b + 4 * half) as u32]) & 0xF;
+                    if is_q5 {
+                        q += ((high >> comptime![(8 * b + half) as u32]) & 1) * 16;
+                    }
+                    out[comptime![at + 32 * half + 4 * k + b]] =
+                        d1[half] * f32::cast_from(q) - m1[half];
                 }
-                out[comptime![4 * k + b]] = d1 * f32::cast_from(q) - m1;
             }
         }
     } else if comptime![format == GgmlType::Q6_K] {
-        // Sub-block `s % 8` is elements e0 .. e0 + 32 of the super-block: its low nibbles are
-        // 32 consecutive bytes (shifted by `lo_shift`), its high bits 32 consecutive bytes too.
-        let at = base + (s / 8) * 210;
-        let e0 = (s % 8) * 32;
-        let half = e0 / 128;
-        let r0 = e0 % 128;
-        let lo_shift = ((r0 / 64) * 4) as u32;
-        let hi_shift = ((r0 / 32) * 2) as u32;
+        // Half `s % 2` of a super-block (128 elements): element r takes its low nibble from
+        // byte r % 64 of the half's 64 (the high nibble when r ≥ 64), its high bits from byte
+        // r % 32 of the half's 32 at shift 2·(r / 32), its scale from byte r / 16 of 8.
+        let at_block = base + (s / 2) * 210;
+        let half = s % 2;
         let mut d_win = Array::<u32>::new(1usize);
-        load_window(w, at + 208, &mut d_win, 1usize);
+        load_window(w, at_block + 208, &mut d_win, 1usize);
         let d = f16_to_f32(d_win[0] & 0xFFFF);
-        let mut scales = Array::<u32>::new(1usize);
-        load_window(w, at + 192 + e0 / 16, &mut scales, 1usize);
-        let mut lo = Array::<u32>::new(8usize);
-        load_window(w, at + half * 64 + r0 % 64, &mut lo, 8usize);
+        let mut scales = Array::<u32>::new(2usize);
+        load_window(w, at_block + 192 + half * 8, &mut scales, 2usize);
+        let mut lo = Array::<u32>::new(16usize);
+        load_window(w, at_block + half * 64, &mut lo, 16usize);
         let mut hi = Array::<u32>::new(8usize);
-        load_window(w, at + 128 + half * 32, &mut hi, 8usize);
+        load_window(w, at_block + 128 + half * 32, &mut hi, 8usize);
         #[unroll]
-        for k in 0..8usize {
-            let lo_word = lo[k] >> lo_shift;
-            let hi_word = hi[k] >> hi_shift;
-            let scale = signed_byte(window_byte(&scales, comptime![k / 4]));
-            let dl = d * f32::cast_from(scale);
+        for quarter in 0..4usize {
             #[unroll]
-            for b in 0..4usize {
-                let l = comptime![4 * k + b];
-                let low = (lo_word >> comptime![(8 * b) as u32]) & 0xF;
-                let high = (hi_word >> comptime![(8 * b) as u32]) & 3;
-                let q = (low | (high << 4)) as i32 - 32;
-                out[l] = dl * f32::cast_from(q);
+            for k in 0..8usize {
+                let lo_word = lo[comptime![(32 * quarter % 64) / 4 + k]];
+                let hi_word = hi[k];
+                let scale = signed_byte(window_byte(&scales, comptime![2 * quarter + k / 4]));
+                let dl = d * f32::cast_from(scale);
+                #[unroll]
+                for b in 0..4usize {
+                    let low = (lo_word >> comptime![(8 * b + 4 * (quarter / 2)) as u32]) & 0xF;
+                    let high = (hi_word >> comptime![(8 * b + 2 * quarter) as u32]) & 3;
+                    let q = (low | (high << 4)) as i32 - 32;
+                    out[comptime![at + 32 * quarter + 4 * k + b]] = dl * f32::cast_from(q);
+                }
             }
         }
     } else if comptime![format == GgmlType::F32] {
         let a = (base + s * 128) / 4;
         #[unroll]
         for i in 0..32usize {
-            out[i] = f32::reinterpret(w[a + i]);
+            out[comptime![at + i]] = f32::reinterpret(w[a + i]);
         }
     } else if comptime![format == GgmlType::F16 || format == GgmlType::BF16] {
         // Two values a word (rows are whole words: cols is a multiple of 32).
@@ -295,8 +339,8 @@ pub fn subblock_values(
                 v0 = f16_to_f32(word & 0xFFFF);
                 v1 = f16_to_f32(word >> 16);
             }
-            out[comptime![2 * k]] = v0;
-            out[comptime![2 * k + 1]] = v1;
+            out[comptime![at + 2 * k]] = v0;
+            out[comptime![at + 2 * k + 1]] = v1;
         }
     }
 }
