@@ -167,6 +167,10 @@ mod cli {
             /// Tokens to decode.
             #[arg(long = "gen", default_value_t = 64)]
             gen_tokens: usize,
+            /// Also time Burn's own f32 matmul on the prefill's products (dense random weights):
+            /// `burn_f32_matmul_tok_s`.
+            #[arg(long)]
+            compare_f32: bool,
         },
     }
 
@@ -235,12 +239,14 @@ mod cli {
                 kv,
                 prompt_len,
                 gen_tokens,
+                compare_f32,
             } => {
                 let params = BenchParams {
                     prompt_len,
                     gen_tokens,
                     context: Some(context),
                     kv_format: kv.unwrap_or(KvFormat::default_for(device)),
+                    compare_f32,
                 };
                 bench(model, synthetic, device, params)
             }

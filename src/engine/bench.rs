@@ -11,7 +11,7 @@ use crate::model::device::{DeviceChoice, DeviceCounters, TASKS_PER_SUBMIT};
 use crate::model::error::ModelError;
 use crate::model::llama::Llama;
 use crate::model::plan::KvFormat;
-use crate::model::quant::streaming_read_gb_s;
+use crate::model::quant::{f32_matmul_seconds, streaming_read_gb_s};
 
 use super::sampling::argmax;
 use crate::rng::SplitMix64;
@@ -66,6 +66,11 @@ pub struct BenchReport {
     pub read_bandwidth_gb_s: Option<f64>,
     /// `effective_gb_s / read_bandwidth_gb_s`.
     pub roofline_fraction: Option<f64>,
+    /// With [`BenchParams::compare_f32`]: the prefill speed Burn's own f32 matmul would allow on
+    /// the same device — `prompt_len` tokens over `prompt_len` divided by the seconds its matmul
+    /// takes for the same products on dense f32 weights (every block's seven matrices for the
+    /// prompt's tokens, the head for the last token), everything else free.
+    pub burn_f32_matmul_tok_s: Option<f64>,
 }
 
 /// The bandwidth probe's buffer: larger than CPU and GPU last-level caches (a 32 MiB probe
@@ -84,6 +89,8 @@ pub struct BenchParams {
     pub context: Option<usize>,
     /// How the KV cache stores keys and values.
     pub kv_format: KvFormat,
+    /// Also time Burn's f32 matmul on the prefill's shapes (`burn_f32_matmul_tok_s`).
+    pub compare_f32: bool,
 }
 
 /// Prefills `params.prompt_len` tokens (as the engine does) and decodes `params.gen_tokens`
@@ -146,6 +153,26 @@ pub async fn run(
         DeviceChoice::Wgpu => Some(streaming_read_gb_s(model.device(), PROBE_BYTES, 5, now).await?),
         DeviceChoice::Cpu => None,
     };
+    let burn_f32_matmul_tok_s = match (params.compare_f32, on_gpu) {
+        (true, true) => {
+            let c = model.config();
+            let (q, kv) = (c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim);
+            let block = [
+                (q, c.hidden_size),
+                (kv, c.hidden_size),
+                (kv, c.hidden_size),
+                (c.hidden_size, q),
+                (c.ffn_size, c.hidden_size),
+                (c.ffn_size, c.hidden_size),
+                (c.hidden_size, c.ffn_size),
+            ];
+            let device = model.device();
+            let blocks = f32_matmul_seconds(device, &block, prompt.len(), now).await?;
+            let head = f32_matmul_seconds(device, &[(c.vocab_size, c.hidden_size)], 1, now).await?;
+            Some(prompt.len() as f64 / (blocks * c.n_layers as f64 + head))
+        }
+        _ => None,
+    };
     let weight_bytes_per_token = model.weight_bytes();
     let decode_tok_s = gen_tokens as f64 / decode_s;
     let effective_gb_s = weight_bytes_per_token as f64 * decode_tok_s / 1e9;
@@ -169,6 +196,7 @@ pub async fn run(
         peak_gpu_bytes_in_use: peak.in_use,
         read_bandwidth_gb_s,
         roofline_fraction: read_bandwidth_gb_s.map(|roof| effective_gb_s / roof),
+        burn_f32_matmul_tok_s,
     })
 }
 

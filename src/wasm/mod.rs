@@ -118,6 +118,7 @@ pub async fn benchmark(
         gen_tokens,
         context: None,
         kv_format,
+        compare_f32: false,
     };
     let report = crate::engine::bench::run(&model, name, params, &now, None)
         .await

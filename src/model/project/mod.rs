@@ -17,7 +17,6 @@ use burn_cubecl::kernel::into_contiguous;
 use cubecl::prelude::*;
 
 use super::llama::LogitsFor;
-use super::quant::kernels::natural_group;
 use super::quant::{DecodeKernel, Layout, QuantMatrix};
 use super::weights::Linear;
 
@@ -276,11 +275,10 @@ impl ProjectOps for CubeBackend {
 
 /// The tile a unit computes. One token on a hardware GPU: 32 lanes share each row (the
 /// cooperative GEMV). Otherwise one lane takes whole rows: for one token up to 8 rows (each
-/// input value loaded once for 8 rows), for several up to 4 rows × 4 tokens (each sub-block
-/// dequantized once for 4 tokens) — divided by the sub-blocks the formats step over together
-/// ([`natural_group`]: 2 for Q4_K, 4 for Q6_K), which keeps every kernel's unrolled size (its
-/// compile time) where it is for the 32-element formats — and as many rows as keep every
-/// unit's rows inside one part (each part but the last a whole number of units).
+/// input value loaded once for 8 rows), for several up to 4 rows × 4 tokens (each group of
+/// sub-blocks dequantized once for 4 tokens) — as many rows as keep every unit's rows inside
+/// one part (each part but the last a whole number of units). The kernel unrolls its token
+/// loop, not its row loop, so rows cost no compile time.
 fn tile_for(spec: &ProjectSpec, decode: DecodeKernel) -> kernels::Tile {
     if spec.tokens == 1 && decode == DecodeKernel::Cooperative {
         return kernels::Tile {
@@ -290,16 +288,9 @@ fn tile_for(spec: &ProjectSpec, decode: DecodeKernel) -> kernels::Tile {
         };
     }
     let used = &spec.parts[..spec.part_count as usize];
-    let group = used
-        .iter()
-        .map(|p| natural_group(p.format))
-        .max()
-        .unwrap_or(1) as u32;
-    let (most_rows, tokens) = match (spec.tokens, group) {
-        (1, _) => (8 / group, 1),
-        (_, 1) => (4, 4),
-        (_, 2) => (4, 2),
-        _ => (4, 1),
+    let (most_rows, tokens) = match spec.tokens {
+        1 => (8, 1),
+        _ => (4, 4),
     };
     let inner = &used[..used.len().saturating_sub(1)];
     let rows = [8, 4, 2]

@@ -9,7 +9,7 @@ pub(crate) mod kernels;
 
 use burn::backend::tensor::IntTensor;
 use burn::backend::{Dispatch, backend_extension};
-use burn::tensor::{DType, Int, Shape, Tensor, TensorData};
+use burn::tensor::{DType, Distribution, Float, Int, Shape, Tensor, TensorData};
 use burn_cubecl::CubeBackend;
 use burn_cubecl::ops::numeric::empty_device;
 use cubecl::prelude::*;
@@ -239,6 +239,48 @@ pub async fn streaming_read_gb_s(
     }
     let seconds = now() - start;
     Ok((units * STREAM_PER_UNIT * 4 * runs) as f64 / seconds / 1e9)
+}
+
+/// Seconds Burn's own f32 matmul (its default kernel on this device; no autotune) takes for
+/// `x[tokens, cols] · Wᵀ` over every `(rows, cols)` of `shapes`, on random dense weights: what
+/// our prefill is compared with. A matrix over one binding is timed in row chunks that fit
+/// ([`MAX_CHUNK_BYTES`]), each chunk shape once and counted as often as it occurs.
+pub async fn f32_matmul_seconds(
+    device: &ComputeDevice,
+    shapes: &[(usize, usize)],
+    tokens: usize,
+    now: &dyn Fn() -> f64,
+) -> Result<f64, ModelError> {
+    let mut total = 0.0;
+    for &(rows, cols) in shapes {
+        let chunk_rows = (MAX_CHUNK_BYTES / (cols * 4)).clamp(1, rows);
+        for (count, chunk) in [(rows / chunk_rows, chunk_rows), (1, rows % chunk_rows)] {
+            if count > 0 && chunk > 0 {
+                total += count as f64 * f32_matmul_once(device, chunk, cols, tokens, now).await?;
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// One timed `x[tokens, cols] · W[rows, cols]ᵀ` in f32, after an untimed one (compiling).
+async fn f32_matmul_once(
+    device: &ComputeDevice,
+    rows: usize,
+    cols: usize,
+    tokens: usize,
+    now: &dyn Fn() -> f64,
+) -> Result<f64, ModelError> {
+    let uniform = Distribution::Uniform(-1.0, 1.0);
+    let w = Tensor::<2>::random([rows, cols], uniform, device.burn());
+    let x = Tensor::<2>::random([tokens, cols], uniform, device.burn());
+    read_vec::<f32, 2, Float>(x.clone()).await?;
+    read_vec::<f32, 2, Float>(w.clone().slice([0..1, 0..1])).await?;
+    let product = || x.clone().matmul(w.clone().transpose()).slice([0..1, 0..1]);
+    read_vec::<f32, 2, Float>(product()).await?;
+    let start = now();
+    read_vec::<f32, 2, Float>(product()).await?;
+    Ok(now() - start)
 }
 
 /// Zero words after a chunk's blocks: the kernels read a block's bytes through a window of
