@@ -101,29 +101,37 @@ fn tile_dot(
                 row = last;
             }
             group_values(a, row * a_row_bytes, g, &mut wv, group, fa);
-            #[unroll]
-            for t in 0..tokens {
-                let mut dot = 0.0f32;
-                #[unroll]
-                for i in 0..width {
-                    dot += xs[comptime![width * t + i]] * wv[i];
-                }
-                acc[t * rows + r] += dot;
-            }
+            add_token_dots(&xs, &wv, acc, r, 0usize, tile, width);
             if comptime![paired] {
                 group_values(b, row * b_row_bytes, g, &mut wv, group, fb);
-                #[unroll]
-                for t in 0..tokens {
-                    let mut dot = 0.0f32;
-                    #[unroll]
-                    for i in 0..width {
-                        dot += xs[comptime![width * t + i]] * wv[i];
-                    }
-                    acc[(tokens + t) * rows + r] += dot;
-                }
+                add_token_dots(&xs, &wv, acc, r, tokens, tile, width);
             }
         }
         g += comptime![tile.lanes as usize];
+    }
+}
+
+/// `acc[(slot + t) · rows + r] += Σ_i xs[width · t + i] · wv[i]` for every token `t` of the tile:
+/// one dequantized group of row `r` against each token's input values.
+#[cube]
+fn add_token_dots(
+    xs: &Array<f32>,
+    wv: &Array<f32>,
+    acc: &mut Array<f32>,
+    r: usize,
+    #[comptime] slot: usize,
+    #[comptime] tile: Tile,
+    #[comptime] width: usize,
+) {
+    let rows = comptime![tile.rows as usize];
+    #[unroll]
+    for t in 0..comptime![tile.tokens as usize] {
+        let mut dot = 0.0f32;
+        #[unroll]
+        for i in 0..width {
+            dot += xs[comptime![width * t + i]] * wv[i];
+        }
+        acc[(slot + t) * rows + r] += dot;
     }
 }
 

@@ -18,7 +18,7 @@ fn block_bytes(format: GgmlType) -> usize {
     format.block_bytes() as usize
 }
 
-/// Whether [`subblock_values`] decodes `format`: every [`GgmlType`], by an exhaustive match, so a
+/// Whether [`group_values`] decodes `format`: every [`GgmlType`], by an exhaustive match, so a
 /// format added to the reader does not compile until the kernels decode it.
 pub fn decodes(format: GgmlType) -> bool {
     use GgmlType::*;

@@ -169,7 +169,7 @@ impl QuantMatrix {
     }
 
     /// Bytes the blocks take on the device (the file's bytes, each chunk padded to whole words
-    /// and [`PAD_WORDS`] more).
+    /// and two padding words more).
     pub fn device_bytes(&self) -> u64 {
         self.chunks
             .iter()
