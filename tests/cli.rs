@@ -378,3 +378,35 @@ fn generate_json_reports_ids_text_finish_reason_and_usage() {
     assert!(String::from_utf8_lossy(&overflow.stderr).contains("context overflow"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `bench` as a user runs it: the defaults per device (the q8 cache on wgpu, f32 on the CPU),
+/// the counters, the warm-up, the host clock and the Burn f32 comparison. Nothing asserts a speed.
+#[test]
+fn bench_reports_its_counters_and_the_device_defaults() {
+    let tiny = "tests/fixtures/tiny_llama31/tiny-llama31-Q4_0.gguf";
+    let common = ["--prompt-len", "4", "--gen", "2", "--context", "16"];
+    let run = |extra: &[&str]| {
+        let out = llama_web(&[&["bench", tiny][..], &common, extra].concat());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+
+    let gpu = run(&["--compare-f32"]);
+    assert_eq!(gpu["kv_format"], "q8", "the wgpu default");
+    // Two blocks of 6 launches (attention over 7 keys is one segment), the head, the choice.
+    assert_eq!(gpu["dispatches_per_token"], 14.0);
+    assert_eq!(gpu["readback_bytes_per_token"], 4.0);
+    for key in ["warmup_s", "host_ms_per_token", "burn_f32_matmul_tok_s"] {
+        let value = gpu[key].as_f64().unwrap_or(f64::NAN);
+        assert!(value.is_finite() && value > 0.0, "{key}: {}", gpu[key]);
+    }
+
+    let cpu = run(&["--device", "cpu"]);
+    assert_eq!(cpu["kv_format"], "f32", "the CPU device's only format");
+    assert!(cpu["burn_f32_matmul_tok_s"].is_null(), "not asked for");
+    assert!(cpu["dispatches_per_token"].is_null());
+}
