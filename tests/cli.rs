@@ -410,3 +410,38 @@ fn bench_reports_its_counters_and_the_device_defaults() {
     assert!(cpu["burn_f32_matmul_tok_s"].is_null(), "not asked for");
     assert!(cpu["dispatches_per_token"].is_null());
 }
+
+#[test]
+fn synth_refuses_an_unknown_model_and_an_unwritable_path_leaving_nothing() {
+    let dir = scratch_dir("synth");
+    let out_path = dir.join("model.gguf");
+    let out = llama_web(&[
+        "synth",
+        "llama3.1-70b:Q4_K_M",
+        "--out",
+        out_path.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unknown synthetic model `llama3.1-70b:Q4_K_M`"),
+        "{stderr}"
+    );
+    assert!(!out_path.exists());
+
+    let missing = dir.join("no-such-folder").join("model.gguf");
+    let out = llama_web(&[
+        "synth",
+        "llama3.1-8b:Q4_0",
+        "--out",
+        missing.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot create"), "{stderr}");
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        0,
+        "nothing left behind"
+    );
+}

@@ -1,5 +1,6 @@
 //! The memory plan and the synthetic 8B: the plan agrees with what a loaded model holds, and
-//! the synthetic file has the real Llama 3.1 8B Q4_K_M's shapes and tensor types.
+//! the synthetic file has the real Llama 3.1 8B Q4_K_M's shapes and tensor types, a vocabulary
+//! our tokenizer builds, and writes out as the bytes it reads.
 
 mod common;
 
@@ -9,6 +10,7 @@ use llama_web::model::config::LlamaConfig;
 use llama_web::model::device::DeviceChoice;
 use llama_web::model::plan::{KvFormat, MemoryPlan};
 use llama_web::model::synthetic::{SyntheticKind, SyntheticModel};
+use llama_web::tokenizer::{SpecialTokens, Tokenizer};
 
 fn plan_of(source: &impl ByteSource, context: usize, kv: KvFormat) -> (LlamaConfig, MemoryPlan) {
     let header = GgufHeader::read(source).unwrap();
@@ -141,4 +143,102 @@ fn the_8b_plan_at_8k_context() {
         f32_plan.total_gpu_bytes,
         f32_plan.weight_bytes + f32_plan.kv_cache_bytes + f32_plan.activation_bytes
     );
+}
+
+/// A `Write` that keeps the first bytes, counts all of them and hashes them (FNV-1a over
+/// little-endian words; every write of the synthetic file is a whole number of words).
+struct Capture {
+    prefix: Vec<u8>,
+    keep: usize,
+    total: u64,
+    hash: u64,
+}
+
+impl Capture {
+    fn new(keep: usize) -> Self {
+        Self {
+            prefix: Vec::new(),
+            keep,
+            total: 0,
+            hash: 0xcbf2_9ce4_8422_2325,
+        }
+    }
+}
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let room = self.keep.saturating_sub(self.prefix.len()).min(buf.len());
+        self.prefix.extend_from_slice(&buf[..room]);
+        self.total += buf.len() as u64;
+        assert!(
+            buf.len().is_multiple_of(8),
+            "a write of {} bytes",
+            buf.len()
+        );
+        for word in buf.chunks_exact(8) {
+            let word = u64::from_le_bytes(word.try_into().unwrap());
+            self.hash = (self.hash ^ word).wrapping_mul(0x100_0000_01b3);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_written_synthetic_file_holds_the_bytes_the_source_reads() {
+    let source = SyntheticModel::new(SyntheticKind::Llama31_8bQ4_0);
+    let header = GgufHeader::read(&source).unwrap();
+    let data_offset = header.data_offset() as usize;
+    let mut written = Capture::new(data_offset);
+    let mut calls = 0;
+    source
+        .write_to(&mut written, |done, total| {
+            assert!(done <= total && total == source.len());
+            calls += 1;
+        })
+        .unwrap();
+    assert_eq!(calls, header.tensors().len());
+    assert_eq!(written.total, source.len());
+
+    // The same bytes through the source: header, then each tensor in file order, zero-padded.
+    let mut expected = Capture::new(0);
+    let mut at = 0u64;
+    let mut tensors: Vec<_> = header.tensors().iter().collect();
+    tensors.sort_by_key(|t| t.offset);
+    fn pad(to: u64, at: &mut u64, sink: &mut Capture) {
+        std::io::Write::write_all(sink, &vec![0; (to - *at) as usize]).unwrap();
+        *at = to;
+    }
+    let mut head = vec![0; data_offset];
+    source.read_exact_at(0, &mut head).unwrap();
+    std::io::Write::write_all(&mut expected, &head).unwrap();
+    at += data_offset as u64;
+    for t in tensors {
+        pad(t.offset, &mut at, &mut expected);
+        let data = header.read_tensor_bytes(&source, &t.name).unwrap();
+        std::io::Write::write_all(&mut expected, &data).unwrap();
+        at = t.offset + t.n_bytes;
+    }
+    pad(source.len(), &mut at, &mut expected);
+    assert_eq!(expected.total, written.total);
+    assert_eq!(expected.hash, written.hash);
+    assert_eq!(written.prefix, head);
+}
+
+#[test]
+fn the_synthetic_vocabulary_builds_a_byte_level_tokenizer() {
+    let source = SyntheticModel::new(SyntheticKind::Llama31_8bQ4KM);
+    let header = GgufHeader::read(&source).unwrap();
+    let tokenizer = Tokenizer::from_gguf(&header, &source).unwrap();
+    assert_eq!(tokenizer.vocab_size(), 128_256);
+    assert_eq!(tokenizer.bos_id(), Some(128_000));
+    // No merges: text is one token per byte, the token id being the byte ("\n" is GPT-2's Ċ).
+    let ids = tokenizer
+        .encode("Hi\né<|eot_id|>", SpecialTokens::Parse)
+        .unwrap();
+    assert_eq!(ids, [72, 105, 10, 0xc3, 0xa9, 128_009]);
+    assert_eq!(tokenizer.id_to_token(10).as_deref(), Some("Ċ"));
+    assert_eq!(tokenizer.decode(&ids, true).unwrap(), "Hi\né");
 }

@@ -172,6 +172,15 @@ mod cli {
             #[arg(long)]
             compare_f32: bool,
         },
+        /// Write a synthetic model (`llama3.1-8b:Q4_K_M` or `llama3.1-8b:Q4_0`) as a real GGUF
+        /// file, for other engines to run the very same shapes; print `{"out", "bytes"}`.
+        Synth {
+            /// Which synthetic model.
+            kind: String,
+            /// Where to write the GGUF file (written beside it as `.part`, then renamed).
+            #[arg(long)]
+            out: PathBuf,
+        },
     }
 
     type CliResult = Result<(), Box<dyn std::error::Error>>;
@@ -250,6 +259,7 @@ mod cli {
                 };
                 bench(model, synthetic, device, params)
             }
+            Command::Synth { kind, out } => synth(&kind, out),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -409,16 +419,47 @@ mod cli {
                 run_bench(&source, path.display().to_string(), device, params)
             }
             (None, Some(name)) => {
-                let kind = SyntheticKind::parse(&name).ok_or_else(|| {
-                    format!(
-                        "unknown synthetic model `{name}` (llama3.1-8b:Q4_K_M or llama3.1-8b:Q4_0)"
-                    )
-                })?;
-                let source = SyntheticModel::new(kind);
+                let source = SyntheticModel::new(synthetic_kind(&name)?);
                 run_bench(&source, format!("synthetic {name}"), device, params)
             }
             (None, None) => unreachable!("clap requires one"),
         }
+    }
+
+    fn synthetic_kind(name: &str) -> Result<SyntheticKind, String> {
+        SyntheticKind::parse(name).ok_or_else(|| {
+            format!("unknown synthetic model `{name}` (llama3.1-8b:Q4_K_M or llama3.1-8b:Q4_0)")
+        })
+    }
+
+    fn synth(name: &str, out: PathBuf) -> CliResult {
+        let model = SyntheticModel::new(synthetic_kind(name)?);
+        let mut part = out.clone().into_os_string();
+        part.push(".part");
+        let part = PathBuf::from(part);
+        let file = std::fs::File::create(&part)
+            .map_err(|e| format!("cannot create {}: {e}", part.display()))?;
+        let mut writer = std::io::BufWriter::new(file);
+        let mut reported = 0;
+        model
+            .write_to(&mut writer, |written, total| {
+                let percent = written * 100 / total;
+                if percent >= reported + 10 {
+                    reported = percent;
+                    eprintln!("llama-web synth: {percent} % of {total} bytes");
+                }
+            })
+            .and_then(|()| writer.flush())
+            .and_then(|()| std::fs::rename(&part, &out))
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&part);
+                format!("cannot write {}: {e}", out.display())
+            })?;
+        println!(
+            "{}",
+            json!({ "out": out.display().to_string(), "bytes": model.len() })
+        );
+        Ok(())
     }
 
     fn run_bench(

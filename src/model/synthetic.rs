@@ -3,7 +3,12 @@
 //!
 //! A [`SyntheticModel`] is a [`ByteSource`] that reads like a GGUF file: a real header (written
 //! here) followed by pseudo-random tensor data whose f16 block scales are set to small finite
-//! values. Nothing is stored: bytes are generated as they are read.
+//! values. Nothing is stored: bytes are generated as they are read, or written out once as a real
+//! file ([`SyntheticModel::write_to`], `llama-web synth`) for other engines to load. The header
+//! carries a placeholder vocabulary of Llama 3.1's size (byte tokens, filler, the special tokens)
+//! that llama.cpp and our tokenizer both accept: benchmarks feed token ids, so its text is moot.
+
+use std::io::Write;
 
 use crate::gguf::{ByteSource, GgmlType, GgufError};
 use crate::rng::SplitMix64;
@@ -47,6 +52,18 @@ const KV_HEADS: u64 = 8;
 const VOCAB: u64 = 128_256;
 const CONTEXT: u64 = 131_072;
 const ALIGNMENT: u64 = 32;
+/// Llama 3's first special token (`<|begin_of_text|>`), and its end of turn (`<|eot_id|>`).
+const BOS: u32 = 128_000;
+const EOT: u32 = 128_009;
+/// GGUF metadata value types (gguf-py `GGUFValueType`).
+const GGUF_U32: u32 = 4;
+const GGUF_I32: u32 = 5;
+const GGUF_F32: u32 = 6;
+const GGUF_STRING: u32 = 8;
+const GGUF_ARRAY: u32 = 9;
+/// llama.cpp's token types: normal and control.
+const TOKEN_NORMAL: i32 = 1;
+const TOKEN_CONTROL: i32 = 3;
 
 /// One tensor of the synthetic file.
 #[derive(Debug, Clone)]
@@ -109,7 +126,8 @@ impl SyntheticModel {
         w.bytes(b"GGUF");
         w.u32(3);
         w.u64(specs.len() as u64);
-        let metadata: [(&str, Value); 11] = [
+        let (tokens, token_types) = vocabulary();
+        let metadata: [(&str, Value); 18] = [
             ("general.architecture", Value::Str("llama")),
             ("general.name", Value::Str(kind.name())),
             ("llama.block_count", Value::U32(LAYERS as u32)),
@@ -121,22 +139,41 @@ impl SyntheticModel {
             ("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5)),
             ("llama.rope.freq_base", Value::F32(500_000.0)),
             ("llama.vocab_size", Value::U32(VOCAB as u32)),
+            ("tokenizer.ggml.model", Value::Str("gpt2")),
+            ("tokenizer.ggml.pre", Value::Str("llama-bpe")),
+            ("tokenizer.ggml.tokens", Value::Strings(tokens)),
+            ("tokenizer.ggml.token_type", Value::I32s(token_types)),
+            ("tokenizer.ggml.merges", Value::Strings(Vec::new())),
+            ("tokenizer.ggml.bos_token_id", Value::U32(BOS)),
+            ("tokenizer.ggml.eos_token_id", Value::U32(EOT)),
         ];
         w.u64(metadata.len() as u64);
         for (key, value) in metadata {
             w.string(key);
             match value {
                 Value::U32(v) => {
-                    w.u32(4);
+                    w.u32(GGUF_U32);
                     w.u32(v);
                 }
                 Value::F32(v) => {
-                    w.u32(6);
+                    w.u32(GGUF_F32);
                     w.bytes(&v.to_le_bytes());
                 }
                 Value::Str(v) => {
-                    w.u32(8);
+                    w.u32(GGUF_STRING);
                     w.string(v);
+                }
+                Value::Strings(v) => {
+                    w.u32(GGUF_ARRAY);
+                    w.u32(GGUF_STRING);
+                    w.u64(v.len() as u64);
+                    v.iter().for_each(|s| w.string(s));
+                }
+                Value::I32s(v) => {
+                    w.u32(GGUF_ARRAY);
+                    w.u32(GGUF_I32);
+                    w.u64(v.len() as u64);
+                    v.iter().for_each(|&i| w.bytes(&i.to_le_bytes()));
                 }
             }
         }
@@ -172,6 +209,30 @@ impl SyntheticModel {
     /// Total bytes of tensor data, as in the real file.
     pub fn tensor_bytes(&self) -> u64 {
         self.tensors.iter().map(|t| t.n_bytes).sum()
+    }
+
+    /// Writes the whole file, header and generated tensor data, to `out`: the same bytes this
+    /// source reads. `progress(written, total)` is called after each tensor.
+    pub fn write_to(
+        &self,
+        out: &mut impl Write,
+        mut progress: impl FnMut(u64, u64),
+    ) -> std::io::Result<()> {
+        fn zeros(out: &mut impl Write, n: u64) -> std::io::Result<()> {
+            out.write_all(&vec![0; n as usize])
+        }
+        out.write_all(&self.header)?;
+        let mut written = self.header.len() as u64;
+        let mut buf = Vec::new();
+        for entry in &self.tensors {
+            zeros(out, entry.offset - written)?;
+            buf.resize(entry.n_bytes as usize, 0);
+            Self::fill_tensor(entry, &mut buf);
+            out.write_all(&buf)?;
+            written = entry.offset + entry.n_bytes;
+            progress(written, self.len);
+        }
+        zeros(out, self.len - written)
     }
 
     /// Fills `buf` with the data of the tensor that starts at `offset`: random blocks whose f16
@@ -233,10 +294,47 @@ impl ByteSource for SyntheticModel {
     }
 }
 
+/// The byte-level tokens (GPT-2's byte-to-character map, in byte order), filler tokens up to
+/// Llama 3's first special token, then its 256 special tokens; and their llama.cpp token types.
+fn vocabulary() -> (Vec<String>, Vec<i32>) {
+    let printable = |b: u32| matches!(b, 0x21..=0x7e | 0xa1..=0xac | 0xae..=0xff);
+    let mut unprintable = 0;
+    let mut tokens: Vec<String> = (0..256u32)
+        .map(|b| {
+            let c = if printable(b) {
+                b
+            } else {
+                unprintable += 1;
+                255 + unprintable
+            };
+            char::from_u32(c).expect("below U+0200").to_string()
+        })
+        .collect();
+    tokens.extend((256..BOS).map(|i| format!("[{i}]")));
+    tokens.extend((BOS..VOCAB as u32).map(|id| match id - BOS {
+        0 => "<|begin_of_text|>".to_string(),
+        1 => "<|end_of_text|>".to_string(),
+        9 => "<|eot_id|>".to_string(),
+        n => format!("<|reserved_special_token_{n}|>"),
+    }));
+    let types = (0..VOCAB as u32)
+        .map(|id| {
+            if id < BOS {
+                TOKEN_NORMAL
+            } else {
+                TOKEN_CONTROL
+            }
+        })
+        .collect();
+    (tokens, types)
+}
+
 enum Value {
     U32(u32),
     F32(f32),
     Str(&'static str),
+    Strings(Vec<String>),
+    I32s(Vec<i32>),
 }
 
 #[derive(Default)]
