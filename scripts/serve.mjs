@@ -32,14 +32,14 @@ const TYPES = {
 };
 
 /** Maps a URL path to a file under one of the mounts, or null if it escapes them. */
-function resolvePath(urlPath) {
+function resolvePath(urlPath, mounts) {
   let decoded;
   try {
     decoded = decodeURIComponent(urlPath);
   } catch {
     return null;
   }
-  for (const [prefix, dir] of MOUNTS) {
+  for (const [prefix, dir] of mounts) {
     if (!decoded.startsWith(prefix)) continue;
     let rel = decoded.slice(prefix.length);
     if (rel === "" || rel.endsWith("/")) rel += "index.html";
@@ -65,9 +65,9 @@ function parseRange(header, size) {
   return start <= end && start < size ? { start, end } : "bad";
 }
 
-async function handle(req, res) {
+async function handle(req, res, mounts) {
   const url = new URL(req.url, "http://127.0.0.1");
-  const file = resolvePath(url.pathname);
+  const file = resolvePath(url.pathname, mounts);
   if (req.method !== "GET" && req.method !== "HEAD") {
     res.writeHead(405, { Allow: "GET, HEAD" }).end();
     return;
@@ -103,10 +103,14 @@ async function handle(req, res) {
   createReadStream(file, { start, end }).pipe(res);
 }
 
-/** Starts the server on 127.0.0.1; resolves to { url, close() }. Port 0 picks a free port. */
-export function startServer({ port = 8080, host = "127.0.0.1" } = {}) {
+/**
+ * Starts the server on 127.0.0.1; resolves to { url, close() }. Port 0 picks a free port.
+ * `mounts`: more [url prefix, directory] pairs, tried before the standard ones.
+ */
+export function startServer({ port = 8080, host = "127.0.0.1", mounts = [] } = {}) {
+  const all = [...mounts.map(([prefix, dir]) => [prefix, resolve(dir)]), ...MOUNTS];
   const server = createServer((req, res) => {
-    handle(req, res).catch((err) => {
+    handle(req, res, all).catch((err) => {
       if (!res.headersSent) res.writeHead(500).end(String(err));
       else res.destroy(err);
     });
