@@ -38,7 +38,15 @@ install_peers() {
   mkdir -p .peers
   if ! .peers/venv/bin/python -c "import xllamacpp, sys; sys.exit(xllamacpp.__version__ != '$XLLAMACPP_VERSION')" 2>/dev/null; then
     say "installing xllamacpp $XLLAMACPP_VERSION (llama.cpp, prebuilt) into .peers/venv"
-    python3 -m venv .peers/venv
+    if ! python3 -m venv .peers/venv 2>/dev/null; then
+      # Debian's python3 ships venv in a package of its own.
+      say "installing python3-venv (Debian)"
+      local sudo=()
+      [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+      "${sudo[@]}" apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+      rm -rf .peers/venv
+      python3 -m venv .peers/venv
+    fi
     .peers/venv/bin/pip install --quiet --disable-pip-version-check "xllamacpp==$XLLAMACPP_VERSION"
   fi
   local have
