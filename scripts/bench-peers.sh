@@ -43,6 +43,7 @@ install_peers() {
       say "installing python3-venv (Debian)"
       local sudo=()
       [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+      "${sudo[@]}" apt-get update -qq
       "${sudo[@]}" apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
       rm -rf .peers/venv
       python3 -m venv .peers/venv
