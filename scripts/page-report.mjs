@@ -1,0 +1,30 @@
+// Runs one of our report pages in headless Chromium (WebGPU on SwiftShader here) and returns its
+// report: the page ends #status in data-state "done" (then #report holds the text) or anything
+// else (then this throws #status's text). Shared by bench-browser.mjs, bench-wllama.mjs and
+// probe-webgpu.mjs.
+import { chromium } from "playwright-core";
+import { startServer } from "./serve.mjs";
+
+/**
+ * `path`: the page under the loopback server (with its query); `mounts`: more [prefix, folder]
+ * pairs for the server; `args`: more Chromium flags; `onConsole`: gets each console line.
+ */
+export async function pageReport({ path, mounts = [], args = [], timeoutMs = 30 * 60_000, onConsole }) {
+  const server = await startServer({ port: 0, mounts });
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    args: ["--no-sandbox", "--no-first-run", "--disable-background-networking", "--enable-unsafe-webgpu", ...args],
+  });
+  try {
+    const page = await browser.newPage();
+    if (onConsole) page.on("console", (m) => onConsole(m.text()));
+    await page.goto(`${server.url}${path}`);
+    await page.waitForSelector('#status:not([data-state="loading"])', { timeout: timeoutMs });
+    const [state, status] = await page.$eval("#status", (el) => [el.dataset.state, el.textContent]);
+    if (state !== "done") throw new Error(status);
+    return await page.$eval("#report", (el) => el.textContent);
+  } finally {
+    await browser.close();
+    await server.close();
+  }
+}
