@@ -120,6 +120,7 @@ impl ComputeDevice {
         thread_local! {
             static WEBGPU: RefCell<Option<Device>> = const { RefCell::new(None) };
         }
+        run_static_constructors();
         let cached = || WEBGPU.with(|d| d.borrow().clone());
         if let Some(device) = cached() {
             return Ok(Self::wgpu(device));
@@ -168,6 +169,27 @@ impl ComputeDevice {
     pub fn burn(&self) -> &Device {
         &self.device
     }
+}
+
+#[cfg(target_arch = "wasm32")]
+unsafe extern "C" {
+    /// The module's static constructors, synthesized by wasm-ld.
+    fn __wasm_call_ctors();
+}
+
+/// Runs the module's static constructors: CubeCL's kernel compiler needs pliron's `inventory`
+/// registrations. A module that never calls `__wasm_call_ctors` itself is linked
+/// "command-style", and wasm-ld then re-runs every constructor at the top of every exported
+/// function — every JS → wasm call, thousands per decode step (the glue's externref table
+/// calls included), which made the browser's decode step host-bound (SmolLM2: 0.29 → 1.7
+/// tok/s without it). Referring to it here makes wasm-ld leave the exports alone, so it must
+/// run before the first kernel compiles; calling it again is harmless (`inventory` guards
+/// each registration, and it is the only source of constructors in the module).
+#[cfg(target_arch = "wasm32")]
+fn run_static_constructors() {
+    // SAFETY: a linker-synthesized function without arguments; its constructors are
+    // idempotent (see above).
+    unsafe { __wasm_call_ctors() };
 }
 
 /// Reads a tensor back to the host as `E` values, asynchronously (synchronous readback panics
