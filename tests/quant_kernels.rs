@@ -93,11 +93,13 @@ fn matmul_matches_dequantize_then_matmul_for_every_format() {
     let mut rng = Rng(SplitMix64::new(42));
     for t in SUPPORTED {
         // One token takes the decode GEMV, more the prefill kernel. Rows not a multiple of any
-        // workgroup; 1280 columns are 40 groups of 32, not a multiple of the GEMV's 32 lanes.
+        // workgroup or tile (up to 16 rows × 8 tokens: 11 tokens are a whole tile and a part);
+        // 1280 columns are 40 groups of 32, not a multiple of the GEMV's 32 lanes.
         for (rows, cols, n) in [
             (1, 256, 1),
             (67, 512, 1),
             (67, 512, 5),
+            (67, 512, 11),
             (130, 1280, 1),
             (5, 1280, 7),
         ] {
