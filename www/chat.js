@@ -118,9 +118,11 @@ function showProgress(p) {
   $("progress-box").hidden = false;
   $("progress").value = p.totalBytes ? p.loadedBytes / p.totalBytes : 0;
   const eta = p.etaSeconds == null ? "" : `, about ${Math.ceil(p.etaSeconds)} s left`;
-  $("progress-text").textContent = p.loadedBytes === p.totalBytes
-    ? `${megabytes(p.totalBytes)} MB loaded`
-    : `${megabytes(p.loadedBytes)} of ${megabytes(p.totalBytes)} MB${eta}`;
+  $("progress-text").textContent = p.phase === "compile"
+    ? `${megabytes(p.totalBytes)} MB loaded; preparing the GPU kernels…`
+    : p.loadedBytes === p.totalBytes
+      ? `${megabytes(p.totalBytes)} MB loaded`
+      : `${megabytes(p.loadedBytes)} of ${megabytes(p.totalBytes)} MB${eta}`;
 }
 
 // ---- conversation ---------------------------------------------------------------------------

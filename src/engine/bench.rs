@@ -111,19 +111,13 @@ pub async fn run(
         .collect();
     let needed = prompt.len() + gen_tokens;
     let context = params.context.unwrap_or(needed).max(needed);
+    // Warm-up: compiles every kernel variant the timed runs use.
+    let start = now();
+    model.warm_up(context, params.kv_format).await?;
+    let warmup_s = now() - start;
+
     let mut cache = model.new_cache(context, params.kv_format)?;
     let mut peak = Peak::new(model);
-
-    // Warm-up: a two-token prefill and one decode step compile every kernel variant the
-    // timed runs use (the first run of a kernel compiles it: seconds on a software GPU).
-    let start = now();
-    let warm = &prompt[..prompt.len().min(2)];
-    model.prefill(warm, &mut cache).await?;
-    model
-        .forward_argmax(&[0], &[warm.len() as u64], &mut cache)
-        .await?;
-    cache.clear();
-    let warmup_s = now() - start;
 
     let start = now();
     let logits = model.prefill(&prompt, &mut cache).await?;

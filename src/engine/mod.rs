@@ -192,6 +192,15 @@ impl Engine {
         Ok(())
     }
 
+    /// Compiles every kernel a generation runs now (see [`Llama::warm_up`]), so the first
+    /// request does not pay for it.
+    pub async fn warm_up(&self) -> Result<(), EngineError> {
+        Ok(self
+            .model
+            .warm_up(self.context_size, self.kv_format)
+            .await?)
+    }
+
     /// How keys and values are stored.
     pub fn kv_format(&self) -> KvFormat {
         self.kv_format

@@ -182,6 +182,18 @@ impl Llama {
         Ok(argmax_on_device(self.head(&x, LogitsFor::Last), &self.device).await?)
     }
 
+    /// Compiles every kernel variant generation runs — the first run of a kernel compiles it,
+    /// seconds each on a software GPU — with a two-token prefill (the prefill tiles, the head
+    /// for one token, the logits read back) and one greedy step (the decode tiles and the
+    /// choice on the device), in a throwaway cache of `context_size` tokens in `format` (the
+    /// attention kernels are chosen by the cache's format and size).
+    pub async fn warm_up(&self, context_size: usize, format: KvFormat) -> Result<(), ModelError> {
+        let mut cache = self.new_cache(context_size.max(3), format)?;
+        self.prefill(&[0, 0], &mut cache).await?;
+        self.forward_argmax(&[0], &[2], &mut cache).await?;
+        Ok(())
+    }
+
     /// Runs a prompt after the tokens already in `cache` (positions continuing from
     /// `cache.len()`), in chunks of [`PREFILL_CHUNK`] tokens so a chunk's attention scores stay
     /// `[heads, chunk, context]`, and returns the last token's logits.

@@ -65,8 +65,11 @@ export interface LlamaClientOptions {
 
 /** Model loading progress. */
 export interface LoadProgress {
-  /** Tensors are fetched and uploaded one by one: a single phase. The last event has loadedBytes === totalBytes. */
-  phase: "download";
+  /**
+   * "download" while tensors are fetched and uploaded one by one, then one "compile" event when the GPU kernels
+   * start compiling (etaSeconds null). The last event has loadedBytes === totalBytes.
+   */
+  phase: "download" | "compile";
   loadedBytes: number;
   totalBytes: number;
   etaSeconds: number | null;

@@ -22,9 +22,10 @@ use crate::model::plan::KvFormat;
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Progress {
-    /// Always `"download"`: each tensor is fetched and uploaded to the GPU in turn, so the two
-    /// are one phase (DESIGN's `cache` and `compile` phases do not occur yet). The last event
-    /// has `loaded_bytes == total_bytes`.
+    /// `"download"` while the file comes in (each tensor is fetched and uploaded to the GPU in
+    /// turn, so the two are one phase), then one `"compile"` event when the GPU kernels start
+    /// compiling (bytes all loaded, no estimate). DESIGN's `cache` phase does not occur yet.
+    /// The last event has `loaded_bytes == total_bytes`.
     pub phase: &'static str,
     /// Bytes of the file fetched so far.
     pub loaded_bytes: u64,
@@ -33,6 +34,11 @@ pub struct Progress {
     /// Seconds left at the rate so far (`None` before there is a rate).
     pub eta_seconds: Option<f64>,
 }
+
+/// [`Progress::phase`] while the file comes in.
+const DOWNLOAD: &str = "download";
+/// [`Progress::phase`] while the kernels compile.
+const COMPILE: &str = "compile";
 
 /// A model loaded on the page's GPU.
 pub struct LocalBackend {
@@ -55,25 +61,25 @@ impl LocalBackend {
             .map_err(|e| ApiError::new(ErrorCode::NoWebgpu, e.to_string()))?;
         let started = js_sys::Date::now();
         let total = source.len();
-        let mut report = |done: bool| {
+        let mut report = |phase: &'static str, done: bool| {
             // Alignment padding between tensors is never fetched: at the end, all is loaded.
             let loaded = match done {
                 true => total,
                 false => source.fetched().min(total),
             };
             let seconds = (js_sys::Date::now() - started) / 1000.0;
-            let eta = (loaded > 0 && seconds > 0.0)
+            let eta = (phase == DOWNLOAD && loaded > 0 && seconds > 0.0)
                 .then(|| seconds / loaded as f64 * total.saturating_sub(loaded) as f64);
             on_progress(Progress {
-                phase: "download",
+                phase,
                 loaded_bytes: loaded,
                 total_bytes: total,
                 eta_seconds: eta,
             });
         };
-        report(false);
+        report(DOWNLOAD, false);
         let result = Engine::load(&header, &source, &device, context_size, &mut |_| {
-            report(false)
+            report(DOWNLOAD, false)
         })
         .await;
         let aborted = signal.is_some_and(AbortSignal::aborted);
@@ -84,7 +90,13 @@ impl LocalBackend {
         engine
             .set_kv_format(kv_format)
             .map_err(|e| engine_error(&e))?;
-        report(true);
+        report(DOWNLOAD, true);
+        // Compiling the kernels now (seconds on a software GPU) spares the first question.
+        report(COMPILE, true);
+        engine.warm_up().await.map_err(|e| engine_error(&e))?;
+        if signal.is_some_and(AbortSignal::aborted) {
+            return Err(ApiError::aborted("loading"));
+        }
         let model_name = header
             .get("general.name")
             .and_then(|v| v.as_str().map(str::to_string))

@@ -130,7 +130,7 @@ test("local mode: SmolLM2 answers on SwiftShader WebGPU, and nothing but the pag
       });
       const progress = await page.evaluate(() => window.progressTexts);
       assert.ok(progress.some((t) => /^[\d.]+ of 98\.4 MB, about \d+ s left$/.test(t)), JSON.stringify(progress.slice(0, 5)));
-      assert.equal(progress.at(-1), "98.4 MB loaded");
+      assert.equal(progress.at(-1), "98.4 MB loaded; preparing the GPU kernels…");
       assert.deepEqual(await status(page), ["ready", "The model is loaded on your GPU. Ask away."]);
       assert.equal(await page.isVisible("#progress-box"), false, "the progress bar goes once loaded");
       assert.equal(await page.textContent("#backend"), "local · WebGPU");

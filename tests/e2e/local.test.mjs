@@ -66,10 +66,13 @@ test("local mode loads the model by Range requests with progress and streams an 
   }, MODEL);
   assert.equal(r.backend, "local");
   assert.equal(r.reason, null);
-  // Progress: bytes grow to the file's size.
+  // Progress: bytes grow to the file's size, then the kernels compile (one event, last).
   const last = r.progress.at(-1);
-  assert.ok(r.progress.every((p) => p.phase === "download"));
+  assert.ok(r.progress.slice(0, -1).every((p) => p.phase === "download"));
+  assert.equal(last.phase, "compile");
+  assert.equal(last.etaSeconds, null);
   assert.equal(last.loadedBytes, last.totalBytes);
+  assert.equal(r.progress.at(-2).loadedBytes, last.totalBytes);
   assert.ok(r.progress.length > 10, `${r.progress.length} progress events`);
   assert.ok(r.progress.every((p, i) => i === 0 || p.loadedBytes >= r.progress[i - 1].loadedBytes));
   // Every request for the model was a Range request: the header, then one per tensor.
