@@ -80,16 +80,18 @@ pub async fn webgpu_self_test() -> Result<JsValue, JsError> {
     })
 }
 
-/// `benchmark(ggufBytes, promptLen, gen, kv?)`: loads the model onto Burn's WebGPU device and
-/// resolves to the same JSON object as `llama-web bench` (prefill and decode tok/s, weight bytes
-/// per token, effective GB/s, the streaming-read roofline, peak GPU bytes). `kv` is the KV
-/// cache's format, `"f32"` (default) or `"q8"`.
+/// `benchmark(ggufBytes, promptLen, gen, kv?, context?)`: loads the model onto Burn's WebGPU
+/// device and resolves to the same JSON object as `llama-web bench` (prefill and decode tok/s,
+/// weight bytes per token, effective GB/s, the streaming-read roofline, peak GPU bytes). `kv` is
+/// the KV cache's format, `"f32"` or `"q8"` (default: the device's, q8); `context` the tokens
+/// the cache is allocated for (default: prompt + gen; the chat page's is 4096).
 #[wasm_bindgen(js_name = benchmark)]
 pub async fn benchmark(
     gguf: Vec<u8>,
     prompt_len: usize,
     gen_tokens: usize,
     kv: Option<String>,
+    context: Option<usize>,
 ) -> Result<JsValue, JsError> {
     use crate::engine::bench::BenchParams;
     use crate::model::plan::KvFormat;
@@ -116,7 +118,7 @@ pub async fn benchmark(
     let params = BenchParams {
         prompt_len,
         gen_tokens,
-        context: None,
+        context,
         kv_format,
         compare_f32: false,
     };

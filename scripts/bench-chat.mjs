@@ -1,0 +1,70 @@
+// What a person meets on the chat page (www/index.html) in local mode, in headless Chromium
+// (WebGPU on SwiftShader here): the load, then the same one-line question asked twice in one
+// conversation — the first pays for compiling the kernels, the second does not — each timed from
+// the click on Send to the first token on the screen and to the end of the reply. Prints one JSON
+// object. Uses whatever pkg/ holds (`scripts/dev.sh build` for release, `build dev` for dev).
+// Usage: node scripts/bench-chat.mjs [model-url] [max-tokens]
+import { chromium } from "playwright-core";
+import { startServer } from "./serve.mjs";
+
+const [model = "/models/SmolLM2-135M-Instruct.Q4_1.gguf", maxTokens = "16"] = process.argv.slice(2);
+const QUESTION = "What is the capital of France?";
+
+const server = await startServer({ port: 0 });
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: ["--no-sandbox", "--no-first-run", "--disable-background-networking", "--enable-unsafe-webgpu"],
+});
+try {
+  const page = await browser.newPage();
+  await page.goto(server.url);
+  await page.waitForSelector('#status[data-state="idle"]', { timeout: 60_000 });
+  await page.selectOption("#mode", "local");
+  await page.fill("#model-url", model);
+  await page.fill("#temperature", "0");
+  await page.fill("#max-tokens", maxTokens);
+  const loadStart = Date.now();
+  await page.click("#connect");
+  await page.waitForSelector('#status:not([data-state="loading"]):not([data-state="idle"]):not([data-state="starting"])',
+    { timeout: 600_000 });
+  const [state, text] = await page.$eval("#status", (el) => [el.dataset.state, el.textContent]);
+  if (state !== "ready") throw new Error(`the model did not load: ${text}`);
+  const loadS = (Date.now() - loadStart) / 1000;
+
+  const asks = [];
+  for (let i = 0; i < 2; i++) asks.push(await timeQuestion(page));
+  console.log(JSON.stringify({
+    model, question: QUESTION, max_tokens: Number(maxTokens), load_s: loadS,
+    first_question: asks[0], second_question: asks[1],
+    speed_badge: await page.textContent("#speed"),
+  }, null, 2));
+} finally {
+  await browser.close();
+  await server.close();
+}
+
+/** Asks QUESTION; seconds to the reply's first text and to its end, and the reply. */
+async function timeQuestion(page) {
+  await page.evaluate(() => {
+    const replies = () => document.querySelectorAll(".message.assistant").length;
+    const before = replies();
+    window.firstTextAt = null;
+    const observer = new MutationObserver(() => {
+      const reply = document.querySelector(".message.assistant:last-child");
+      if (replies() > before && reply?.textContent && window.firstTextAt === null) {
+        window.firstTextAt = performance.now();
+        observer.disconnect();
+      }
+    });
+    observer.observe(document.getElementById("messages"), { childList: true, subtree: true, characterData: true });
+  });
+  await page.fill("#prompt", QUESTION);
+  const sentAt = await page.evaluate(() => performance.now());
+  await page.click("#send");
+  await page.waitForSelector('#status[data-state="generating"]', { timeout: 10_000 }).catch(() => {});
+  await page.waitForSelector('#status:not([data-state="generating"])', { timeout: 600_000 });
+  const [doneAt, firstAt, reply, state] = await page.evaluate(() => [performance.now(), window.firstTextAt,
+    document.querySelector(".message.assistant:last-child")?.textContent, document.getElementById("status").dataset.state]);
+  if (state !== "ready" || firstAt === null) throw new Error(`no reply (status ${state})`);
+  return { first_token_s: (firstAt - sentAt) / 1000, reply_s: (doneAt - sentAt) / 1000, reply };
+}
