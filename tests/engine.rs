@@ -281,3 +281,65 @@ fn engine_end_tokens_of_smollm2() -> Vec<u32> {
         .end_tokens()
         .to_vec()
 }
+
+#[test]
+fn a_follow_up_prompt_reuses_the_kept_cache_and_gets_the_same_tokens() {
+    let greedy = SamplingParams::greedy;
+    for device in [DeviceChoice::Cpu, DeviceChoice::Wgpu] {
+        let prompt = ids(&json_fixture("tiny_llama31/golden/golden.json")["ids"]);
+        let kept = tiny(device);
+        let first = run(&kept, &request(prompt.clone(), 6, greedy()));
+        assert_eq!(
+            first.cached_tokens, 0,
+            "{device}: nothing is kept before the first call"
+        );
+
+        // The conversation goes on: the prompt, the answer, then more tokens.
+        let follow: Vec<u32> = [&prompt[..], &first.ids, &prompt[..5]].concat();
+        let second = run(&kept, &request(follow.clone(), 6, greedy()));
+        // All the first call ran is reused: its prompt and every id but the last chosen.
+        assert_eq!(
+            second.cached_tokens,
+            prompt.len() + first.ids.len() - 1,
+            "{device}"
+        );
+        let fresh = run(&tiny(device), &request(follow, 6, greedy()));
+        assert_eq!(fresh.cached_tokens, 0);
+        assert_eq!(
+            second.ids, fresh.ids,
+            "{device}: reused and fresh caches disagree"
+        );
+
+        // A prompt that departs from the kept tokens early keeps only what they share.
+        let mut other = prompt.clone();
+        other[3] ^= 1;
+        let third = run(&kept, &request(other.clone(), 4, greedy()));
+        assert_eq!(third.cached_tokens, 3, "{device}");
+        let fresh = run(&tiny(device), &request(other, 4, greedy()));
+        assert_eq!(
+            third.ids, fresh.ids,
+            "{device}: a truncated cache disagrees"
+        );
+    }
+}
+
+#[test]
+fn the_warm_up_leaves_the_chat_preamble_for_the_first_question() {
+    let messages = serde_json::json!([{"role": "user", "content": "What is the capital of France?"}]);
+    let warmed = engine(smollm2_path(), DeviceChoice::Wgpu, Some(128));
+    block_on(warmed.warm_up()).unwrap();
+    let prompt = warmed.chat_prompt(&messages, None).unwrap();
+    let answer = run(&warmed, &request(prompt.clone(), 8, SamplingParams::greedy()));
+    // BOS, the default system prompt and the user header are already in the cache.
+    assert!(
+        (20..prompt.len() - 5).contains(&answer.cached_tokens),
+        "{} of {} prompt tokens cached",
+        answer.cached_tokens,
+        prompt.len()
+    );
+    let fresh = engine(smollm2_path(), DeviceChoice::Wgpu, Some(128));
+    let expected = run(&fresh, &request(prompt, 8, SamplingParams::greedy()));
+    assert_eq!(expected.cached_tokens, 0);
+    assert_eq!(answer.ids, expected.ids);
+    assert_eq!(answer.text, "The capital of France is Paris.");
+}

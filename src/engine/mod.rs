@@ -3,9 +3,12 @@
 //! cancellation between tokens.
 //!
 //! An [`Engine`] is immutable while it generates: each call owns its KV cache, so a call that
-//! fails or is cancelled leaves the engine as it was.
+//! fails leaves the engine as it was. A call that finishes (cancelled ones too) leaves its cache
+//! behind for the next, which prefills only what its prompt does not share with it
+//! ([`prefix::KeptCache`]).
 
 pub mod bench;
+pub mod prefix;
 pub mod sampling;
 pub mod stop;
 
@@ -25,6 +28,7 @@ use crate::tokenizer::{
     TokenizerError,
 };
 
+use prefix::KeptCache;
 use sampling::{Sampler, SamplingParams};
 use stop::{StopScan, StopStrings};
 
@@ -133,6 +137,8 @@ pub struct Completion {
     pub finish_reason: FinishReason,
     /// Token counts.
     pub usage: Usage,
+    /// Prompt tokens whose keys and values were kept from the previous call (not run again).
+    pub cached_tokens: usize,
 }
 
 /// What the model gave for the next token: its logits, or (plain greedy) the id it chose.
@@ -150,6 +156,7 @@ pub struct Engine {
     end_tokens: Vec<u32>,
     context_size: usize,
     kv_format: KvFormat,
+    kept: KeptCache,
 }
 
 impl Engine {
@@ -181,6 +188,7 @@ impl Engine {
             end_tokens,
             context_size,
             kv_format: KvFormat::default_for(model_choice),
+            kept: KeptCache::default(),
         })
     }
 
@@ -189,16 +197,8 @@ impl Engine {
     pub fn set_kv_format(&mut self, format: KvFormat) -> Result<(), EngineError> {
         self.model.new_cache(self.context_size, format)?;
         self.kv_format = format;
+        self.kept.clear();
         Ok(())
-    }
-
-    /// Compiles every kernel a generation runs now (see [`Llama::warm_up`]), so the first
-    /// request does not pay for it.
-    pub async fn warm_up(&self) -> Result<(), EngineError> {
-        Ok(self
-            .model
-            .warm_up(self.context_size, self.kv_format)
-            .await?)
     }
 
     /// How keys and values are stored.
@@ -279,7 +279,11 @@ impl Engine {
         }
 
         let mut sampler = Sampler::new(request.sampling.clone());
-        let mut cache = self.model.new_cache(self.context_size, self.kv_format)?;
+        let (mut cache, cached_tokens) =
+            match self.kept.take(prompt, self.context_size, self.kv_format) {
+                Some(kept) => kept,
+                None => (self.model.new_cache(self.context_size, self.kv_format)?, 0),
+            };
         let mut decoder = StreamDecoder::new(true);
         let mut stops = StopStrings::new(&request.stop);
         let mut ids: Vec<u32> = Vec::new();
@@ -289,7 +293,8 @@ impl Engine {
         // Plain greedy decoding picks each token on the device (4 bytes read back a step);
         // anything else reads the logits back and samples on the host.
         let on_device = request.sampling.is_plain_greedy();
-        let mut next = Next::Logits(self.model.prefill(prompt, &mut cache).await?);
+        let fresh = &prompt[cached_tokens..];
+        let mut next = Next::Logits(self.model.prefill(fresh, &mut cache).await?);
         let finish_reason = loop {
             if ids.len() == request.max_tokens {
                 break FinishReason::Length;
@@ -348,7 +353,10 @@ impl Engine {
                 });
             }
         }
+        // What the cache now holds: the prompt, then every id but the last chosen.
+        self.kept.keep([prompt.as_slice(), &ids].concat(), cache);
         Ok(Completion {
+            cached_tokens,
             usage: Usage {
                 prompt_tokens: prompt.len(),
                 completion_tokens: ids.len(),

@@ -152,10 +152,24 @@ impl KvCache {
 
     /// Forgets every token (preallocated rows stay allocated and are overwritten).
     pub fn clear(&mut self) {
-        if let Store::Tensors(layers) = &mut self.store {
-            layers.iter_mut().for_each(|l| *l = None);
+        self.truncate(0);
+    }
+
+    /// Forgets every token from the `n`-th on (nothing when it holds `n` or fewer): a cache kept
+    /// from one request serves the next when their token sequences share their first `n`.
+    pub fn truncate(&mut self, n: usize) {
+        if n >= self.len {
+            return;
         }
-        self.len = 0;
+        if let Store::Tensors(layers) = &mut self.store {
+            for layer in layers.iter_mut() {
+                *layer = match (layer.take(), n) {
+                    (Some((k, v)), 1..) => Some((k.narrow(1, 0, n), v.narrow(1, 0, n))),
+                    _ => None,
+                };
+            }
+        }
+        self.len = n;
     }
 
     /// Records that `n` more tokens were appended to every block.
