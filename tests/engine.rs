@@ -325,11 +325,15 @@ fn a_follow_up_prompt_reuses_the_kept_cache_and_gets_the_same_tokens() {
 
 #[test]
 fn the_warm_up_leaves_the_chat_preamble_for_the_first_question() {
-    let messages = serde_json::json!([{"role": "user", "content": "What is the capital of France?"}]);
+    let messages =
+        serde_json::json!([{"role": "user", "content": "What is the capital of France?"}]);
     let warmed = engine(smollm2_path(), DeviceChoice::Wgpu, Some(128));
     block_on(warmed.warm_up()).unwrap();
     let prompt = warmed.chat_prompt(&messages, None).unwrap();
-    let answer = run(&warmed, &request(prompt.clone(), 8, SamplingParams::greedy()));
+    let answer = run(
+        &warmed,
+        &request(prompt.clone(), 8, SamplingParams::greedy()),
+    );
     // BOS, the default system prompt and the user header are already in the cache.
     assert!(
         (20..prompt.len() - 5).contains(&answer.cached_tokens),

@@ -75,11 +75,13 @@ impl ResponseIds {
     }
 }
 
-/// OpenAI's usage object.
-pub fn usage(prompt_tokens: usize, completion_tokens: usize) -> Value {
+/// OpenAI's usage object; `cached_tokens` of the prompt's were not run again (their keys and
+/// values were kept from an earlier request), as OpenAI reports prompt caching.
+pub fn usage(prompt_tokens: usize, completion_tokens: usize, cached_tokens: usize) -> Value {
     json!({
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": { "cached_tokens": cached_tokens },
     })
 }

@@ -93,7 +93,13 @@ export interface ChatCompletionParams {
   [key: string]: unknown;
 }
 
-export interface ChatCompletionUsage { prompt_tokens: number; completion_tokens: number; total_tokens: number; }
+export interface ChatCompletionUsage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  /** Locally: `cached_tokens` of the prompt were not run again (kept from the last request or the load). */
+  prompt_tokens_details?: { cached_tokens: number };
+}
 
 export interface ChatCompletionChunk {
   id: string;

@@ -163,6 +163,7 @@ impl LocalBackend {
         let usage = usage(
             completion.usage.prompt_tokens,
             completion.usage.completion_tokens,
+            completion.cached_tokens,
         );
         send(ids.finish_chunk(finish_reason));
         send(ids.usage_chunk(&usage));

@@ -94,6 +94,11 @@ test("one consumer reads local and remote streams alike", { timeout: 300_000 }, 
       remote: await window.consume(await remote.chat.completions.create(params)),
     };
   }, `${api.url}ok/v1`);
+  // Locally, usage also says how many prompt tokens came from the kept cache (OpenAI's prompt caching field):
+  // at least the chat template's preamble, which the load prefilled.
+  const cached = r.local.usage.prompt_tokens_details?.cached_tokens;
+  assert.ok(cached > 0 && cached < r.local.usage.prompt_tokens, JSON.stringify(r.local.usage));
+  delete r.local.usage.prompt_tokens_details;
   for (const [name, out] of Object.entries(r)) {
     assert.equal(out.role, "assistant", name);
     assert.deepEqual(out.shapes, ["choices,created,id,model,object"], name);
