@@ -3,11 +3,11 @@
 // conversation — the first pays for compiling the kernels, the second does not — each timed from
 // the click on Send to the first token on the screen and to the end of the reply. Prints one JSON
 // object. Uses whatever pkg/ holds (`scripts/dev.sh build` for release, `build dev` for dev).
-// Usage: node scripts/bench-chat.mjs [model-url] [max-tokens]
+// Usage: node scripts/bench-chat.mjs [model-url] [max-tokens] [temperature: 0 (greedy, default) | the page's 0.7 …]
 import { chromium } from "playwright-core";
 import { startServer } from "./serve.mjs";
 
-const [model = "/models/SmolLM2-135M-Instruct.Q4_1.gguf", maxTokens = "16"] = process.argv.slice(2);
+const [model = "/models/SmolLM2-135M-Instruct.Q4_1.gguf", maxTokens = "16", temperature = "0"] = process.argv.slice(2);
 const QUESTION = "What is the capital of France?";
 
 const server = await startServer({ port: 0 });
@@ -21,7 +21,7 @@ try {
   await page.waitForSelector('#status[data-state="idle"]', { timeout: 60_000 });
   await page.selectOption("#mode", "local");
   await page.fill("#model-url", model);
-  await page.fill("#temperature", "0");
+  await page.fill("#temperature", temperature);
   await page.fill("#max-tokens", maxTokens);
   const loadStart = Date.now();
   await page.click("#connect");
@@ -34,7 +34,7 @@ try {
   const asks = [];
   for (let i = 0; i < 2; i++) asks.push(await timeQuestion(page));
   console.log(JSON.stringify({
-    model, question: QUESTION, max_tokens: Number(maxTokens), load_s: loadS,
+    model, question: QUESTION, max_tokens: Number(maxTokens), temperature: Number(temperature), load_s: loadS,
     first_question: asks[0], second_question: asks[1],
     speed_badge: await page.textContent("#speed"),
   }, null, 2));
