@@ -12,6 +12,7 @@
 //! - [`model`]: the Llama hyper-parameters; with the `gpu` feature (default) the devices
 //!   ([`model::device`]), the start-up self-test, and the forward pass ([`model::llama`]).
 //! - `engine` (`gpu` feature): prefill/decode, sampling, stop conditions, usage, cancellation.
+//! - [`store`]: the browser's model store, its plain-Rust parts (pieces, versions, checks).
 //! - [`npy`]: `.npy` files of f32.
 //! - `wasm` (wasm32 only): the JS-facing functions the demo page calls.
 //!
@@ -76,6 +77,7 @@ pub mod model;
 pub mod npy;
 pub mod remote;
 pub mod rng;
+pub mod store;
 pub mod tokenizer;
 
 #[cfg(all(target_arch = "wasm32", feature = "gpu"))]

@@ -19,6 +19,9 @@ pub enum ErrorCode {
     ModelFetch,
     /// The model file is not a model we can run (corrupt, truncated, unsupported).
     BadModel,
+    /// The browser's storage cannot hold the model (the message says the bytes needed and
+    /// available).
+    StorageQuota,
     /// The account's quota or credit is used up (HTTP 402, or a quota error body).
     Quota,
     /// The token was refused (HTTP 401/403) or none was given.
@@ -45,6 +48,7 @@ impl ErrorCode {
             ErrorCode::DeviceLost => "device_lost",
             ErrorCode::ModelFetch => "model_fetch",
             ErrorCode::BadModel => "bad_model",
+            ErrorCode::StorageQuota => "storage_quota",
             ErrorCode::Quota => "quota",
             ErrorCode::Auth => "auth",
             ErrorCode::RateLimited => "rate_limited",
@@ -56,12 +60,13 @@ impl ErrorCode {
     }
 
     /// Every code, in the order DESIGN.md lists them.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::NoWebgpu,
         ErrorCode::InsufficientGpu,
         ErrorCode::DeviceLost,
         ErrorCode::ModelFetch,
         ErrorCode::BadModel,
+        ErrorCode::StorageQuota,
         ErrorCode::Quota,
         ErrorCode::Auth,
         ErrorCode::RateLimited,
