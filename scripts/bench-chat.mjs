@@ -2,7 +2,8 @@
 // (WebGPU on SwiftShader here): the load, then the same one-line question asked twice in one
 // conversation — the first pays for compiling the kernels, the second does not — each timed from
 // the click on Send to the first token on the screen and to the end of the reply. Prints one JSON
-// object. Uses whatever pkg/ holds (`scripts/dev.sh build` for release, `build dev` for dev).
+// object. Then the page is reloaded and connects again: that load reads the model from the browser's
+// store (OPFS) instead of the network (`reload_load_s`). Uses whatever pkg/ holds (`scripts/dev.sh build` for release, `build dev` for dev).
 // Usage: node scripts/bench-chat.mjs [model-url] [max-tokens] [temperature: 0 (greedy, default) | the page's 0.7 …]
 import { chromium } from "playwright-core";
 import { startServer } from "./serve.mjs";
@@ -23,24 +24,35 @@ try {
   await page.fill("#model-url", model);
   await page.fill("#temperature", temperature);
   await page.fill("#max-tokens", maxTokens);
+  const loadS = await timeLoad(page);
+
+  const asks = [];
+  for (let i = 0; i < 2; i++) asks.push(await timeQuestion(page));
+  const speedBadge = await page.textContent("#speed");
+  server.requests.length = 0;
+  await page.reload();
+  await page.waitForSelector('#status[data-state="idle"]', { timeout: 60_000 });
+  const reloadLoadS = await timeLoad(page);
+  const modelRequests = server.requests.filter((r) => r.path === model).map((r) => r.range);
+  console.log(JSON.stringify({
+    model, question: QUESTION, max_tokens: Number(maxTokens), temperature: Number(temperature), load_s: loadS,
+    first_question: asks[0], second_question: asks[1], speed_badge: speedBadge,
+    reload_load_s: reloadLoadS, reload_model_requests: modelRequests,
+  }, null, 2));
+} finally {
+  await browser.close();
+  await server.close();
+}
+
+/** Clicks Connect; seconds until the page is ready. */
+async function timeLoad(page) {
   const loadStart = Date.now();
   await page.click("#connect");
   await page.waitForSelector('#status:not([data-state="loading"]):not([data-state="idle"]):not([data-state="starting"])',
     { timeout: 600_000 });
   const [state, text] = await page.$eval("#status", (el) => [el.dataset.state, el.textContent]);
   if (state !== "ready") throw new Error(`the model did not load: ${text}`);
-  const loadS = (Date.now() - loadStart) / 1000;
-
-  const asks = [];
-  for (let i = 0; i < 2; i++) asks.push(await timeQuestion(page));
-  console.log(JSON.stringify({
-    model, question: QUESTION, max_tokens: Number(maxTokens), temperature: Number(temperature), load_s: loadS,
-    first_question: asks[0], second_question: asks[1],
-    speed_badge: await page.textContent("#speed"),
-  }, null, 2));
-} finally {
-  await browser.close();
-  await server.close();
+  return (Date.now() - loadStart) / 1000;
 }
 
 /** Asks QUESTION; seconds to the reply's first text and to its end, and the reply. */

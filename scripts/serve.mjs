@@ -3,6 +3,8 @@
 //   /pkg/      -> pkg/      (the npm package built by wasm-pack)
 //   /models/   -> models/   (model files, served with HTTP Range support)
 //   /fixtures/ -> tests/fixtures/ (the tiny test models, for the bench page's e2e test)
+// Files carry an ETag and Last-Modified and `Cache-Control: no-store` (the browser's HTTP cache must
+// not stand in for the model store). Tests read the request log and inject faults (startServer's doc).
 // Usage: node scripts/serve.mjs [--port 8080]     (also importable: startServer)
 import { createServer } from "node:http";
 import { createReadStream } from "node:fs";
@@ -65,7 +67,10 @@ function parseRange(header, size) {
   return start <= end && start < size ? { start, end } : "bad";
 }
 
-async function handle(req, res, mounts) {
+/** Whether a fault applies to this request path: `fault.path` is a prefix of it. */
+const hits = (fault, path) => fault != null && path.startsWith(fault.path);
+
+async function handle(req, res, mounts, log, faults) {
   const url = new URL(req.url, "http://127.0.0.1");
   const file = resolvePath(url.pathname, mounts);
   if (req.method !== "GET" && req.method !== "HEAD") {
@@ -82,12 +87,18 @@ async function handle(req, res, mounts) {
     res.writeHead(404, { "Content-Type": "text/plain" }).end("not found\n");
     return;
   }
+  // A file's version: another size or modification time is another ETag (`changeEtagAfter` fakes one).
+  const change = faults.changeEtagAfter;
+  const changed = hits(change, url.pathname) && (change.seen = (change.seen ?? 0) + 1) > change.requests;
   const headers = {
     "Content-Type": TYPES[extname(file)] ?? "application/octet-stream",
     "Accept-Ranges": "bytes",
-    "Cache-Control": "no-cache",
+    "Cache-Control": "no-store",
+    ETag: `"${info.size.toString(16)}-${Math.floor(info.mtimeMs).toString(16)}${changed ? "-new" : ""}"`,
+    "Last-Modified": info.mtime.toUTCString(),
   };
   const range = parseRange(req.headers.range, info.size);
+  log.push({ path: url.pathname, range: req.headers.range ?? null });
   if (range === "bad") {
     res.writeHead(416, { "Content-Range": `bytes */${info.size}` }).end();
     return;
@@ -100,17 +111,38 @@ async function handle(req, res, mounts) {
     res.end();
     return;
   }
-  createReadStream(file, { start, end }).pipe(res);
+  // `cutAfterBytes`: the server sends that many bytes of the path in all, then drops connections.
+  const cut = faults.cutAfterBytes;
+  if (!hits(cut, url.pathname)) {
+    createReadStream(file, { start, end }).pipe(res);
+    return;
+  }
+  const budget = cut.bytes - (cut.sent ?? 0);
+  const send = Math.max(0, Math.min(end - start + 1, budget));
+  cut.sent = (cut.sent ?? 0) + send;
+  if (send === 0) {
+    res.destroy();
+    return;
+  }
+  const stream = createReadStream(file, { start, end: start + send - 1 });
+  stream.pipe(res, { end: false });
+  stream.on("end", () => (send === end - start + 1 ? res.end() : res.destroy()));
 }
 
 /**
- * Starts the server on 127.0.0.1; resolves to { url, close() }. Port 0 picks a free port.
+ * Starts the server on 127.0.0.1; resolves to { url, close(), requests, faults }. Port 0 picks a free port.
  * `mounts`: more [url prefix, directory] pairs, tried before the standard ones.
+ * `requests`: every file request so far, { path, range } (clear it with `requests.length = 0`).
+ * `faults` (set its fields to inject, null them to stop):
+ *   cutAfterBytes   { path, bytes }     after `bytes` of files under `path`, connections are dropped
+ *   changeEtagAfter { path, requests }  after that many requests under `path`, the ETag says another version
  */
 export function startServer({ port = 8080, host = "127.0.0.1", mounts = [] } = {}) {
   const all = [...mounts.map(([prefix, dir]) => [prefix, resolve(dir)]), ...MOUNTS];
+  const requests = [];
+  const faults = { cutAfterBytes: null, changeEtagAfter: null };
   const server = createServer((req, res) => {
-    handle(req, res, all).catch((err) => {
+    handle(req, res, all, requests, faults).catch((err) => {
       if (!res.headersSent) res.writeHead(500).end(String(err));
       else res.destroy(err);
     });
@@ -122,6 +154,8 @@ export function startServer({ port = 8080, host = "127.0.0.1", mounts = [] } = {
       resolveStart({
         url: `http://${host}:${actual}/`,
         close: () => new Promise((r) => server.close(r)),
+        requests,
+        faults,
       });
     });
   });

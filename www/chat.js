@@ -21,6 +21,7 @@ const EXPLAIN = {
   device_lost: "The GPU stopped responding (device lost). Reload the page to try again.",
   model_fetch: "The model file could not be downloaded.",
   bad_model: "The model file is not one this page can run.",
+  storage_quota: "This browser has too little free storage to keep the model. Free some space, or use remote mode.",
   quota: "The endpoint says the account's quota is used up.",
   auth: "The endpoint refused the token. Check it in the settings.",
   rate_limited: "The endpoint is rate-limiting requests.",
@@ -60,6 +61,7 @@ function readSettings() {
   return {
     mode: $("mode").value,
     modelUrl: $("model-url").value.trim(),
+    hybrid: $("hybrid").checked,
     endpoint: $("endpoint").value.trim(),
     temperature: Number($("temperature").value),
     maxTokens: Number($("max-tokens").value),
@@ -70,9 +72,15 @@ function showSettings() {
   const s = { ...DEFAULTS, ...loadJson(SETTINGS_KEY, {}) };
   $("mode").value = s.mode;
   $("model-url").value = s.modelUrl;
+  $("hybrid").checked = Boolean(s.hybrid);
   $("endpoint").value = s.endpoint;
   $("temperature").value = s.temperature;
   $("max-tokens").value = s.maxTokens;
+}
+
+function showBackend() {
+  $("backend").dataset.backend = client.backend;
+  $("backend").textContent = client.backend === "local" ? "local · WebGPU" : "remote";
 }
 
 function megabytes(n) {
@@ -95,21 +103,30 @@ async function connect(event) {
       mode: settings.mode,
       local: settings.modelUrl ? { modelUrl: settings.modelUrl } : undefined,
       remote: { baseUrl: settings.endpoint, ...(token ? { apiKey: token } : {}) },
+      hybrid: settings.mode === "auto" && settings.hybrid && Boolean(settings.modelUrl),
       onProgress: showProgress,
+      onBackendChange: () => {
+        $("progress-box").hidden = true;
+        $("reason").hidden = true;
+        showBackend();
+        showStoredModels();
+        setStatus("ready", "The local model is ready; it answers from now on.");
+      },
     });
   } catch (e) {
     $("backend").textContent = "not connected";
     $("progress-box").hidden = true;
     return setStatus("error", explain(e));
   }
-  $("progress-box").hidden = true;
-  $("backend").dataset.backend = client.backend;
-  $("backend").textContent = client.backend === "local" ? "local · WebGPU" : "remote";
+  // A hybrid start keeps loading (and showing progress) while the remote endpoint answers.
+  $("progress-box").hidden = !client.fallbackReason?.includes("hybrid");
+  showBackend();
   if (client.fallbackReason) {
     $("reason").hidden = false;
     $("reason").textContent = `Answering remotely because ${client.fallbackReason}.`;
   }
   $("settings").open = false;
+  showStoredModels();
   setComposer(true);
   setStatus("ready", client.backend === "local" ? "The model is loaded on your GPU. Ask away." : "Connected. Ask away.");
 }
@@ -118,11 +135,12 @@ function showProgress(p) {
   $("progress-box").hidden = false;
   $("progress").value = p.totalBytes ? p.loadedBytes / p.totalBytes : 0;
   const eta = p.etaSeconds == null ? "" : `, about ${Math.ceil(p.etaSeconds)} s left`;
+  const source = p.phase === "cache" ? " from this browser's storage" : "";
   $("progress-text").textContent = p.phase === "compile"
     ? `${megabytes(p.totalBytes)} MB loaded; preparing the GPU kernels…`
     : p.loadedBytes === p.totalBytes
-      ? `${megabytes(p.totalBytes)} MB loaded`
-      : `${megabytes(p.loadedBytes)} of ${megabytes(p.totalBytes)} MB${eta}`;
+      ? `${megabytes(p.totalBytes)} MB loaded${source}`
+      : `${megabytes(p.loadedBytes)} of ${megabytes(p.totalBytes)} MB${source}${eta}`;
 }
 
 // ---- conversation ---------------------------------------------------------------------------
@@ -160,6 +178,8 @@ async function send(event) {
   addBubble("user", text);
   const bubble = addBubble("assistant", "");
   bubble.classList.add("streaming");
+  bubble.dataset.backend = client.backend; // who answers this one (a hybrid start switches later)
+  bubble.title = `answered by the ${client.backend} backend`;
   const settings = readSettings();
   running = new AbortController();
   setComposer(false);
@@ -220,6 +240,21 @@ function clearConversation() {
   showConversation();
 }
 
+/** Says what the browser keeps (`LlamaClient.cache`); `clear` deletes it first. */
+async function showStoredModels(clear = false) {
+  try {
+    if (clear) await LlamaClient.cache.clear();
+    const models = await LlamaClient.cache.list();
+    const bytes = models.reduce((n, m) => n + m.bytes, 0);
+    $("stored").textContent = models.length === 0
+      ? "No model is stored in this browser; a local model is kept here after its first download."
+      : `Stored in this browser: ${models.length} model${models.length > 1 ? "s" : ""}, ${megabytes(bytes)} MB` +
+        ` (${models.filter((m) => !m.complete).length} partly downloaded). "Clear stored models" deletes them.`;
+  } catch (e) {
+    $("stored").textContent = explain(e);
+  }
+}
+
 async function main() {
   showSettings();
   showConversation();
@@ -231,6 +266,8 @@ async function main() {
   $("stop").addEventListener("click", () => running?.abort());
   $("clear").addEventListener("click", clearConversation);
   await init();
+  $("clear-models").addEventListener("click", () => showStoredModels(true));
+  showStoredModels();
   $("connect").disabled = false;
   setStatus("idle", "Choose the settings and connect.");
 }

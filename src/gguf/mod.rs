@@ -22,6 +22,8 @@ pub use error::GgufError;
 pub use header::GgufHeader;
 #[cfg(not(target_arch = "wasm32"))]
 pub use source::FileSource;
+#[cfg(target_arch = "wasm32")]
+pub(crate) use source::check_range;
 pub use source::{ByteSource, CountingSource, MemorySource};
 pub use tensor::{GgmlType, TensorInfo};
 pub use value::{MetadataValue, ValueType};

@@ -81,7 +81,7 @@ impl RemoteClient {
             match self.retry.delay(retry, &error, js_sys::Math::random()) {
                 Some(seconds) => {
                     log::info!("{}; retrying in {seconds:.1} s", error.message);
-                    sleep_unless_aborted((seconds * 1000.0) as u32, signal).await?;
+                    sleep_unless_aborted((seconds * 1000.0) as u32, Some(signal)).await?;
                     retry += 1;
                 }
                 None => return Err(error),
@@ -240,14 +240,18 @@ fn aborted() -> ApiError {
     ApiError::aborted("the request")
 }
 
-async fn sleep_unless_aborted(ms: u32, signal: &AbortSignal) -> Result<(), ApiError> {
+/// Waits `ms` milliseconds; ends early with `aborted` once `signal` is aborted.
+pub(crate) async fn sleep_unless_aborted(
+    ms: u32,
+    signal: Option<&AbortSignal>,
+) -> Result<(), ApiError> {
     let mut waited = 0;
     // Short steps, so an abort during a long Retry-After ends the wait promptly.
     while waited < ms {
         let step = (ms - waited).min(100);
         TimeoutFuture::new(step).await;
         waited += step;
-        if signal.aborted() {
+        if signal.is_some_and(AbortSignal::aborted) {
             return Err(aborted());
         }
     }

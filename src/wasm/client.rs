@@ -1,6 +1,7 @@
 //! `LlamaClient`: OpenAI's `chat.completions.create` over the local engine (WebGPU) or a
 //! remote OpenAI-compatible endpoint (IONOS), chosen by `mode` — and in `auto` mode by what the
-//! browser's GPU can hold, with the reason given.
+//! browser's GPU can hold, with the reason given (`choose.rs`). With `hybrid: true` (auto mode)
+//! the client answers remotely at once and switches to local when the model is ready.
 //!
 //! ```js
 //! const client = await LlamaClient.create({ mode: "auto", local: { modelUrl }, remote: { apiKey } });
@@ -12,123 +13,19 @@ use std::rc::Rc;
 
 use futures_channel::mpsc::{UnboundedReceiver, unbounded};
 use futures_util::StreamExt;
-use js_sys::{Function, Object, Promise, Reflect};
+use js_sys::{Object, Promise, Reflect};
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, spawn_local};
 use web_sys::{AbortController, AbortSignal};
 
-use super::adapter::{self, Probe};
-use super::http_source::HttpSource;
-use super::local::{LocalBackend, Progress, source_error};
+use super::choose::choose;
+use super::local::{LocalBackend, Turn};
+use super::model_cache::ModelCache;
+use super::options::{Options, read_params};
 use super::to_js;
 use crate::api::{ApiError, ChatParams, ErrorCode};
-use crate::model::config::LlamaConfig;
-use crate::model::device::DeviceChoice;
-use crate::model::plan::{KvFormat, MemoryPlan};
-use crate::remote::fetch::{Auth, Opened, RemoteClient};
-use crate::remote::protocol::RetryPolicy;
-use crate::remote::{IONOS_BASE_URL, IONOS_MODEL};
-
-#[wasm_bindgen(typescript_custom_section)]
-const TYPES: &'static str = r#"
-/** Options of `LlamaClient.create`. */
-export interface LlamaClientOptions {
-  /** "auto" (default): local when the GPU can hold the model, else remote. */
-  mode?: "local" | "remote" | "auto";
-  local?: {
-    /** A GGUF file, served with HTTP Range support. */
-    modelUrl: string;
-    /** Tokens of context (default: min(4096, the model's)). */
-    contextSize?: number;
-    /** KV cache format: "q8" (default: 8-bit, a quarter of the memory) or "f32" (exact). */
-    kvCache?: "f32" | "q8";
-  };
-  remote?: {
-    /** Default: the IONOS AI Model Hub, https://openai.inference.de-txl.ionos.com/v1 */
-    baseUrl?: string;
-    /** A bearer token; kept in memory only, never stored or logged. */
-    apiKey?: string;
-    /** Called before every request for a fresh token. */
-    getToken?: () => string | Promise<string>;
-    /** Default: meta-llama/Meta-Llama-3.1-8B-Instruct */
-    model?: string;
-    /** A stream silent this long fails with code "network" (default 60). */
-    stallTimeoutSeconds?: number;
-    /** Retries of 429/503/unreachable before the first byte (default 3). */
-    maxRetries?: number;
-  };
-  onProgress?: (p: LoadProgress) => void;
-  /** Aborts loading. */
-  signal?: AbortSignal;
-}
-
-/** Model loading progress. */
-export interface LoadProgress {
-  /**
-   * "download" while tensors are fetched and uploaded one by one, then one "compile" event when the GPU kernels
-   * start compiling (etaSeconds null). The last event has loadedBytes === totalBytes.
-   */
-  phase: "download" | "compile";
-  loadedBytes: number;
-  totalBytes: number;
-  etaSeconds: number | null;
-}
-
-/** `chat.completions.create` parameters (OpenAI's; unknown ones are forwarded to remote endpoints). */
-export interface ChatCompletionParams {
-  messages: Array<{ role: string; content?: string | null; [key: string]: unknown }>;
-  stream?: boolean;
-  max_tokens?: number;
-  temperature?: number;
-  top_p?: number;
-  top_k?: number;
-  seed?: number;
-  stop?: string | string[];
-  presence_penalty?: number;
-  frequency_penalty?: number;
-  tools?: unknown[];
-  tool_choice?: unknown;
-  signal?: AbortSignal;
-  [key: string]: unknown;
-}
-
-export interface ChatCompletionUsage {
-  prompt_tokens: number;
-  completion_tokens: number;
-  total_tokens: number;
-  /** Locally: `cached_tokens` of the prompt were not run again (kept from the last request or the load). */
-  prompt_tokens_details?: { cached_tokens: number };
-}
-
-export interface ChatCompletionChunk {
-  id: string;
-  object: "chat.completion.chunk";
-  created: number;
-  model: string;
-  choices: Array<{ index: number; delta: { role?: string; content?: string | null; tool_calls?: unknown[] };
-                   finish_reason: "stop" | "length" | "tool_calls" | null }>;
-  usage?: ChatCompletionUsage;
-}
-
-export interface ChatCompletion {
-  id: string;
-  object: "chat.completion";
-  created: number;
-  model: string;
-  choices: Array<{ index: number; message: { role: "assistant"; content: string | null; tool_calls?: unknown[] };
-                   finish_reason: "stop" | "length" | "tool_calls" }>;
-  usage: ChatCompletionUsage;
-}
-
-/** Errors are `Error`s named "LlamaWebError" with a stable `code`. */
-export interface LlamaWebError extends Error {
-  code: "no_webgpu" | "insufficient_gpu" | "device_lost" | "model_fetch" | "bad_model" | "quota" | "auth"
-      | "rate_limited" | "network" | "context_overflow" | "aborted" | "bad_request";
-  status?: number;
-  retryAfterSeconds?: number;
-}
-"#;
+use crate::remote::fetch::{Opened, RemoteClient};
 
 #[wasm_bindgen(inline_js = r#"
 export function asyncIterable(stream) {
@@ -147,14 +44,28 @@ extern "C" {
 }
 
 /// Which backend answers.
-enum Backend {
+#[derive(Clone)]
+pub(super) enum Backend {
+    /// The model on this browser's GPU.
     Local(Rc<LocalBackend>),
+    /// An OpenAI-compatible endpoint.
     Remote(Rc<RemoteClient>),
 }
 
+impl Backend {
+    fn name(&self) -> &'static str {
+        match self {
+            Backend::Local(_) => "local",
+            Backend::Remote(_) => "remote",
+        }
+    }
+}
+
+/// What a client and its `chat.completions` share. Both fields change once at most: when a
+/// hybrid start's local model is ready (or has failed).
 struct ClientInner {
-    backend: Backend,
-    fallback_reason: Option<String>,
+    backend: RefCell<Backend>,
+    fallback_reason: RefCell<Option<String>>,
 }
 
 /// The client: create it with `LlamaClient.create(options)`.
@@ -166,32 +77,63 @@ pub struct LlamaClient {
 #[wasm_bindgen]
 impl LlamaClient {
     /// Creates a client; in local (or auto) mode this loads the model, reporting `onProgress`.
+    /// With `hybrid: true` it resolves at once, answering remotely while the model loads.
     pub async fn create(
         #[wasm_bindgen(unchecked_param_type = "LlamaClientOptions")] options: JsValue,
     ) -> Result<LlamaClient, JsValue> {
         let options = Options::read(&options).map_err(|e| to_js_error(&e))?;
+        if options.hybrid {
+            return Ok(Self::start_hybrid(options));
+        }
         let (backend, fallback_reason) = choose(options).await.map_err(|e| to_js_error(&e))?;
         Ok(LlamaClient {
             inner: Rc::new(ClientInner {
-                backend,
-                fallback_reason,
+                backend: RefCell::new(backend),
+                fallback_reason: RefCell::new(fallback_reason),
             }),
         })
+    }
+
+    /// Remote now; the local model loads in the background and takes over the requests sent
+    /// after it is ready (`onBackendChange("local")`). A request keeps the backend it began on.
+    fn start_hybrid(options: Options) -> LlamaClient {
+        let inner = Rc::new(ClientInner {
+            backend: RefCell::new(Backend::Remote(options.remote.clone())),
+            fallback_reason: RefCell::new(Some("the local model is loading (hybrid start)".into())),
+        });
+        let on_change = options.on_backend_change.clone();
+        let client = inner.clone();
+        spawn_local(async move {
+            let (backend, reason) = match choose(options).await {
+                Ok(chosen) => chosen,
+                Err(e) => (client.backend.borrow().clone(), Some(e.message)),
+            };
+            let changed = backend.name() != client.backend.borrow().name();
+            *client.backend.borrow_mut() = backend;
+            *client.fallback_reason.borrow_mut() = reason;
+            if let (true, Some(f)) = (changed, &on_change) {
+                let _ = f.call1(&JsValue::NULL, &JsValue::from_str("local"));
+            }
+        });
+        LlamaClient { inner }
+    }
+
+    /// `LlamaClient.cache`: the models kept in the browser's store (list, delete, clear).
+    #[wasm_bindgen(getter)]
+    pub fn cache() -> ModelCache {
+        ModelCache {}
     }
 
     /// `"local"` or `"remote"`: which backend answers.
     #[wasm_bindgen(getter)]
     pub fn backend(&self) -> String {
-        match self.inner.backend {
-            Backend::Local(_) => "local".into(),
-            Backend::Remote(_) => "remote".into(),
-        }
+        self.inner.backend.borrow().name().into()
     }
 
     /// Why auto mode chose the remote backend (`undefined` when it did not fall back).
     #[wasm_bindgen(getter, js_name = fallbackReason)]
     pub fn fallback_reason(&self) -> Option<String> {
-        self.inner.fallback_reason.clone()
+        self.inner.fallback_reason.borrow().clone()
     }
 
     /// `client.chat.completions.create(…)`.
@@ -237,14 +179,20 @@ impl Completions {
         &self,
         #[wasm_bindgen(unchecked_param_type = "ChatCompletionParams")] params: JsValue,
     ) -> Promise {
-        let inner = self.inner.clone();
+        // The backend answering now answers this request to its end; a local request's place
+        // in the queue is taken now, in the order of the calls.
+        let backend = self.inner.backend.borrow().clone();
+        let turn = match &backend {
+            Backend::Local(local) => Some(local.take_turn()),
+            Backend::Remote(_) => None,
+        };
         future_to_promise(async move {
             let (params, user_signal) = read_params(&params).map_err(|e| to_js_error(&e))?;
             let controller = AbortController::new()?;
             if let Some(user) = &user_signal {
                 follow(user, &controller);
             }
-            start(&inner.backend, params, controller)
+            start(&backend, params, controller, turn)
                 .await
                 .map_err(|e| to_js_error(&e))
         })
@@ -307,6 +255,7 @@ async fn start(
     backend: &Backend,
     params: ChatParams,
     controller: AbortController,
+    turn: Option<Turn>,
 ) -> Result<JsValue, ApiError> {
     let signal = controller.signal();
     let cancelled = Rc::new(Cell::new(false));
@@ -342,14 +291,15 @@ async fn start(
             }
         },
         Backend::Local(local) => {
+            let turn = turn.unwrap_or_else(|| local.take_turn());
             if !params.stream {
-                let completion = local.answer(&params, None, &cancelled).await?;
+                let completion = local.answer(turn, &params, None, &cancelled).await?;
                 return to_js(&completion).map_err(js_to_api);
             }
             let local = local.clone();
             let flag = cancelled.clone();
             spawn_local(async move {
-                if let Err(e) = local.answer(&params, Some(&tx), &flag).await {
+                if let Err(e) = local.answer(turn, &params, Some(&tx), &flag).await {
                     let _ = tx.unbounded_send(Err(e));
                 }
             });
@@ -375,261 +325,6 @@ fn follow(user: &AbortSignal, ours: &AbortController) {
     let ours = ours.clone();
     let on_abort = Closure::once_into_js(move || ours.abort());
     let _ = user.add_event_listener_with_callback("abort", on_abort.unchecked_ref());
-}
-
-/// `create`'s options.
-struct Options {
-    mode: Mode,
-    local: Option<LocalOptions>,
-    remote: RemoteClient,
-    on_progress: Option<Function>,
-    signal: Option<AbortSignal>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Local,
-    Remote,
-    Auto,
-}
-
-struct LocalOptions {
-    model_url: String,
-    context_size: Option<usize>,
-    kv_format: KvFormat,
-}
-
-impl Options {
-    fn read(options: &JsValue) -> Result<Self, ApiError> {
-        let bad = |m: String| ApiError::new(ErrorCode::BadRequest, m);
-        let mode = match get_string(options, "mode")?.as_deref() {
-            None | Some("auto") => Mode::Auto,
-            Some("local") => Mode::Local,
-            Some("remote") => Mode::Remote,
-            Some(other) => {
-                return Err(bad(format!(
-                    "mode `{other}` (expected local, remote or auto)"
-                )));
-            }
-        };
-        let local_obj = get(options, "local");
-        let local = match local_obj.is_object() {
-            false => None,
-            true => Some(LocalOptions {
-                model_url: get_string(&local_obj, "modelUrl")?
-                    .ok_or_else(|| bad("local.modelUrl is missing".into()))?,
-                context_size: get_number(&local_obj, "contextSize")?.map(|n| n as usize),
-                kv_format: match get_string(&local_obj, "kvCache")? {
-                    None => KvFormat::default_for(DeviceChoice::Wgpu),
-                    Some(name) => name.parse().map_err(bad)?,
-                },
-            }),
-        };
-        if mode == Mode::Local && local.is_none() {
-            return Err(bad("mode \"local\" needs local.modelUrl".into()));
-        }
-        let remote_obj = get(options, "remote");
-        let auth = match (
-            get_string(&remote_obj, "apiKey")?,
-            get(&remote_obj, "getToken").dyn_into::<Function>().ok(),
-        ) {
-            (Some(key), _) => Auth::Key(key),
-            (None, Some(f)) => Auth::Callback(f),
-            (None, None) => Auth::None,
-        };
-        let remote = RemoteClient {
-            base_url: get_string(&remote_obj, "baseUrl")?.unwrap_or_else(|| IONOS_BASE_URL.into()),
-            model: get_string(&remote_obj, "model")?.unwrap_or_else(|| IONOS_MODEL.into()),
-            auth,
-            retry: RetryPolicy {
-                max_retries: get_number(&remote_obj, "maxRetries")?
-                    .map_or(RetryPolicy::default().max_retries, |n| n as u32),
-                ..RetryPolicy::default()
-            },
-            stall_timeout_ms: (get_number(&remote_obj, "stallTimeoutSeconds")?.unwrap_or(60.0)
-                * 1000.0) as u32,
-        };
-        Ok(Self {
-            mode,
-            local,
-            remote,
-            on_progress: get(options, "onProgress").dyn_into::<Function>().ok(),
-            signal: get(options, "signal").dyn_into::<AbortSignal>().ok(),
-        })
-    }
-}
-
-/// Picks (and for local, loads) the backend; in auto mode says why it fell back.
-async fn choose(options: Options) -> Result<(Backend, Option<String>), ApiError> {
-    let Options {
-        mode,
-        local,
-        remote,
-        on_progress,
-        signal,
-    } = options;
-    let remote = || Backend::Remote(Rc::new(remote));
-    let Some(local) = local.filter(|_| mode != Mode::Remote) else {
-        let reason = (mode == Mode::Auto).then(|| "no local model was configured".to_string());
-        return Ok((remote(), reason));
-    };
-    let adapter = match adapter::probe().await {
-        Probe::Available { adapter } => adapter,
-        Probe::Unavailable { reason } => {
-            let reason = format!("no WebGPU: {reason}");
-            return match mode {
-                Mode::Auto => Ok((remote(), Some(reason))),
-                _ => Err(ApiError::new(ErrorCode::NoWebgpu, reason)),
-            };
-        }
-    };
-    let (source, header) = match HttpSource::open(&local.model_url, signal.clone()).await {
-        Ok(opened) => opened,
-        Err(_) if signal.as_ref().is_some_and(AbortSignal::aborted) => {
-            return Err(ApiError::aborted("loading"));
-        }
-        Err(e) => {
-            let e = source_error(e);
-            return match mode {
-                Mode::Auto => Ok((
-                    remote(),
-                    Some(format!("the local model could not be read: {}", e.message)),
-                )),
-                _ => Err(e),
-            };
-        }
-    };
-    if mode == Mode::Auto
-        && let Some(reason) = does_not_fit(&header, &local, &adapter)?
-    {
-        return Ok((remote(), Some(reason)));
-    }
-    let mut report = |p: Progress| {
-        if let (Some(f), Ok(value)) = (&on_progress, to_js(&p)) {
-            let _ = f.call1(&JsValue::NULL, &value);
-        }
-    };
-    let loaded = LocalBackend::load(
-        source,
-        header,
-        local.context_size,
-        local.kv_format,
-        &mut report,
-        signal.as_ref(),
-    )
-    .await;
-    match (loaded, mode) {
-        (Ok(backend), _) => Ok((Backend::Local(Rc::new(backend)), None)),
-        (Err(e), Mode::Auto) if e.code != ErrorCode::Aborted && e.code != ErrorCode::BadModel => {
-            Ok((
-                remote(),
-                Some(format!(
-                    "the local model could not be loaded: {}",
-                    e.message
-                )),
-            ))
-        }
-        (Err(e), _) => Err(e),
-    }
-}
-
-/// Why the model cannot run well on `adapter` (auto mode), from the memory plan.
-fn does_not_fit(
-    header: &crate::gguf::GgufHeader,
-    local: &LocalOptions,
-    adapter: &adapter::AdapterInfo,
-) -> Result<Option<String>, ApiError> {
-    let config = LlamaConfig::from_gguf(header)
-        .map_err(|e| ApiError::new(ErrorCode::BadModel, e.to_string()))?;
-    let context = local
-        .context_size
-        .unwrap_or(crate::engine::DEFAULT_CONTEXT_SIZE.min(config.context_length));
-    let plan = MemoryPlan::new(header, &config, context, local.kv_format);
-    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
-    let limit = |name: &str| {
-        adapter
-            .limits
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| *v)
-    };
-    let binding = limit("maxStorageBufferBindingSize").unwrap_or(0.0);
-    if binding < crate::model::quant::MAX_CHUNK_BYTES as f64 {
-        return Ok(Some(format!(
-            "the GPU binds at most {:.0} MiB per buffer; the model's kernels need 128 MiB",
-            binding / (1u64 << 20) as f64
-        )));
-    }
-    // A software adapter (SwiftShader) runs ~0.1 tok/s on a 135M model: only tiny models.
-    if adapter.is_fallback_adapter && plan.total_gpu_bytes > (1 << 30) {
-        return Ok(Some(format!(
-            "the GPU is a software fallback ({}), far too slow for a model needing {:.1} GiB",
-            adapter.name(),
-            gib(plan.total_gpu_bytes)
-        )));
-    }
-    // navigator.deviceMemory: the machine's RAM in GiB, rounded down and capped at 8 (Chromium).
-    let device_memory = Reflect::get(&get(&js_sys::global(), "navigator"), &"deviceMemory".into())
-        .ok()
-        .and_then(|v| v.as_f64());
-    if let Some(memory) = device_memory
-        && memory < 8.0
-        && gib(plan.total_gpu_bytes + plan.host_bytes) > memory * 0.5
-    {
-        return Ok(Some(format!(
-            "the model needs {:.1} GiB of GPU memory at {context} tokens, and this device reports {memory} GiB in all",
-            gib(plan.total_gpu_bytes)
-        )));
-    }
-    Ok(None)
-}
-
-/// The request object (`signal` taken out) and its abort signal.
-fn read_params(params: &JsValue) -> Result<(ChatParams, Option<AbortSignal>), ApiError> {
-    let signal = get(params, "signal").dyn_into::<AbortSignal>().ok();
-    let copy = Object::assign(&Object::new(), &Object::from(params.clone()));
-    let _ = Reflect::delete_property(&copy, &"signal".into());
-    let value: Value = serde_wasm_bindgen::from_value(copy.into()).map_err(|e| {
-        ApiError::new(
-            ErrorCode::BadRequest,
-            format!("the request is not JSON-like: {e}"),
-        )
-    })?;
-    Ok((ChatParams::from_json(value)?, signal))
-}
-
-fn get(target: &JsValue, key: &str) -> JsValue {
-    if !target.is_object() && !target.is_function() {
-        return JsValue::UNDEFINED;
-    }
-    Reflect::get(target, &key.into()).unwrap_or(JsValue::UNDEFINED)
-}
-
-fn get_string(target: &JsValue, key: &str) -> Result<Option<String>, ApiError> {
-    let v = get(target, key);
-    match v.is_undefined() || v.is_null() {
-        true => Ok(None),
-        false => v.as_string().map(Some).ok_or_else(|| {
-            ApiError::new(ErrorCode::BadRequest, format!("`{key}` must be a string"))
-        }),
-    }
-}
-
-fn get_number(target: &JsValue, key: &str) -> Result<Option<f64>, ApiError> {
-    let v = get(target, key);
-    match v.is_undefined() || v.is_null() {
-        true => Ok(None),
-        false => v
-            .as_f64()
-            .filter(|n| n.is_finite() && *n >= 0.0)
-            .map(Some)
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::BadRequest,
-                    format!("`{key}` must be a non-negative number"),
-                )
-            }),
-    }
 }
 
 fn js_to_api(e: JsError) -> ApiError {

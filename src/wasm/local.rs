@@ -1,14 +1,16 @@
-//! The local backend in the browser: a GGUF model streamed by HTTP Range requests onto Burn's
-//! WebGPU device, and the engine answering in OpenAI's shapes.
+//! The local backend in the browser: a GGUF model read through the browser's model store
+//! (downloaded by HTTP Range requests, or read back from OPFS) onto Burn's WebGPU device, and
+//! the engine answering in OpenAI's shapes.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::ops::ControlFlow;
 
 use futures_channel::mpsc::UnboundedSender;
+use futures_channel::oneshot;
 use serde_json::Value;
 use web_sys::AbortSignal;
 
-use super::http_source::{HttpSource, HttpSourceError};
+use super::model_store::StoredSource;
 use crate::api::chunks::{ResponseIds, usage};
 use crate::api::{ApiError, ChatParams, ErrorCode};
 use crate::engine::sampling::SamplingParams;
@@ -22,10 +24,10 @@ use crate::model::plan::KvFormat;
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Progress {
-    /// `"download"` while the file comes in (each tensor is fetched and uploaded to the GPU in
-    /// turn, so the two are one phase), then one `"compile"` event when the GPU kernels start
-    /// compiling (bytes all loaded, no estimate). DESIGN's `cache` phase does not occur yet.
-    /// The last event has `loaded_bytes == total_bytes`.
+    /// `"download"` while the file comes in from the network (each tensor is fetched, stored
+    /// and uploaded to the GPU in turn, so these are one phase), or `"cache"` while a stored
+    /// file is read back; then one `"compile"` event when the GPU kernels start compiling
+    /// (bytes all loaded, no estimate). The last event has `loaded_bytes == total_bytes`.
     pub phase: &'static str,
     /// Bytes of the file fetched so far.
     pub loaded_bytes: u64,
@@ -35,8 +37,6 @@ pub struct Progress {
     pub eta_seconds: Option<f64>,
 }
 
-/// [`Progress::phase`] while the file comes in.
-const DOWNLOAD: &str = "download";
 /// [`Progress::phase`] while the kernels compile.
 const COMPILE: &str = "compile";
 
@@ -44,12 +44,44 @@ const COMPILE: &str = "compile";
 pub struct LocalBackend {
     engine: Engine,
     model_name: String,
+    /// The end of the queue: the last turn taken finishes when this says so.
+    last_turn: RefCell<Option<oneshot::Receiver<()>>>,
+}
+
+/// A request's place in the queue of one local model: requests take turns on the one KV cache,
+/// first come first served ([`LocalBackend::take_turn`]).
+pub struct Turn {
+    /// Says when the turn before this one is over.
+    previous: Option<oneshot::Receiver<()>>,
+    /// Dropped when this turn is over, which lets the next one go.
+    done: Option<oneshot::Sender<()>>,
+}
+
+impl Turn {
+    async fn wait(&mut self) {
+        if let Some(previous) = self.previous.take() {
+            let _ = previous.await;
+        }
+    }
+}
+
+impl Drop for Turn {
+    /// A turn dropped before it came (a request that failed early) passes it on only once the
+    /// turn before it is over, so the queue never lets two requests run at once.
+    fn drop(&mut self) {
+        if let (Some(previous), Some(done)) = (self.previous.take(), self.done.take()) {
+            wasm_bindgen_futures::spawn_local(async move {
+                let _ = previous.await;
+                drop(done);
+            });
+        }
+    }
 }
 
 impl LocalBackend {
     /// Loads the model whose header `source` has fetched, tensor by tensor.
     pub async fn load(
-        source: HttpSource,
+        source: StoredSource,
         header: GgufHeader,
         context_size: Option<usize>,
         kv_format: KvFormat,
@@ -61,14 +93,15 @@ impl LocalBackend {
             .map_err(|e| ApiError::new(ErrorCode::NoWebgpu, e.to_string()))?;
         let started = js_sys::Date::now();
         let total = source.len();
+        let reading = source.phase();
         let mut report = |phase: &'static str, done: bool| {
-            // Alignment padding between tensors is never fetched: at the end, all is loaded.
+            // Alignment padding between tensors is never read: at the end, all is loaded.
             let loaded = match done {
                 true => total,
-                false => source.fetched().min(total),
+                false => source.loaded().min(total),
             };
             let seconds = (js_sys::Date::now() - started) / 1000.0;
-            let eta = (phase == DOWNLOAD && loaded > 0 && seconds > 0.0)
+            let eta = (phase != COMPILE && loaded > 0 && seconds > 0.0)
                 .then(|| seconds / loaded as f64 * total.saturating_sub(loaded) as f64);
             on_progress(Progress {
                 phase,
@@ -77,20 +110,25 @@ impl LocalBackend {
                 eta_seconds: eta,
             });
         };
-        report(DOWNLOAD, false);
+        report(reading, false);
         let result = Engine::load(&header, &source, &device, context_size, &mut |_| {
-            report(DOWNLOAD, false)
+            report(reading, false)
         })
         .await;
-        let aborted = signal.is_some_and(AbortSignal::aborted);
-        let mut engine = result.map_err(|e| match aborted {
+        let aborted = || signal.is_some_and(AbortSignal::aborted);
+        let mut engine = result.map_err(|e| match (aborted(), source.take_failure()) {
+            (true, _) => ApiError::aborted("loading"),
+            (false, Some(failure)) => failure.into(),
+            (false, None) => engine_error(&e),
+        })?;
+        source.finish().await.map_err(|e| match aborted() {
             true => ApiError::aborted("loading"),
-            false => engine_error(&e),
+            false => e.into(),
         })?;
         engine
             .set_kv_format(kv_format)
             .map_err(|e| engine_error(&e))?;
-        report(DOWNLOAD, true);
+        report(reading, true);
         // Compiling the kernels now (seconds on a software GPU) spares the first question.
         report(COMPILE, true);
         engine.warm_up().await.map_err(|e| engine_error(&e))?;
@@ -101,17 +139,36 @@ impl LocalBackend {
             .get("general.name")
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_else(|| "local model".into());
-        Ok(Self { engine, model_name })
+        Ok(Self {
+            engine,
+            model_name,
+            last_turn: RefCell::new(None),
+        })
+    }
+
+    /// The next place in the queue: its request runs once every turn taken before is over.
+    pub fn take_turn(&self) -> Turn {
+        let (done, over) = oneshot::channel();
+        Turn {
+            previous: self.last_turn.replace(Some(over)),
+            done: Some(done),
+        }
     }
 
     /// Answers `params`: every `chat.completion.chunk` of the answer goes to `sink` (streaming),
     /// and the whole `chat.completion` is returned. Stops between tokens once `cancelled` is set.
+    /// Waits for `turn` (the requests before it) first.
     pub async fn answer(
         &self,
+        mut turn: Turn,
         params: &ChatParams,
         sink: Option<&UnboundedSender<Result<Value, ApiError>>>,
         cancelled: &Cell<bool>,
     ) -> Result<Value, ApiError> {
+        turn.wait().await;
+        if cancelled.get() {
+            return Err(ApiError::aborted("the request"));
+        }
         let prompt = self
             .engine
             .chat_prompt(&params.messages, params.tools.clone())
@@ -185,12 +242,4 @@ pub fn engine_error(e: &EngineError) -> ApiError {
         EngineError::Model(_) => ErrorCode::BadModel,
     };
     ApiError::new(code, e.to_string())
-}
-
-/// The JS API's error for a model file that could not be opened.
-pub fn source_error(e: HttpSourceError) -> ApiError {
-    match e {
-        HttpSourceError::Fetch(m) => ApiError::new(ErrorCode::ModelFetch, m),
-        HttpSourceError::Gguf(e) => ApiError::new(ErrorCode::BadModel, e.to_string()),
-    }
 }

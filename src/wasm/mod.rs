@@ -1,15 +1,22 @@
 //! The JS-facing surface (wasm32 only). Rust errors become JS errors here and nowhere else.
 //!
 //! - [`client::LlamaClient`]: the chat-completions API (DESIGN.md's JS contract) over the local
-//!   engine ([`local`], models streamed by [`http_source`]) or a remote endpoint.
+//!   engine ([`local`], models read through the browser's store, [`model_store`]) or a remote
+//!   endpoint; [`model_cache::ModelCache`] (`LlamaClient.cache`) lists and clears that store.
 //! - `probeWebGpu()` describes the adapter the browser offers (or says why there is none),
 //!   `webgpuSelfTest()` runs the numeric self-test on Burn's WebGPU device, and `benchmark()`
 //!   measures a GGUF model there (the bench page, `www/bench.html`).
 
 pub mod adapter;
+mod choose;
 pub mod client;
-pub mod http_source;
 pub mod local;
+pub mod model_cache;
+pub mod model_store;
+mod opfs;
+mod options;
+mod range_fetch;
+mod types;
 
 use serde::Serialize;
 use wasm_bindgen::prelude::*;

@@ -43,6 +43,7 @@ async function openChat(args) {
 async function connect(page, settings, { timeout = 30_000, whileLoading = null } = {}) {
   for (const [id, value] of Object.entries(settings)) {
     if (id === "mode") await page.selectOption("#mode", value);
+    else if (typeof value === "boolean") await page.setChecked(`#${id}`, value);
     else await page.fill(`#${id}`, String(value));
   }
   await page.click("#connect");
@@ -150,6 +151,32 @@ test("local mode: SmolLM2 answers on SwiftShader WebGPU, and nothing but the pag
       ].some((re) => url.startsWith(origin) && re.test(new URL(url).pathname));
       assert.deepEqual(requests.filter((url) => !allowed(url)), []);
       assert.ok(requests.some((url) => url.includes("/models/")), "the model was fetched");
+      assert.deepEqual(errors, []);
+    } finally {
+      await browser.close();
+    }
+  });
+
+test("hybrid start: the first question is answered remotely while the model loads, a later one locally",
+  { timeout: 300_000 }, async () => {
+    const { browser, page, errors } = await openChat(WEBGPU);
+    try {
+      await connect(page, {
+        mode: "auto", "model-url": "/fixtures/tiny_llama31/tiny-llama31-Q4_0.gguf", hybrid: true,
+        endpoint: `${api.url}ok/v1`, token: "t", "max-tokens": 4,
+      });
+      assert.equal(await page.textContent("#backend"), "remote");
+      assert.match(await page.textContent("#reason"), /the local model is loading \(hybrid start\)/);
+      await ask(page, "hello");
+      const remote = await page.$eval(".message.assistant:last-child", (el) => [el.dataset.backend, el.textContent]);
+      assert.deepEqual(remote, ["remote", "You said: hello. Grüße 🦙"]);
+      await page.waitForSelector('#backend[data-backend="local"]', { timeout: 240_000 });
+      assert.equal(await page.textContent("#backend"), "local · WebGPU");
+      await ask(page, "hello", 120_000);
+      const local = await page.$eval(".message.assistant:last-child", (el) => [el.dataset.backend, el.textContent]);
+      assert.equal(local[0], "local");
+      assert.notEqual(local[1], remote[1]);
+      await page.screenshot({ path: new URL("chat-hybrid.png", SHOTS).pathname, fullPage: true });
       assert.deepEqual(errors, []);
     } finally {
       await browser.close();

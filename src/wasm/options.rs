@@ -1,0 +1,189 @@
+//! Reading the JS options of `LlamaClient.create` and of a request, with typed `bad_request`
+//! errors for what is wrong.
+
+use std::rc::Rc;
+
+use js_sys::{Function, Object, Reflect};
+use serde_json::Value;
+use wasm_bindgen::prelude::*;
+use web_sys::AbortSignal;
+
+use super::model_store::StoreOptions;
+use crate::api::{ApiError, ChatParams, ErrorCode};
+use crate::model::device::DeviceChoice;
+use crate::model::plan::KvFormat;
+use crate::remote::fetch::{Auth, RemoteClient};
+use crate::remote::protocol::RetryPolicy;
+use crate::remote::{IONOS_BASE_URL, IONOS_MODEL};
+
+/// `create`'s options.
+pub(super) struct Options {
+    pub mode: Mode,
+    pub local: Option<LocalOptions>,
+    pub remote: Rc<RemoteClient>,
+    /// Auto mode: answer remotely until the local model is ready (`hybrid: true`).
+    pub hybrid: bool,
+    pub on_progress: Option<Function>,
+    pub on_backend_change: Option<Function>,
+    pub signal: Option<AbortSignal>,
+}
+
+/// `mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    Local,
+    Remote,
+    Auto,
+}
+
+/// `local`.
+pub(super) struct LocalOptions {
+    pub model_url: String,
+    pub context_size: Option<usize>,
+    pub kv_format: KvFormat,
+    pub store: StoreOptions,
+}
+
+impl Options {
+    /// Reads and checks `create`'s options object.
+    pub fn read(options: &JsValue) -> Result<Self, ApiError> {
+        let bad = |m: String| ApiError::new(ErrorCode::BadRequest, m);
+        let mode = match get_string(options, "mode")?.as_deref() {
+            None | Some("auto") => Mode::Auto,
+            Some("local") => Mode::Local,
+            Some("remote") => Mode::Remote,
+            Some(other) => {
+                return Err(bad(format!(
+                    "mode `{other}` (expected local, remote or auto)"
+                )));
+            }
+        };
+        let local_obj = get(options, "local");
+        let local = match local_obj.is_object() {
+            false => None,
+            true => Some(LocalOptions {
+                model_url: get_string(&local_obj, "modelUrl")?
+                    .ok_or_else(|| bad("local.modelUrl is missing".into()))?,
+                context_size: get_number(&local_obj, "contextSize")?.map(|n| n as usize),
+                kv_format: match get_string(&local_obj, "kvCache")? {
+                    None => KvFormat::default_for(DeviceChoice::Wgpu),
+                    Some(name) => name.parse().map_err(bad)?,
+                },
+                store: read_store_options(&local_obj)?,
+            }),
+        };
+        if mode == Mode::Local && local.is_none() {
+            return Err(bad("mode \"local\" needs local.modelUrl".into()));
+        }
+        let remote_obj = get(options, "remote");
+        let auth = match (
+            get_string(&remote_obj, "apiKey")?,
+            get(&remote_obj, "getToken").dyn_into::<Function>().ok(),
+        ) {
+            (Some(key), _) => Auth::Key(key),
+            (None, Some(f)) => Auth::Callback(f),
+            (None, None) => Auth::None,
+        };
+        let hybrid = match get(options, "hybrid") {
+            v if v.is_undefined() || v.is_null() => false,
+            v => v
+                .as_bool()
+                .ok_or_else(|| bad("hybrid must be true or false".into()))?,
+        };
+        if hybrid && (mode != Mode::Auto || local.is_none()) {
+            return Err(bad(
+                "hybrid needs mode \"auto\" and local.modelUrl (it answers remotely while the local model loads)"
+                    .into(),
+            ));
+        }
+        let remote = RemoteClient {
+            base_url: get_string(&remote_obj, "baseUrl")?.unwrap_or_else(|| IONOS_BASE_URL.into()),
+            model: get_string(&remote_obj, "model")?.unwrap_or_else(|| IONOS_MODEL.into()),
+            auth,
+            retry: RetryPolicy {
+                max_retries: get_number(&remote_obj, "maxRetries")?
+                    .map_or(RetryPolicy::default().max_retries, |n| n as u32),
+                ..RetryPolicy::default()
+            },
+            stall_timeout_ms: (get_number(&remote_obj, "stallTimeoutSeconds")?.unwrap_or(60.0)
+                * 1000.0) as u32,
+        };
+        Ok(Self {
+            mode,
+            local,
+            remote: Rc::new(remote),
+            hybrid,
+            on_progress: get(options, "onProgress").dyn_into::<Function>().ok(),
+            on_backend_change: get(options, "onBackendChange").dyn_into::<Function>().ok(),
+            signal: get(options, "signal").dyn_into::<AbortSignal>().ok(),
+        })
+    }
+}
+
+/// `local.cache`, `local.sha256` and `local.pieceBytes`.
+pub(super) fn read_store_options(local: &JsValue) -> Result<StoreOptions, ApiError> {
+    let bad = |m: String| ApiError::new(ErrorCode::BadRequest, m);
+    let enabled = match get(local, "cache") {
+        v if v.is_undefined() || v.is_null() => true,
+        v => v
+            .as_bool()
+            .ok_or_else(|| bad("local.cache must be true or false".into()))?,
+    };
+    Ok(StoreOptions {
+        enabled,
+        piece_bytes: get_number(local, "pieceBytes")?
+            .map_or(StoreOptions::default().piece_bytes, |n| n as u64),
+        sha256: get_string(local, "sha256")?
+            .map(|given| crate::store::parse_sha256(&given).map_err(bad))
+            .transpose()?,
+    })
+}
+
+/// The request object (`signal` taken out) and its abort signal.
+pub(super) fn read_params(params: &JsValue) -> Result<(ChatParams, Option<AbortSignal>), ApiError> {
+    let signal = get(params, "signal").dyn_into::<AbortSignal>().ok();
+    let copy = Object::assign(&Object::new(), &Object::from(params.clone()));
+    let _ = Reflect::delete_property(&copy, &"signal".into());
+    let value: Value = serde_wasm_bindgen::from_value(copy.into()).map_err(|e| {
+        ApiError::new(
+            ErrorCode::BadRequest,
+            format!("the request is not JSON-like: {e}"),
+        )
+    })?;
+    Ok((ChatParams::from_json(value)?, signal))
+}
+
+/// `target[key]` (`undefined` when `target` is not an object).
+pub(super) fn get(target: &JsValue, key: &str) -> JsValue {
+    if !target.is_object() && !target.is_function() {
+        return JsValue::UNDEFINED;
+    }
+    Reflect::get(target, &key.into()).unwrap_or(JsValue::UNDEFINED)
+}
+
+fn get_string(target: &JsValue, key: &str) -> Result<Option<String>, ApiError> {
+    let v = get(target, key);
+    match v.is_undefined() || v.is_null() {
+        true => Ok(None),
+        false => v.as_string().map(Some).ok_or_else(|| {
+            ApiError::new(ErrorCode::BadRequest, format!("`{key}` must be a string"))
+        }),
+    }
+}
+
+fn get_number(target: &JsValue, key: &str) -> Result<Option<f64>, ApiError> {
+    let v = get(target, key);
+    match v.is_undefined() || v.is_null() {
+        true => Ok(None),
+        false => v
+            .as_f64()
+            .filter(|n| n.is_finite() && *n >= 0.0)
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::BadRequest,
+                    format!("`{key}` must be a non-negative number"),
+                )
+            }),
+    }
+}

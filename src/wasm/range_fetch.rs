@@ -1,0 +1,131 @@
+//! One HTTP Range request for bytes of a model file, checked before it is taken: a `206` whose
+//! `Content-Range` is exactly the range asked, a body of that length, and the file's version
+//! (length, `ETag`, `Last-Modified`) read off the answer so a caller can tell a changed file.
+//! Failures of the network or the server are retried with backoff (a GET of a file is safe to
+//! repeat); an abort ends the wait at once.
+
+use std::ops::Range;
+
+use gloo_net::http::Request;
+use web_sys::AbortSignal;
+
+use crate::api::{ApiError, ErrorCode};
+use crate::remote::fetch::sleep_unless_aborted;
+use crate::remote::protocol::RetryPolicy;
+use crate::store::{ContentRange, FileVersion};
+
+/// A checked answer.
+#[derive(Debug)]
+pub struct RangeAnswer {
+    /// The bytes asked for (clamped to the file's end).
+    pub bytes: Vec<u8>,
+    /// The version of the file that sent them.
+    pub version: FileVersion,
+}
+
+/// Why a Range request failed.
+#[derive(Debug)]
+pub enum RangeError {
+    /// The network or the server failed, also after the retries.
+    Failed(String),
+    /// The range starts at or past the file's end (`416`): the file is shorter.
+    Unsatisfiable,
+    /// The caller's signal aborted the request.
+    Aborted,
+}
+
+/// `range` of the file at `url` (a range reaching past the end gets the bytes up to it),
+/// retried as [`RetryPolicy::default`] says while the network or the server fails.
+pub async fn get_range(
+    url: &str,
+    range: Range<u64>,
+    signal: Option<&AbortSignal>,
+) -> Result<RangeAnswer, RangeError> {
+    let policy = RetryPolicy::default();
+    let mut retry = 0;
+    loop {
+        let message = match get_once(url, range.clone(), signal).await {
+            Err(Attempt::Retryable(message)) => message,
+            Err(Attempt::Final(e)) => return Err(e),
+            Ok(answer) => return Ok(answer),
+        };
+        // Every retryable failure is a network-class one to the policy: retried with backoff.
+        let error = ApiError::new(ErrorCode::Network, message.clone());
+        let Some(seconds) = policy.delay(retry, &error, js_sys::Math::random()) else {
+            return Err(RangeError::Failed(message));
+        };
+        log::info!("{message}; retrying in {seconds:.1} s");
+        sleep_unless_aborted((seconds * 1000.0) as u32, signal)
+            .await
+            .map_err(|_| RangeError::Aborted)?;
+        retry += 1;
+    }
+}
+
+enum Attempt {
+    Retryable(String),
+    Final(RangeError),
+}
+
+async fn get_once(
+    url: &str,
+    range: Range<u64>,
+    signal: Option<&AbortSignal>,
+) -> Result<RangeAnswer, Attempt> {
+    let aborted = || signal.is_some_and(AbortSignal::aborted);
+    let fail = |m: String| Attempt::Final(RangeError::Failed(format!("{url}: {m}")));
+    let retry = |m: String| match aborted() {
+        true => Attempt::Final(RangeError::Aborted),
+        false => Attempt::Retryable(format!("{url}: {m}")),
+    };
+    let last = range.end.max(range.start + 1) - 1;
+    let response = Request::get(url)
+        .header("range", &format!("bytes={}-{last}", range.start))
+        .abort_signal(signal)
+        .send()
+        .await
+        .map_err(|e| {
+            retry(format!(
+                "{e} (the server is unreachable, or refuses this page: CORS)"
+            ))
+        })?;
+    match response.status() {
+        206 => {}
+        200 => {
+            return Err(fail(
+                "the server ignores Range requests; the model cannot be streamed".into(),
+            ));
+        }
+        416 => return Err(Attempt::Final(RangeError::Unsatisfiable)),
+        s @ (408 | 429 | 500..=599) => return Err(retry(format!("HTTP {s}"))),
+        s => return Err(fail(format!("HTTP {s}"))),
+    }
+    let headers = response.headers();
+    let content_range = headers
+        .get("content-range")
+        .and_then(|v| ContentRange::parse(&v))
+        .ok_or_else(|| {
+            fail("a 206 answer without a readable Content-Range (CORS must expose it)".into())
+        })?;
+    let len = content_range
+        .total
+        .ok_or_else(|| fail("the server does not say the file's length".into()))?;
+    content_range.check(range.clone(), len).map_err(fail)?;
+    let version = FileVersion {
+        len,
+        etag: headers.get("etag"),
+        last_modified: headers.get("last-modified"),
+    };
+    let bytes = response
+        .binary()
+        .await
+        .map_err(|e| retry(format!("the download broke off: {e}")))?;
+    let want = range.end.min(len) - range.start;
+    if bytes.len() as u64 != want {
+        return Err(retry(format!(
+            "the connection ended after {} of {want} bytes",
+            bytes.len()
+        )));
+    }
+    Ok(RangeAnswer { bytes, version })
+}

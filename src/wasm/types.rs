@@ -1,0 +1,134 @@
+//! The TypeScript declarations of the JS API (`pkg/llama_web.d.ts`): the options, the response
+//! objects, the errors. The classes themselves are declared by wasm-bindgen from `client.rs`.
+
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen(typescript_custom_section)]
+const TYPES: &'static str = r#"
+/** Options of `LlamaClient.create`. */
+export interface LlamaClientOptions {
+  /** "auto" (default): local when the GPU can hold the model, else remote. */
+  mode?: "local" | "remote" | "auto";
+  local?: {
+    /** A GGUF file, served with HTTP Range support. */
+    modelUrl: string;
+    /** Tokens of context (default: min(4096, the model's)). */
+    contextSize?: number;
+    /** KV cache format: "q8" (default: 8-bit, a quarter of the memory) or "f32" (exact). */
+    kvCache?: "f32" | "q8";
+    /**
+     * Keep the file in the browser's model store (OPFS) as it downloads (default true): a reload resumes
+     * where the download stopped, and a later load reads the store after one 1-byte revalidation request.
+     * See `LlamaClient.cache` to list or clear it.
+     */
+    cache?: boolean;
+    /** The file's SHA-256 (hex): checked as the pieces arrive; a mismatch fails with "bad_model", nothing kept. */
+    sha256?: string;
+    /** Download piece size in bytes (default 16 MiB, at least 4 KiB). */
+    pieceBytes?: number;
+  };
+  remote?: {
+    /** Default: the IONOS AI Model Hub, https://openai.inference.de-txl.ionos.com/v1 */
+    baseUrl?: string;
+    /** A bearer token; kept in memory only, never stored or logged. */
+    apiKey?: string;
+    /** Called before every request for a fresh token. */
+    getToken?: () => string | Promise<string>;
+    /** Default: meta-llama/Meta-Llama-3.1-8B-Instruct */
+    model?: string;
+    /** A stream silent this long fails with code "network" (default 60). */
+    stallTimeoutSeconds?: number;
+    /** Retries of 429/503/unreachable before the first byte (default 3). */
+    maxRetries?: number;
+  };
+  /**
+   * Auto mode, opt-in: answer remotely at once and switch to local when the model is ready (a request keeps the
+   * backend it began on). Prompts go to the remote endpoint until then.
+   */
+  hybrid?: boolean;
+  onProgress?: (p: LoadProgress) => void;
+  /** Hybrid start: called with "local" when the local model takes over. */
+  onBackendChange?: (backend: "local" | "remote") => void;
+  /** Aborts loading. */
+  signal?: AbortSignal;
+}
+
+/** Model loading progress. */
+export interface LoadProgress {
+  /**
+   * "download" while tensors are fetched, stored and uploaded one by one (or "cache" when the whole file is
+   * read back from the browser's store), then one "compile" event when the GPU kernels start compiling
+   * (etaSeconds null). The last event has loadedBytes === totalBytes.
+   */
+  phase: "download" | "cache" | "compile";
+  loadedBytes: number;
+  totalBytes: number;
+  etaSeconds: number | null;
+}
+
+/** `chat.completions.create` parameters (OpenAI's; unknown ones are forwarded to remote endpoints). */
+export interface ChatCompletionParams {
+  messages: Array<{ role: string; content?: string | null; [key: string]: unknown }>;
+  stream?: boolean;
+  max_tokens?: number;
+  temperature?: number;
+  top_p?: number;
+  top_k?: number;
+  seed?: number;
+  stop?: string | string[];
+  presence_penalty?: number;
+  frequency_penalty?: number;
+  tools?: unknown[];
+  tool_choice?: unknown;
+  signal?: AbortSignal;
+  [key: string]: unknown;
+}
+
+export interface ChatCompletionUsage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  /** Locally: `cached_tokens` of the prompt were not run again (kept from the last request or the load). */
+  prompt_tokens_details?: { cached_tokens: number };
+}
+
+export interface ChatCompletionChunk {
+  id: string;
+  object: "chat.completion.chunk";
+  created: number;
+  model: string;
+  choices: Array<{ index: number; delta: { role?: string; content?: string | null; tool_calls?: unknown[] };
+                   finish_reason: "stop" | "length" | "tool_calls" | null }>;
+  usage?: ChatCompletionUsage;
+}
+
+export interface ChatCompletion {
+  id: string;
+  object: "chat.completion";
+  created: number;
+  model: string;
+  choices: Array<{ index: number; message: { role: "assistant"; content: string | null; tool_calls?: unknown[] };
+                   finish_reason: "stop" | "length" | "tool_calls" }>;
+  usage: ChatCompletionUsage;
+}
+
+/** A model in the browser's store (`LlamaClient.cache.list()`). */
+export interface CachedModel {
+  url: string;
+  /** Bytes stored so far. */
+  bytes: number;
+  /** The whole file is stored. */
+  complete: boolean;
+  /** Last load that used it, milliseconds since the Unix epoch. */
+  lastUsed: number;
+}
+
+/** Errors are `Error`s named "LlamaWebError" with a stable `code`. */
+export interface LlamaWebError extends Error {
+  code: "no_webgpu" | "insufficient_gpu" | "device_lost" | "model_fetch" | "bad_model" | "storage_quota" | "quota"
+      | "auth"
+      | "rate_limited" | "network" | "context_overflow" | "aborted" | "bad_request";
+  status?: number;
+  retryAfterSeconds?: number;
+}
+"#;
