@@ -169,6 +169,30 @@ impl ComputeDevice {
     pub fn burn(&self) -> &Device {
         &self.device
     }
+
+    /// What the device's allocator holds, where it says: bytes of live tensors and bytes of
+    /// reserved pages (GPU buffers).
+    pub fn memory_usage(&self) -> Option<MemoryUsage> {
+        self.device.memory_pool_usage().map(|u| MemoryUsage {
+            in_use: u.bytes_in_use,
+            reserved: u.bytes_reserved,
+        })
+    }
+
+    /// Gives the allocator's free pages back to the GPU where it can (after a model is freed).
+    pub fn release_free_memory(&self) {
+        self.device.memory_cleanup();
+    }
+}
+
+/// A device allocator's reading ([`ComputeDevice::memory_usage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemoryUsage {
+    /// Bytes of live tensors.
+    pub in_use: u64,
+    /// Bytes of pages the allocator holds (GPU buffers), used or free.
+    pub reserved: u64,
 }
 
 #[cfg(target_arch = "wasm32")]

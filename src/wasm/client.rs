@@ -50,6 +50,8 @@ pub(super) enum Backend {
     Local(Rc<LocalBackend>),
     /// An OpenAI-compatible endpoint.
     Remote(Rc<RemoteClient>),
+    /// `dispose()` was called.
+    Disposed,
 }
 
 impl Backend {
@@ -57,6 +59,7 @@ impl Backend {
         match self {
             Backend::Local(_) => "local",
             Backend::Remote(_) => "remote",
+            Backend::Disposed => "disposed",
         }
     }
 }
@@ -108,6 +111,9 @@ impl LlamaClient {
                 Ok(chosen) => chosen,
                 Err(e) => (client.backend.borrow().clone(), Some(e.message)),
             };
+            if matches!(*client.backend.borrow(), Backend::Disposed) {
+                return; // disposed while loading: the model is dropped here
+            }
             let changed = backend.name() != client.backend.borrow().name();
             *client.backend.borrow_mut() = backend;
             *client.fallback_reason.borrow_mut() = reason;
@@ -124,7 +130,15 @@ impl LlamaClient {
         ModelCache {}
     }
 
-    /// `"local"` or `"remote"`: which backend answers.
+    /// Frees the local model (its weights and KV cache leave the GPU once the request in flight,
+    /// if any, has finished); later requests fail with `bad_request`. A hybrid start's load in
+    /// progress is dropped when it ends.
+    pub fn dispose(&self) {
+        *self.inner.backend.borrow_mut() = Backend::Disposed;
+        *self.inner.fallback_reason.borrow_mut() = None;
+    }
+
+    /// `"local"` or `"remote"`: which backend answers (`"disposed"` after `dispose()`).
     #[wasm_bindgen(getter)]
     pub fn backend(&self) -> String {
         self.inner.backend.borrow().name().into()
@@ -184,7 +198,7 @@ impl Completions {
         let backend = self.inner.backend.borrow().clone();
         let turn = match &backend {
             Backend::Local(local) => Some(local.take_turn()),
-            Backend::Remote(_) => None,
+            Backend::Remote(_) | Backend::Disposed => None,
         };
         future_to_promise(async move {
             let (params, user_signal) = read_params(&params).map_err(|e| to_js_error(&e))?;
@@ -267,6 +281,10 @@ async fn start(
     }
     let (tx, rx) = unbounded();
     match backend {
+        Backend::Disposed => Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "the client was disposed; create a new one",
+        )),
         Backend::Remote(client) => match client.send(&params, &signal).await? {
             Opened::Completion(completion) => to_js(&completion).map_err(js_to_api),
             Opened::Stream(mut reader) => {

@@ -43,9 +43,20 @@ const COMPILE: &str = "compile";
 /// A model loaded on the page's GPU.
 pub struct LocalBackend {
     engine: Engine,
+    /// Declared after `engine`, so dropped after it: then the freed pages go back to the GPU.
+    _release: ReleaseOnDrop,
     model_name: String,
     /// The end of the queue: the last turn taken finishes when this says so.
     last_turn: RefCell<Option<oneshot::Receiver<()>>>,
+}
+
+/// Gives the device's free pages back when the model that used them is dropped.
+struct ReleaseOnDrop(ComputeDevice);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        self.0.release_free_memory();
+    }
 }
 
 /// A request's place in the queue of one local model: requests take turns on the one KV cache,
@@ -141,6 +152,7 @@ impl LocalBackend {
             .unwrap_or_else(|| "local model".into());
         Ok(Self {
             engine,
+            _release: ReleaseOnDrop(device),
             model_name,
             last_turn: RefCell::new(None),
         })

@@ -5,7 +5,8 @@
 //!   endpoint; [`model_cache::ModelCache`] (`LlamaClient.cache`) lists and clears that store.
 //! - `probeWebGpu()` describes the adapter the browser offers (or says why there is none),
 //!   `webgpuSelfTest()` runs the numeric self-test on Burn's WebGPU device, and `benchmark()`
-//!   measures a GGUF model there (the bench page, `www/bench.html`).
+//!   measures a GGUF model there (the bench page, `www/bench.html`); `gpuMemory()` reads the
+//!   device's allocator.
 
 pub mod adapter;
 mod choose;
@@ -85,6 +86,14 @@ pub async fn webgpu_self_test() -> Result<JsValue, JsError> {
         actual: report.actual.values().to_vec(),
         expected: report.expected.values().to_vec(),
     })
+}
+
+/// `gpuMemory()`: what the page's WebGPU device's allocator holds, `{ inUse, reserved }` in
+/// bytes (`null` where it does not say) — a diagnostic, e.g. to see `dispose()` free a model.
+#[wasm_bindgen(js_name = gpuMemory)]
+pub async fn gpu_memory() -> Result<JsValue, JsError> {
+    let device = ComputeDevice::init_webgpu().await.map_err(to_js_error)?;
+    to_js(&device.memory_usage())
 }
 
 /// `benchmark(ggufBytes, promptLen, gen, kv?, context?)`: loads the model onto Burn's WebGPU

@@ -204,3 +204,28 @@ test("hybrid start: remote answers while the model loads, then local, and onBack
   assert.deepEqual(r.changes, ["local"]);
   assert.equal(r.bad, "bad_request");
 });
+
+test("dispose() frees the model's GPU memory and the client then refuses requests", { timeout: 300_000 }, async () => {
+  const r = await page.evaluate(async (modelUrl) => {
+    const pkg = window.pkg;
+    const before = await pkg.gpuMemory();
+    const client = await pkg.LlamaClient.create({ mode: "local", local: { modelUrl, contextSize: 160 } });
+    await client.chat.completions.create({ messages: [{ role: "user", content: "hi" }], max_tokens: 2 });
+    const loaded = await pkg.gpuMemory();
+    client.dispose();
+    const after = await pkg.gpuMemory();
+    let refused = null;
+    try {
+      await client.chat.completions.create({ messages: [{ role: "user", content: "hi" }] });
+    } catch (e) {
+      refused = e.code;
+    }
+    return { before, loaded, after, refused, backend: client.backend };
+  }, MODEL);
+  console.log(`GPU memory in use: ${r.before.inUse} before, ${r.loaded.inUse} loaded, ${r.after.inUse} after dispose; ` +
+    `reserved ${r.before.reserved} / ${r.loaded.reserved} / ${r.after.reserved}`);
+  assert.ok(r.loaded.inUse > r.before.inUse, JSON.stringify(r));
+  assert.ok(r.after.inUse <= r.before.inUse, JSON.stringify(r));
+  assert.equal(r.refused, "bad_request");
+  assert.equal(r.backend, "disposed");
+});
