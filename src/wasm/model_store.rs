@@ -11,6 +11,7 @@
 //! to the network.
 
 use std::cell::{Cell, RefCell};
+use std::ops::Range;
 
 use futures_util::future::join_all;
 use web_sys::AbortSignal;
@@ -281,33 +282,34 @@ impl StoredSource {
             return Ok(answer.bytes);
         };
         let mut out = vec![0u8; len as usize];
-        let covering = self.pieces.covering(offset, len);
-        let copy = |out: &mut [u8], index: u32, bytes: &[u8], piece_offset: u64| {
+        // The part of piece `index` inside the range asked for, in file offsets.
+        let overlap = |index: u32| {
             let piece = self.pieces.range(index);
-            let from = offset.max(piece.start);
-            let to = (offset + len).min(piece.end);
-            out[(from - offset) as usize..(to - offset) as usize].copy_from_slice(
-                &bytes[(from - piece.start - piece_offset) as usize
-                    ..(to - piece.start - piece_offset) as usize],
+            offset.max(piece.start)..(offset + len).min(piece.end)
+        };
+        // Copies `part` out of `bytes`, which begin at file offset `bytes_start`.
+        let mut put = |part: Range<u64>, bytes: &[u8], bytes_start: u64| {
+            out[(part.start - offset) as usize..(part.end - offset) as usize].copy_from_slice(
+                &bytes[(part.start - bytes_start) as usize..(part.end - bytes_start) as usize],
             );
         };
+        let covering = self.pieces.covering(offset, len);
         let missing: Vec<u32> = covering
             .clone()
             .filter(|&i| !entry.present.borrow()[i as usize])
             .collect();
         for group in missing.chunks(PARALLEL) {
-            for (index, bytes) in group.iter().zip(self.download(entry, group).await?) {
-                copy(&mut out, *index, &bytes, 0);
+            for (&index, bytes) in group.iter().zip(self.download(entry, group).await?) {
+                put(overlap(index), &bytes, self.pieces.range(index).start);
             }
         }
         for index in covering.filter(|i| !missing.contains(i)) {
-            let piece = self.pieces.range(index);
-            let from = offset.max(piece.start);
-            let to = (offset + len).min(piece.end);
+            let part = overlap(index);
+            let within = part.start - self.pieces.range(index).start;
             let bytes = self
-                .read_piece(entry, index, from - piece.start, to - from)
+                .read_piece(entry, index, within, part.end - part.start)
                 .await?;
-            copy(&mut out, index, &bytes, from - piece.start);
+            put(part.clone(), &bytes, part.start);
         }
         self.loaded.set(self.loaded.get() + len);
         Ok(out)
@@ -354,16 +356,19 @@ impl StoredSource {
             if next >= self.pieces.count() || !entry.present.borrow()[next as usize] {
                 return Ok(());
             }
+            let stored;
             let bytes = match fresh {
-                Some((index, bytes)) if index == next => bytes.to_vec(),
+                Some((index, bytes)) if index == next => bytes,
                 _ => {
                     let range = self.pieces.range(next);
-                    self.read_piece(entry, next, 0, range.end - range.start)
-                        .await?
+                    stored = self
+                        .read_piece(entry, next, 0, range.end - range.start)
+                        .await?;
+                    &stored[..]
                 }
             };
             if let Some((hasher, _)) = &mut *entry.hash.borrow_mut() {
-                hasher.feed(&bytes);
+                hasher.feed(bytes);
             }
         }
     }
