@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use common::*;
 use llama_web::engine::sampling::SamplingParams;
-use llama_web::engine::{Completion, Engine, EngineError, FinishReason, GenerateRequest};
+use llama_web::engine::{Completion, Engine, EngineError, FinishReason, GenerateRequest, Step};
 use llama_web::model::device::DeviceChoice;
 use llama_web::model::llama::LogitsFor;
 use llama_web::model::plan::KvFormat;
@@ -221,6 +221,62 @@ fn cancelling_between_tokens_leaves_the_engine_reusable() {
     let full = run(&engine, &req);
     assert_eq!(full.ids.len(), 12);
     assert_eq!(full.ids[..3], cancelled.ids[..]);
+}
+
+/// The pull-style step gives the same deltas and completion as `generate`; a generation
+/// dropped between steps leaves its cache for the next request; a finished one says so.
+#[test]
+fn pulling_steps_equals_generate_and_a_dropped_generation_keeps_its_cache() {
+    let engine = engine(smollm2_path(), DeviceChoice::Cpu, None);
+    let messages =
+        serde_json::json!([{"role": "user", "content": "What is the capital of France?"}]);
+    let prompt = engine.chat_prompt(&messages, None).unwrap();
+    let mut req = request(prompt.clone(), 20, SamplingParams::greedy());
+    req.stop = vec![" Par".into()];
+    let mut streamed = Vec::new();
+    let whole = block_on(engine.generate(&req, &mut |d| {
+        streamed.push(d.clone());
+        ControlFlow::Continue(())
+    }))
+    .unwrap();
+
+    let mut generation = block_on(engine.start(req.clone())).unwrap();
+    let mut pulled = Vec::new();
+    let completion = loop {
+        match block_on(generation.next()).unwrap() {
+            Step::Delta(delta) => pulled.push(delta),
+            Step::Finished(completion) => break completion,
+        }
+    };
+    assert_eq!(pulled, streamed);
+    assert_eq!(completion.ids, whole.ids);
+    assert_eq!(completion.text, "The capital of France is");
+    assert_eq!(completion.finish_reason, FinishReason::Stop);
+    assert!(
+        matches!(
+            block_on(generation.next()),
+            Err(EngineError::BadRequest { .. })
+        ),
+        "a finished generation gives no more steps"
+    );
+    drop(generation);
+
+    // Two steps, then dropped: the next request finds the prompt (all but its last token) kept.
+    let mut generation =
+        block_on(engine.start(request(prompt.clone(), 20, SamplingParams::greedy()))).unwrap();
+    for _ in 0..2 {
+        assert!(matches!(
+            block_on(generation.next()).unwrap(),
+            Step::Delta(_)
+        ));
+    }
+    drop(generation);
+    let again = run(
+        &engine,
+        &request(prompt.clone(), 20, SamplingParams::greedy()),
+    );
+    assert_eq!(again.cached_tokens, prompt.len() - 1);
+    assert_eq!(again.text, "The capital of France is Paris.");
 }
 
 #[test]

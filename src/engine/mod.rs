@@ -8,6 +8,7 @@
 //! ([`prefix::KeptCache`]).
 
 pub mod bench;
+mod generation;
 pub mod prefix;
 pub mod sampling;
 pub mod stop;
@@ -20,17 +21,16 @@ use serde_json::Value;
 use crate::gguf::{ByteSource, GgufHeader, MetadataValue};
 use crate::model::device::ComputeDevice;
 use crate::model::error::ModelError;
-use crate::model::llama::{Llama, LogitsFor};
+use crate::model::llama::Llama;
 use crate::model::plan::KvFormat;
 use crate::model::weights::LoadProgress;
 use crate::tokenizer::{
-    ChatTemplate, RenderOptions, SpecialTokens, StreamDecoder, TemplateError, Tokenizer,
-    TokenizerError,
+    ChatTemplate, RenderOptions, SpecialTokens, TemplateError, Tokenizer, TokenizerError,
 };
 
+pub use generation::{Generation, Step};
 use prefix::KeptCache;
-use sampling::{Sampler, SamplingParams};
-use stop::{StopScan, StopStrings};
+use sampling::SamplingParams;
 
 /// Token texts that end a turn in the model families we run (llama.cpp treats the same
 /// control tokens as end-of-generation).
@@ -141,12 +141,6 @@ pub struct Completion {
     pub cached_tokens: usize,
 }
 
-/// What the model gave for the next token: its logits, or (plain greedy) the id it chose.
-enum Next {
-    Logits(Vec<f32>),
-    Chosen(u32),
-}
-
 /// A model ready to generate: weights on a device, tokenizer, chat template, end tokens.
 #[derive(Debug)]
 pub struct Engine {
@@ -255,117 +249,23 @@ impl Engine {
 
     /// Generates from `request.prompt`, calling `on_delta` after every token; returning
     /// [`ControlFlow::Break`] from it cancels (finish reason [`FinishReason::Cancelled`]).
+    /// A loop over [`Engine::start`] and [`Generation::next`].
     pub async fn generate(
         &self,
         request: &GenerateRequest,
         on_delta: &mut dyn FnMut(&Delta) -> ControlFlow<()>,
     ) -> Result<Completion, EngineError> {
-        let prompt = &request.prompt;
-        if prompt.is_empty() {
-            return Err(EngineError::BadRequest {
-                detail: "empty prompt".into(),
-            });
-        }
-        request
-            .sampling
-            .validate()
-            .map_err(|detail| EngineError::BadRequest { detail })?;
-        if prompt.len() + request.max_tokens > self.context_size {
-            return Err(EngineError::ContextOverflow {
-                prompt_tokens: prompt.len(),
-                max_tokens: request.max_tokens,
-                context_size: self.context_size,
-            });
-        }
-
-        let mut sampler = Sampler::new(request.sampling.clone());
-        let (mut cache, cached_tokens) =
-            match self.kept.take(prompt, self.context_size, self.kv_format) {
-                Some(kept) => kept,
-                None => (self.model.new_cache(self.context_size, self.kv_format)?, 0),
-            };
-        let mut decoder = StreamDecoder::new(true);
-        let mut stops = StopStrings::new(&request.stop);
-        let mut ids: Vec<u32> = Vec::new();
-        let mut text = String::new();
-        let mut stopped_by_string = false;
-
-        // Plain greedy decoding picks each token on the device (4 bytes read back a step);
-        // anything else reads the logits back and samples on the host.
-        let on_device = request.sampling.is_plain_greedy();
-        let fresh = &prompt[cached_tokens..];
-        let mut next = Next::Logits(self.model.prefill(fresh, &mut cache).await?);
-        let finish_reason = loop {
-            if ids.len() == request.max_tokens {
-                break FinishReason::Length;
-            }
-            let id = match &mut next {
-                Next::Logits(logits) => sampler.sample(logits, prompt, &ids),
-                Next::Chosen(id) => *id,
-            };
-            ids.push(id);
-            if !request.ignore_eos && self.end_tokens.contains(&id) {
-                break FinishReason::Stop;
-            }
-            let piece = decoder.step(&self.tokenizer, id)?.unwrap_or_default();
-            let (delta, stopped) = match stops.push(&piece) {
-                StopScan::Continue(t) => (t, false),
-                StopScan::Stop(t) => (t, true),
-            };
-            text.push_str(&delta);
-            let flow = on_delta(&Delta {
-                id: Some(id),
-                text: delta,
-            });
-            if stopped {
-                stopped_by_string = true;
-                break FinishReason::Stop;
-            }
-            if flow.is_break() {
-                break FinishReason::Cancelled;
-            }
-            if ids.len() == request.max_tokens {
-                break FinishReason::Length;
-            }
-            let position = (prompt.len() + ids.len() - 1) as u64;
-            let (token, at) = (&[id], &[position]);
-            next = match on_device {
-                true => Next::Chosen(self.model.forward_argmax(token, at, &mut cache).await?),
-                false => Next::Logits(
-                    self.model
-                        .forward(token, at, &mut cache, LogitsFor::Last)
-                        .await?,
-                ),
-            };
-        };
-        if !stopped_by_string {
-            // Release what the decoder and the stop matcher still hold.
-            let tail = decoder.finish(&self.tokenizer)?.unwrap_or_default();
-            let mut rest = match stops.push(&tail) {
-                StopScan::Continue(t) => t + &stops.finish(),
-                StopScan::Stop(t) => t,
-            };
-            if !rest.is_empty() {
-                text.push_str(&rest);
-                let _ = on_delta(&Delta {
-                    id: None,
-                    text: std::mem::take(&mut rest),
-                });
+        let mut generation = self.start(request.clone()).await?;
+        loop {
+            match generation.next().await? {
+                Step::Finished(completion) => return Ok(completion),
+                Step::Delta(delta) => {
+                    if on_delta(&delta).is_break() {
+                        return Ok(generation.cancel());
+                    }
+                }
             }
         }
-        // What the cache now holds: the prompt, then every id but the last chosen.
-        self.kept.keep([prompt.as_slice(), &ids].concat(), cache);
-        Ok(Completion {
-            cached_tokens,
-            usage: Usage {
-                prompt_tokens: prompt.len(),
-                completion_tokens: ids.len(),
-                total_tokens: prompt.len() + ids.len(),
-            },
-            ids,
-            text,
-            finish_reason,
-        })
     }
 }
 

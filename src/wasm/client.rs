@@ -311,13 +311,14 @@ async fn start(
         Backend::Local(local) => {
             let turn = turn.unwrap_or_else(|| local.take_turn());
             if !params.stream {
-                let completion = local.answer(turn, &params, None, &cancelled).await?;
+                let completion = local.answer(turn, &params, &mut |_| {}, &cancelled).await?;
                 return to_js(&completion).map_err(js_to_api);
             }
             let local = local.clone();
             let flag = cancelled.clone();
             spawn_local(async move {
-                if let Err(e) = local.answer(turn, &params, Some(&tx), &flag).await {
+                let mut send = |chunk| drop(tx.unbounded_send(Ok(chunk)));
+                if let Err(e) = local.answer(turn, &params, &mut send, &flag).await {
                     let _ = tx.unbounded_send(Err(e));
                 }
             });

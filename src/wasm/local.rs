@@ -3,18 +3,16 @@
 //! the engine answering in OpenAI's shapes.
 
 use std::cell::{Cell, RefCell};
-use std::ops::ControlFlow;
 
-use futures_channel::mpsc::UnboundedSender;
 use futures_channel::oneshot;
 use serde_json::Value;
 use web_sys::AbortSignal;
 
 use super::model_store::StoredSource;
-use crate::api::chunks::{ResponseIds, usage};
+use crate::api::chunks::{LocalAnswer, ResponseIds};
 use crate::api::{ApiError, ChatParams, ErrorCode};
 use crate::engine::sampling::SamplingParams;
-use crate::engine::{Engine, EngineError, FinishReason, GenerateRequest};
+use crate::engine::{Engine, EngineError, GenerateRequest, Step};
 use crate::gguf::{ByteSource, GgufHeader};
 use crate::model::device::ComputeDevice;
 use crate::model::error::ModelError;
@@ -167,14 +165,15 @@ impl LocalBackend {
         }
     }
 
-    /// Answers `params`: every `chat.completion.chunk` of the answer goes to `sink` (streaming),
-    /// and the whole `chat.completion` is returned. Stops between tokens once `cancelled` is set.
-    /// Waits for `turn` (the requests before it) first.
+    /// Answers `params`: every `chat.completion.chunk` of the answer goes to `on_chunk`
+    /// (streaming), and the whole `chat.completion` is returned. Pulls the engine's steps one by
+    /// one and stops between two once `cancelled` is set. Waits for `turn` (the requests before
+    /// it) first.
     pub async fn answer(
         &self,
         mut turn: Turn,
         params: &ChatParams,
-        sink: Option<&UnboundedSender<Result<Value, ApiError>>>,
+        on_chunk: &mut dyn FnMut(Value),
         cancelled: &Cell<bool>,
     ) -> Result<Value, ApiError> {
         turn.wait().await;
@@ -202,41 +201,27 @@ impl LocalBackend {
         };
         let created = (js_sys::Date::now() / 1000.0) as u64;
         let nonce = (js_sys::Math::random() * 2f64.powi(52)) as u64;
-        let ids = ResponseIds::new(&self.model_name, created, nonce);
-        let send = |chunk: Value| {
-            if let Some(sink) = sink {
-                let _ = sink.unbounded_send(Ok(chunk));
+        let answer = LocalAnswer::new(ResponseIds::new(&self.model_name, created, nonce));
+        on_chunk(answer.role_chunk());
+        let error = |e: EngineError| engine_error(&e);
+        let mut generation = self.engine.start(request).await.map_err(error)?;
+        let completion = loop {
+            if cancelled.get() {
+                break generation.cancel();
+            }
+            match generation.next().await.map_err(error)? {
+                Step::Delta(delta) => answer
+                    .delta_chunk(&delta)
+                    .into_iter()
+                    .for_each(&mut *on_chunk),
+                Step::Finished(completion) => break completion,
             }
         };
-        send(ids.role_chunk());
-        let completion = self
-            .engine
-            .generate(&request, &mut |delta| {
-                if !delta.text.is_empty() {
-                    send(ids.content_chunk(&delta.text));
-                }
-                match cancelled.get() {
-                    true => ControlFlow::Break(()),
-                    false => ControlFlow::Continue(()),
-                }
-            })
-            .await
-            .map_err(|e| engine_error(&e))?;
-        let finish_reason = match completion.finish_reason {
-            FinishReason::Stop => "stop",
-            FinishReason::Length => "length",
-            FinishReason::Cancelled => {
-                return Err(ApiError::aborted("the request"));
-            }
-        };
-        let usage = usage(
-            completion.usage.prompt_tokens,
-            completion.usage.completion_tokens,
-            completion.cached_tokens,
-        );
-        send(ids.finish_chunk(finish_reason));
-        send(ids.usage_chunk(&usage));
-        Ok(ids.completion(&completion.text, finish_reason, &usage))
+        let end = answer
+            .end(&completion)
+            .ok_or_else(|| ApiError::aborted("the request"))?;
+        end.chunks.into_iter().for_each(&mut *on_chunk);
+        Ok(end.completion)
     }
 }
 
