@@ -123,6 +123,12 @@ build_pkg() {
   say "building pkg/ ($profile)"
   wasm-pack build --target web --out-dir pkg "--$profile" >/dev/null 2>"$ROOT/target/wasm-pack.log" || {
     cat "$ROOT/target/wasm-pack.log" >&2; die "wasm-pack build failed"; }
+  # The engine's Web Worker entry ships beside the glue (the snippets start it by this name).
+  cp src/wasm/worker/llama_web_worker.js pkg/
+  node -e '
+    const fs = require("fs"), path = "pkg/package.json", pkg = JSON.parse(fs.readFileSync(path));
+    if (!pkg.files.includes("llama_web_worker.js")) pkg.files.push("llama_web_worker.js");
+    fs.writeFileSync(path, JSON.stringify(pkg, null, 2) + "\n");'
   say "pkg/ built: $(du -h pkg/llama_web_bg.wasm | cut -f1) wasm ($(elapsed))"
 }
 

@@ -2,11 +2,11 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What kind of failure, as the JS API's `code` names it. The codes are stable: pages branch on
 /// them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The browser has no usable WebGPU adapter.
@@ -85,7 +85,7 @@ impl fmt::Display for ErrorCode {
 
 /// A failure as the JS API reports it: a code, a message for people, and what the HTTP
 /// exchange said where there was one.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiError {
     /// The stable code.

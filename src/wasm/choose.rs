@@ -14,11 +14,14 @@ use super::local::{LocalBackend, Progress};
 use super::model_store::StoredSource;
 use super::options::{LocalOptions, Mode, Options, get};
 use super::to_js;
+use super::worker::{WorkerBackend, WorkerStart};
 use crate::api::{ApiError, ErrorCode};
 use crate::model::config::LlamaConfig;
 use crate::model::plan::MemoryPlan;
 
-/// Picks (and for local, loads) the backend; in auto mode says why it fell back.
+/// Picks (and for local, loads) the backend; in auto mode says why it fell back. The model
+/// loads in the engine's Web Worker (`local.worker`, the default) or, where a worker cannot
+/// run it, on the page's own thread.
 pub(super) async fn choose(options: Options) -> Result<(Backend, Option<String>), ApiError> {
     let Options {
         mode,
@@ -33,64 +36,94 @@ pub(super) async fn choose(options: Options) -> Result<(Backend, Option<String>)
         let reason = (mode == Mode::Auto).then(|| "no local model was configured".to_string());
         return Ok((remote(), reason));
     };
+    let auto = mode == Mode::Auto;
+    let mut report = |progress: JsValue| {
+        if let Some(f) = &on_progress {
+            let _ = f.call1(&JsValue::NULL, &progress);
+        }
+    };
+    let in_worker = match local.worker {
+        true => WorkerBackend::start(&local, auto, &mut report, signal.clone()).await?,
+        false => WorkerStart::Unavailable("local.worker is false".into()),
+    };
+    let why = match in_worker {
+        WorkerStart::Loaded(worker) => return Ok((Backend::Worker(Rc::new(worker)), None)),
+        WorkerStart::Fallback(reason) => return Ok((remote(), Some(reason))),
+        WorkerStart::Unavailable(why) => why,
+    };
+    if local.worker {
+        log::warn!("llama-web: the model runs on the page's thread ({why})");
+    }
+    let mut report_progress = |p: Progress| report(to_js(&p).unwrap_or(JsValue::NULL));
+    match load_local(&local, auto, &mut report_progress, signal).await? {
+        LocalChoice::Loaded(backend) => Ok((Backend::Local(Rc::new(*backend)), None)),
+        LocalChoice::Fallback(reason) => Ok((remote(), Some(reason))),
+        LocalChoice::NoWebgpu(reason) if auto => Ok((remote(), Some(reason))),
+        LocalChoice::NoWebgpu(reason) => Err(ApiError::new(ErrorCode::NoWebgpu, reason)),
+    }
+}
+
+/// What loading the local model came to, short of an error.
+pub(super) enum LocalChoice {
+    /// Ready to answer.
+    Loaded(Box<LocalBackend>),
+    /// Auto mode: the model does not fit or could not be loaded; the reason.
+    Fallback(String),
+    /// This realm (page or worker) has no WebGPU; the reason.
+    NoWebgpu(String),
+}
+
+/// Probes WebGPU, opens the model through the store, checks (auto mode) that it fits, and loads
+/// it. Auto mode turns what the remote backend can stand in for into [`LocalChoice::Fallback`].
+pub(super) async fn load_local(
+    local: &LocalOptions,
+    auto: bool,
+    on_progress: &mut dyn FnMut(Progress),
+    signal: Option<AbortSignal>,
+) -> Result<LocalChoice, ApiError> {
     let adapter = match adapter::probe().await {
         Probe::Available { adapter } => adapter,
         Probe::Unavailable { reason } => {
-            let reason = format!("no WebGPU: {reason}");
-            return match mode {
-                Mode::Auto => Ok((remote(), Some(reason))),
-                _ => Err(ApiError::new(ErrorCode::NoWebgpu, reason)),
-            };
+            return Ok(LocalChoice::NoWebgpu(format!("no WebGPU: {reason}")));
         }
     };
+    let aborted = || signal.as_ref().is_some_and(AbortSignal::aborted);
     let opened = StoredSource::open(&local.model_url, &local.store, signal.clone()).await;
     let (source, header) = match opened {
         Ok(opened) => opened,
-        Err(_) if signal.as_ref().is_some_and(AbortSignal::aborted) => {
-            return Err(ApiError::aborted("loading"));
-        }
+        Err(_) if aborted() => return Err(ApiError::aborted("loading")),
         Err(e) => {
             let e = ApiError::from(e);
-            return match mode {
-                Mode::Auto => Ok((
-                    remote(),
-                    Some(format!("the local model could not be read: {}", e.message)),
-                )),
-                _ => Err(e),
+            return match auto {
+                true => Ok(LocalChoice::Fallback(format!(
+                    "the local model could not be read: {}",
+                    e.message
+                ))),
+                false => Err(e),
             };
         }
     };
-    if mode == Mode::Auto
-        && let Some(reason) = does_not_fit(&header, &local, &adapter)?
-    {
-        return Ok((remote(), Some(reason)));
+    if auto && let Some(reason) = does_not_fit(&header, local, &adapter)? {
+        return Ok(LocalChoice::Fallback(reason));
     }
-    let mut report = |p: Progress| {
-        if let (Some(f), Ok(value)) = (&on_progress, to_js(&p)) {
-            let _ = f.call1(&JsValue::NULL, &value);
-        }
-    };
     let loaded = LocalBackend::load(
         source,
         header,
         local.context_size,
         local.kv_format,
-        &mut report,
+        on_progress,
         signal.as_ref(),
     )
     .await;
-    match (loaded, mode) {
-        (Ok(backend), _) => Ok((Backend::Local(Rc::new(backend)), None)),
-        (Err(e), Mode::Auto) if e.code != ErrorCode::Aborted && e.code != ErrorCode::BadModel => {
-            Ok((
-                remote(),
-                Some(format!(
-                    "the local model could not be loaded: {}",
-                    e.message
-                )),
-            ))
+    match loaded {
+        Ok(backend) => Ok(LocalChoice::Loaded(Box::new(backend))),
+        Err(e) if auto && e.code != ErrorCode::Aborted && e.code != ErrorCode::BadModel => {
+            Ok(LocalChoice::Fallback(format!(
+                "the local model could not be loaded: {}",
+                e.message
+            )))
         }
-        (Err(e), _) => Err(e),
+        Err(e) => Err(e),
     }
 }
 

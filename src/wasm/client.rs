@@ -24,6 +24,7 @@ use super::local::{LocalBackend, Turn};
 use super::model_cache::ModelCache;
 use super::options::{Options, read_params};
 use super::to_js;
+use super::worker::{WorkerBackend, WorkerRequest};
 use crate::api::{ApiError, ChatParams, ErrorCode};
 use crate::remote::fetch::{Opened, RemoteClient};
 
@@ -46,8 +47,10 @@ extern "C" {
 /// Which backend answers.
 #[derive(Clone)]
 pub(super) enum Backend {
-    /// The model on this browser's GPU.
+    /// The model on this browser's GPU, run on the page's thread.
     Local(Rc<LocalBackend>),
+    /// The model on this browser's GPU, run in the engine's Web Worker.
+    Worker(Rc<WorkerBackend>),
     /// An OpenAI-compatible endpoint.
     Remote(Rc<RemoteClient>),
     /// `dispose()` was called.
@@ -57,7 +60,7 @@ pub(super) enum Backend {
 impl Backend {
     fn name(&self) -> &'static str {
         match self {
-            Backend::Local(_) => "local",
+            Backend::Local(_) | Backend::Worker(_) => "local",
             Backend::Remote(_) => "remote",
             Backend::Disposed => "disposed",
         }
@@ -134,7 +137,10 @@ impl LlamaClient {
     /// if any, has finished); later requests fail with `bad_request`. A hybrid start's load in
     /// progress is dropped when it ends.
     pub fn dispose(&self) {
-        *self.inner.backend.borrow_mut() = Backend::Disposed;
+        let backend = self.inner.backend.replace(Backend::Disposed);
+        if let Backend::Worker(worker) = backend {
+            worker.dispose();
+        }
         *self.inner.fallback_reason.borrow_mut() = None;
     }
 
@@ -194,23 +200,38 @@ impl Completions {
         #[wasm_bindgen(unchecked_param_type = "ChatCompletionParams")] params: JsValue,
     ) -> Promise {
         // The backend answering now answers this request to its end; a local request's place
-        // in the queue is taken now, in the order of the calls.
+        // in the queue is taken now, in the order of the calls (a turn, or the worker's order
+        // of arrival).
         let backend = self.inner.backend.borrow().clone();
-        let turn = match &backend {
-            Backend::Local(local) => Some(local.take_turn()),
-            Backend::Remote(_) | Backend::Disposed => None,
+        let request = read_params(&params);
+        let queued = match (&backend, &request) {
+            (Backend::Local(local), _) => Queued::Turn(local.take_turn()),
+            (Backend::Worker(worker), Ok(request)) => {
+                Queued::Sent(worker.send(request.json.clone(), request.params.stream))
+            }
+            _ => Queued::Nothing,
         };
         future_to_promise(async move {
-            let (params, user_signal) = read_params(&params).map_err(|e| to_js_error(&e))?;
+            let request = request.map_err(|e| to_js_error(&e))?;
             let controller = AbortController::new()?;
-            if let Some(user) = &user_signal {
+            if let Some(user) = &request.signal {
                 follow(user, &controller);
             }
-            start(&backend, params, controller, turn)
+            start(&backend, request.params, controller, queued)
                 .await
                 .map_err(|e| to_js_error(&e))
         })
     }
+}
+
+/// A local request's place in the queue, taken when `create()` is called.
+enum Queued {
+    /// In the page: the turn on the model.
+    Turn(Turn),
+    /// In the worker: the request, sent.
+    Sent(WorkerRequest),
+    /// Remote (or a request that could not be read).
+    Nothing,
 }
 
 /// What a stream's producer (the remote reader or the local generation) sends.
@@ -269,7 +290,7 @@ async fn start(
     backend: &Backend,
     params: ChatParams,
     controller: AbortController,
-    turn: Option<Turn>,
+    queued: Queued,
 ) -> Result<JsValue, ApiError> {
     let signal = controller.signal();
     let cancelled = Rc::new(Cell::new(false));
@@ -308,8 +329,45 @@ async fn start(
                 Ok(stream_object(rx, controller, cancelled))
             }
         },
+        Backend::Worker(worker) => {
+            let Queued::Sent(request) = queued else {
+                let detail = "a worker request is sent when create() is called";
+                return Err(ApiError::new(ErrorCode::BadRequest, detail));
+            };
+            let id = match &request {
+                WorkerRequest::Stream { id, .. } | WorkerRequest::Whole { id, .. } => *id,
+            };
+            // The caller's abort (and the stream's cancel) becomes a `cancel` message.
+            match signal.aborted() {
+                true => worker.cancel(id),
+                false => {
+                    let worker = worker.clone();
+                    let on_abort = Closure::once_into_js(move || worker.cancel(id));
+                    let _ =
+                        signal.add_event_listener_with_callback("abort", on_abort.unchecked_ref());
+                }
+            }
+            match request {
+                WorkerRequest::Whole { answer, .. } => {
+                    let gone = || {
+                        Err(ApiError::new(
+                            ErrorCode::DeviceLost,
+                            "the engine's worker went away",
+                        ))
+                    };
+                    let completion = answer.await.unwrap_or_else(|_| gone())?;
+                    to_js(&completion).map_err(js_to_api)
+                }
+                WorkerRequest::Stream { chunks, .. } => {
+                    Ok(stream_object(chunks, controller, cancelled))
+                }
+            }
+        }
         Backend::Local(local) => {
-            let turn = turn.unwrap_or_else(|| local.take_turn());
+            let turn = match queued {
+                Queued::Turn(turn) => turn,
+                _ => local.take_turn(),
+            };
             if !params.stream {
                 let completion = local.answer(turn, &params, &mut |_| {}, &cancelled).await?;
                 return to_js(&completion).map_err(js_to_api);

@@ -1,8 +1,8 @@
 //! The JS-facing surface (wasm32 only). Rust errors become JS errors here and nowhere else.
 //!
 //! - [`client::LlamaClient`]: the chat-completions API (DESIGN.md's JS contract) over the local
-//!   engine ([`local`], models read through the browser's store, [`model_store`]) or a remote
-//!   endpoint; [`model_cache::ModelCache`] (`LlamaClient.cache`) lists and clears that store.
+//!   engine ([`local`], models read through the browser's store, [`model_store`]; run in the
+//!   engine's Web Worker by default, `worker`) or a remote endpoint; [`model_cache::ModelCache`] (`LlamaClient.cache`) lists and clears that store.
 //! - `probeWebGpu()` describes the adapter the browser offers (or says why there is none),
 //!   `webgpuSelfTest()` runs the numeric self-test on Burn's WebGPU device, and `benchmark()`
 //!   measures a GGUF model there (the bench page, `www/bench.html`); `gpuMemory()` reads the
@@ -18,6 +18,7 @@ mod opfs;
 mod options;
 mod range_fetch;
 mod types;
+mod worker;
 
 use serde::Serialize;
 use wasm_bindgen::prelude::*;

@@ -42,6 +42,52 @@ pub(super) struct LocalOptions {
     pub context_size: Option<usize>,
     pub kv_format: KvFormat,
     pub store: StoreOptions,
+    /// Run the model in the engine's Web Worker (`local.worker`, default true).
+    pub worker: bool,
+    /// The plain-data keys as given: what the worker is sent, to read them in turn.
+    pub data: Object,
+}
+
+/// The keys of `local` that are plain data: what the engine's worker is sent.
+const LOCAL_DATA_KEYS: [&str; 6] = [
+    "modelUrl",
+    "contextSize",
+    "kvCache",
+    "cache",
+    "sha256",
+    "pieceBytes",
+];
+
+impl LocalOptions {
+    /// Reads and checks the `local` object.
+    pub fn read(local: &JsValue) -> Result<Self, ApiError> {
+        let bad = |m: String| ApiError::new(ErrorCode::BadRequest, m);
+        Ok(LocalOptions {
+            model_url: get_string(local, "modelUrl")?
+                .ok_or_else(|| bad("local.modelUrl is missing".into()))?,
+            context_size: get_number(local, "contextSize")?.map(|n| n as usize),
+            kv_format: match get_string(local, "kvCache")? {
+                None => KvFormat::default_for(DeviceChoice::Wgpu),
+                Some(name) => name.parse().map_err(bad)?,
+            },
+            store: read_store_options(local)?,
+            worker: get_bool(local, "worker", true)?,
+            data: local_data(local),
+        })
+    }
+}
+
+/// A copy of `local`'s plain-data keys (no callbacks), for the engine's worker to read with
+/// [`LocalOptions::read`].
+fn local_data(local: &JsValue) -> Object {
+    let copy = Object::new();
+    for key in LOCAL_DATA_KEYS {
+        let value = get(local, key);
+        if !value.is_undefined() {
+            let _ = Reflect::set(&copy, &key.into(), &value);
+        }
+    }
+    copy
 }
 
 impl Options {
@@ -61,16 +107,7 @@ impl Options {
         let local_obj = get(options, "local");
         let local = match local_obj.is_object() {
             false => None,
-            true => Some(LocalOptions {
-                model_url: get_string(&local_obj, "modelUrl")?
-                    .ok_or_else(|| bad("local.modelUrl is missing".into()))?,
-                context_size: get_number(&local_obj, "contextSize")?.map(|n| n as usize),
-                kv_format: match get_string(&local_obj, "kvCache")? {
-                    None => KvFormat::default_for(DeviceChoice::Wgpu),
-                    Some(name) => name.parse().map_err(bad)?,
-                },
-                store: read_store_options(&local_obj)?,
-            }),
+            true => Some(LocalOptions::read(&local_obj)?),
         };
         if mode == Mode::Local && local.is_none() {
             return Err(bad("mode \"local\" needs local.modelUrl".into()));
@@ -84,12 +121,7 @@ impl Options {
             (None, Some(f)) => Auth::Callback(f),
             (None, None) => Auth::None,
         };
-        let hybrid = match get(options, "hybrid") {
-            v if v.is_undefined() || v.is_null() => false,
-            v => v
-                .as_bool()
-                .ok_or_else(|| bad("hybrid must be true or false".into()))?,
-        };
+        let hybrid = get_bool(options, "hybrid", false)?;
         if hybrid && (mode != Mode::Auto || local.is_none()) {
             return Err(bad(
                 "hybrid needs mode \"auto\" and local.modelUrl (it answers remotely while the local model loads)"
@@ -123,14 +155,8 @@ impl Options {
 /// `local.cache`, `local.sha256` and `local.pieceBytes`.
 pub(super) fn read_store_options(local: &JsValue) -> Result<StoreOptions, ApiError> {
     let bad = |m: String| ApiError::new(ErrorCode::BadRequest, m);
-    let enabled = match get(local, "cache") {
-        v if v.is_undefined() || v.is_null() => true,
-        v => v
-            .as_bool()
-            .ok_or_else(|| bad("local.cache must be true or false".into()))?,
-    };
     Ok(StoreOptions {
-        enabled,
+        enabled: get_bool(local, "cache", true)?,
         piece_bytes: get_number(local, "pieceBytes")?
             .map_or(StoreOptions::default().piece_bytes, |n| n as u64),
         sha256: get_string(local, "sha256")?
@@ -139,18 +165,30 @@ pub(super) fn read_store_options(local: &JsValue) -> Result<StoreOptions, ApiErr
     })
 }
 
-/// The request object (`signal` taken out) and its abort signal.
-pub(super) fn read_params(params: &JsValue) -> Result<(ChatParams, Option<AbortSignal>), ApiError> {
+/// A request: the parsed parameters, the request object as JSON (`signal` taken out) and its
+/// abort signal.
+pub(super) struct Request {
+    pub params: ChatParams,
+    pub json: Value,
+    pub signal: Option<AbortSignal>,
+}
+
+/// Reads and checks the request object.
+pub(super) fn read_params(params: &JsValue) -> Result<Request, ApiError> {
     let signal = get(params, "signal").dyn_into::<AbortSignal>().ok();
     let copy = Object::assign(&Object::new(), &Object::from(params.clone()));
     let _ = Reflect::delete_property(&copy, &"signal".into());
-    let value: Value = serde_wasm_bindgen::from_value(copy.into()).map_err(|e| {
+    let json: Value = serde_wasm_bindgen::from_value(copy.into()).map_err(|e| {
         ApiError::new(
             ErrorCode::BadRequest,
             format!("the request is not JSON-like: {e}"),
         )
     })?;
-    Ok((ChatParams::from_json(value)?, signal))
+    Ok(Request {
+        params: ChatParams::from_json(json.clone())?,
+        json,
+        signal,
+    })
 }
 
 /// `target[key]` (`undefined` when `target` is not an object).
@@ -167,6 +205,19 @@ fn get_string(target: &JsValue, key: &str) -> Result<Option<String>, ApiError> {
         true => Ok(None),
         false => v.as_string().map(Some).ok_or_else(|| {
             ApiError::new(ErrorCode::BadRequest, format!("`{key}` must be a string"))
+        }),
+    }
+}
+
+/// `target[key]` as a boolean, `default` when absent.
+fn get_bool(target: &JsValue, key: &str, default: bool) -> Result<bool, ApiError> {
+    match get(target, key) {
+        v if v.is_undefined() || v.is_null() => Ok(default),
+        v => v.as_bool().ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::BadRequest,
+                format!("`{key}` must be true or false"),
+            )
         }),
     }
 }

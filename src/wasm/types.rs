@@ -26,6 +26,12 @@ export interface LlamaClientOptions {
     sha256?: string;
     /** Download piece size in bytes (default 16 MiB, at least 4 KiB). */
     pieceBytes?: number;
+    /**
+     * Run the model in a dedicated Web Worker (default true), so loading and generating never block the page's
+     * thread. Where the worker cannot run it (no Worker, no WebGPU in workers, llama_web_worker.js not served
+     * beside llama_web.js) the model runs on the page's thread, with a console warning.
+     */
+    worker?: boolean;
   };
   remote?: {
     /** Default: the IONOS AI Model Hub, https://openai.inference.de-txl.ionos.com/v1 */

@@ -209,7 +209,8 @@ test("dispose() frees the model's GPU memory and the client then refuses request
   const r = await page.evaluate(async (modelUrl) => {
     const pkg = window.pkg;
     const before = await pkg.gpuMemory();
-    const client = await pkg.LlamaClient.create({ mode: "local", local: { modelUrl, contextSize: 160 } });
+    // On the page's thread, where gpuMemory() sees its device (worker.test.mjs: the worker's case).
+    const client = await pkg.LlamaClient.create({ mode: "local", local: { modelUrl, contextSize: 160, worker: false } });
     await client.chat.completions.create({ messages: [{ role: "user", content: "hi" }], max_tokens: 2 });
     const loaded = await pkg.gpuMemory();
     client.dispose();

@@ -165,11 +165,13 @@ test("sha256: a wrong one is bad_model with nothing kept, the right one loads", 
 test("too little storage is storage_quota; auto mode answers remotely and says why", { timeout: 300_000 }, async () => {
   copyFileSync(Q8_0, join(dir, "f.gguf"));
   const r = await page.evaluate(async (baseUrl) => {
+    // The estimate is replaced on the page's thread, so the model loads there (the worker runs
+    // the same check on its own navigator.storage).
     const real = navigator.storage.estimate;
     navigator.storage.estimate = async () => ({ quota: 50_000, usage: 40_000 });
     try {
-      const local = await window.loadAndAsk("/store/f.gguf");
-      const auto = await window.loadAndAsk("/store/f.gguf", {},
+      const local = await window.loadAndAsk("/store/f.gguf", { worker: false });
+      const auto = await window.loadAndAsk("/store/f.gguf", { worker: false },
         { mode: "auto", remote: { baseUrl, apiKey: "k" } });
       return { local, auto };
     } finally {
