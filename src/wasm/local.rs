@@ -31,7 +31,9 @@ pub struct Progress {
     pub loaded_bytes: u64,
     /// The file's size.
     pub total_bytes: u64,
-    /// Seconds left at the rate so far (`None` before there is a rate).
+    /// Seconds left at the rate so far — while downloading, the rate of bytes really fetched
+    /// (a resumed download's stored pieces do not count) — `None` before there is a rate and
+    /// while compiling.
     pub eta_seconds: Option<f64>,
 }
 
@@ -110,8 +112,11 @@ impl LocalBackend {
                 false => source.loaded().min(total),
             };
             let seconds = (js_sys::Date::now() - started) / 1000.0;
-            let eta = (phase != COMPILE && loaded > 0 && seconds > 0.0)
-                .then(|| seconds / loaded as f64 * total.saturating_sub(loaded) as f64);
+            let eta = match (phase, done) {
+                (COMPILE, _) => None,
+                (_, true) => Some(0.0),
+                _ => source.eta_seconds(seconds),
+            };
             on_progress(Progress {
                 phase,
                 loaded_bytes: loaded,

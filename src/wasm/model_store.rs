@@ -16,7 +16,7 @@ use std::ops::Range;
 use futures_util::future::join_all;
 use web_sys::AbortSignal;
 
-use super::opfs::{self, Dir};
+use super::opfs::{self, Dir, EntryLock};
 use super::range_fetch::{RangeError, get_range};
 use crate::gguf::{ByteSource, GgufError, GgufHeader, MemorySource};
 use crate::store::{
@@ -65,6 +65,11 @@ pub struct StoredSource {
     signal: Option<AbortSignal>,
     /// Bytes the load has read so far (progress).
     loaded: Cell<u64>,
+    /// Bytes fetched over the network so far, and the bytes the load must fetch (the ETA).
+    downloaded: Cell<u64>,
+    to_download: Cell<u64>,
+    /// Held while this load uses its store entry.
+    _lock: Option<EntryLock>,
     /// The entry was complete when the load began: the progress phase is `cache`.
     from_cache: bool,
     /// The typed cause of the last failed read (the loader only sees a `GgufError`).
@@ -95,6 +100,10 @@ impl StoredSource {
             false => None,
         };
         let key = entry_key(url);
+        let lock = match &root {
+            Some(_) => Some(EntryLock::acquire(&key, signal.as_ref()).await?),
+            None => None,
+        };
         let (dir, stored_meta) = match &root {
             Some(root) => match root.child(&key, false).await? {
                 Some(dir) => {
@@ -120,11 +129,14 @@ impl StoredSource {
         let mut source = Self {
             url: url.to_string(),
             pieces: Pieces::new(version.len, options.piece_bytes),
-            version,
+            version: version.clone(),
             entry: None,
             prefix: MemorySource::new(Vec::new()),
             signal,
             loaded: Cell::new(0),
+            downloaded: Cell::new(0),
+            to_download: Cell::new(version.len),
+            _lock: lock,
             from_cache: false,
             failure: RefCell::new(None),
         };
@@ -178,10 +190,14 @@ impl StoredSource {
         }
         self.from_cache = present.iter().all(|&p| p);
         let needed = self.version.len - stored;
+        self.to_download.set(needed);
         if needed > 0
             && let Some(available) = opfs::available_bytes().await
             && needed > available
         {
+            if stored == 0 {
+                root.remove(&key).await?;
+            }
             return Err(StoreError::Quota { needed, available });
         }
         opfs::ask_persistence();
@@ -227,6 +243,26 @@ impl StoredSource {
     /// Bytes of the file the load has read so far.
     pub fn loaded(&self) -> u64 {
         self.loaded.get()
+    }
+
+    /// Seconds left at the rate so far, `seconds` into the load: by the bytes fetched over the
+    /// network while downloading (pieces already stored are not counted as progress), by the
+    /// bytes read while reading the store. `None` before there is a rate.
+    pub fn eta_seconds(&self, seconds: f64) -> Option<f64> {
+        let (moved, left) = match self.from_cache {
+            true => (
+                self.loaded.get(),
+                self.len().saturating_sub(self.loaded.get()),
+            ),
+            false => {
+                let downloaded = self.downloaded.get();
+                (
+                    downloaded,
+                    self.to_download.get().saturating_sub(downloaded),
+                )
+            }
+        };
+        (moved > 0 && seconds > 0.0).then(|| seconds / moved as f64 * left as f64)
     }
 
     /// The progress phase: `"cache"` when the whole file was stored, else `"download"`.
@@ -279,6 +315,7 @@ impl StoredSource {
                 .await
                 .map_err(|e| range_error(&self.url, e, offset + len))?;
             self.check_version(&answer.version)?;
+            self.downloaded.set(self.downloaded.get() + len);
             return Ok(answer.bytes);
         };
         let mut out = vec![0u8; len as usize];
@@ -334,6 +371,8 @@ impl StoredSource {
                 .write(&Pieces::file_name(index), &answer.bytes)
                 .await?;
             entry.present.borrow_mut()[index as usize] = true;
+            let fetched = answer.bytes.len() as u64;
+            self.downloaded.set(self.downloaded.get() + fetched);
             self.advance_hash(entry, Some((index, &answer.bytes)))
                 .await?;
             pieces.push(answer.bytes);

@@ -1,8 +1,10 @@
-//! The model store's file I/O on the origin private file system (OPFS), typed: the calls of
-//! `opfs.js`, with the browser's exceptions turned into [`StoreError`]s.
+//! The model store's file I/O on the origin private file system (OPFS) — or, where OPFS is
+//! missing or refused, the Cache API in the same layout — typed: the calls of `opfs.js`, with
+//! the browser's exceptions turned into [`StoreError`]s; and the Web Lock on one entry.
 
-use js_sys::{Array, Reflect, Uint8Array};
+use js_sys::{Array, Function, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
+use web_sys::AbortSignal;
 
 use crate::store::StoreError;
 
@@ -31,6 +33,28 @@ extern "C" {
     async fn storage_estimate() -> JsValue;
     #[wasm_bindgen(js_name = askPersistence)]
     fn ask_persistence_js();
+    #[wasm_bindgen(js_name = lockEntry, catch)]
+    async fn lock_entry(name: &str, signal: Option<AbortSignal>) -> Result<JsValue, JsValue>;
+}
+
+/// The Web Lock on one store entry, held until dropped: a second tab (or worker) loading the
+/// same model waits, then finds the pieces the first stored.
+pub struct EntryLock(Option<Function>);
+
+impl EntryLock {
+    /// Waits for the lock on entry `key` (no lock where the browser has no Web Locks).
+    pub async fn acquire(key: &str, signal: Option<&AbortSignal>) -> Result<Self, StoreError> {
+        let release = lock_entry(key, signal.cloned()).await.map_err(storage)?;
+        Ok(Self(release.dyn_into::<Function>().ok()))
+    }
+}
+
+impl Drop for EntryLock {
+    fn drop(&mut self) {
+        if let Some(release) = self.0.take() {
+            let _ = release.call0(&JsValue::NULL);
+        }
+    }
 }
 
 /// A directory of the store.
@@ -38,7 +62,8 @@ extern "C" {
 pub struct Dir(JsValue);
 
 impl Dir {
-    /// The store's root directory; `None` where the browser has no OPFS (or refuses it here).
+    /// The store's root directory (OPFS, else the Cache API); `None` where the browser has
+    /// neither (or refuses both here).
     pub async fn root() -> Option<Dir> {
         let root = store_root().await;
         (!root.is_null() && !root.is_undefined()).then_some(Dir(root))

@@ -27,6 +27,11 @@ before(async () => {
   api = await startOpenAiServer({ port: 0 });
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
   page = await browser.newPage();
+  await preparePage(page);
+});
+
+/** Loads the package into `page` and defines the helpers the tests call. */
+async function preparePage(page) {
   page.on("pageerror", (e) => console.error("page error:", e.message));
   await page.goto(`${server.url}bench.html?model=none`);
   await page.evaluate(async (piece) => {
@@ -55,7 +60,7 @@ before(async () => {
     window.stored = async () => Object.fromEntries(
       (await pkg.LlamaClient.cache.list()).map((m) => [new URL(m.url, location.href).pathname, m]));
   }, PIECE);
-});
+}
 after(async () => {
   await browser?.close();
   await api?.close();
@@ -180,8 +185,64 @@ test("too little storage is storage_quota; auto mode answers remotely and says w
   }, `${api.url}ok/v1`);
   assert.equal(r.local.code, "storage_quota", JSON.stringify(r.local));
   assert.match(r.local.message, /10000 are available/);
+  assert.equal((await page.evaluate(() => window.stored()))["/store/f.gguf"], undefined, "no empty entry is left");
   assert.equal(r.auto.backend, "remote", JSON.stringify(r.auto));
   assert.match(r.auto.reason, /not enough browser storage/);
+});
+
+test("two tabs loading one model take turns on its entry: every piece is downloaded once", { timeout: 300_000 }, async () => {
+  copyFileSync(Q8_0, join(dir, "h.gguf"));
+  const size = readFileSync(Q8_0).length;
+  const context = await browser.newContext(); // one profile: its two pages share the origin's storage
+  try {
+    const tabs = [await context.newPage(), await context.newPage()];
+    for (const tab of tabs) await preparePage(tab);
+    server.requests.length = 0;
+    const [a, b] = await Promise.all(tabs.map((tab) => tab.evaluate(() => window.loadAndAsk("/store/h.gguf"))));
+    assert.equal(a.code, undefined, a.message);
+    assert.equal(b.code, undefined, b.message);
+    assert.equal(a.text, b.text);
+    const ranges = requestsFor("/store/h.gguf");
+    assert.deepEqual(ranges.filter((r) => r === "bytes=0-0"), ["bytes=0-0", "bytes=0-0"]);
+    assert.equal(rangeBytes(ranges.filter((r) => r !== "bytes=0-0")), size, JSON.stringify(ranges));
+    assert.deepEqual([a.phases, b.phases].map((p) => p[0]).sort(), ["cache", "download"]);
+  } finally {
+    await context.close();
+  }
+});
+
+test("without OPFS the store is kept in the Cache API, with the same behaviour", { timeout: 300_000 }, async () => {
+  copyFileSync(Q8_0, join(dir, "g.gguf"));
+  server.requests.length = 0;
+  const r = await page.evaluate(async () => {
+    // On the page's thread, where OPFS can be hidden from the package.
+    const real = StorageManager.prototype.getDirectory;
+    StorageManager.prototype.getDirectory = undefined;
+    try {
+      const first = await window.loadAndAsk("/store/g.gguf", { worker: false });
+      const second = await window.loadAndAsk("/store/g.gguf", { worker: false });
+      const entry = (await window.stored())["/store/g.gguf"];
+      const cached = (await (await caches.open("llama-web-models")).keys()).length;
+      const deleted = await window.pkg.LlamaClient.cache.delete("/store/g.gguf");
+      const left = (await (await caches.open("llama-web-models")).keys()).length;
+      return { first, second, entry, cached, deleted, left };
+    } finally {
+      StorageManager.prototype.getDirectory = real;
+    }
+  });
+  assert.equal(r.first.code, undefined, r.first.message);
+  assert.deepEqual(r.first.phases, ["download", "compile"]);
+  assert.deepEqual(r.second.phases, ["cache", "compile"]);
+  assert.equal(r.second.text, r.first.text);
+  const ranges = requestsFor("/store/g.gguf");
+  const size = readFileSync(Q8_0).length;
+  assert.equal(rangeBytes(ranges.filter((x) => x !== "bytes=0-0")), size, "the second load fetched no model bytes");
+  assert.equal(r.entry.complete, true);
+  assert.equal(r.entry.bytes, size);
+  assert.ok(r.cached > 2, `${r.cached} cached responses`);
+  assert.equal(r.deleted, true);
+  assert.equal(r.left, 0, "nothing is left in the cache");
+  assert.equal((await page.evaluate(() => window.stored()))["/store/g.gguf"], undefined, "OPFS holds no copy");
 });
 
 test("cache.delete and cache.clear empty the store", { timeout: 60_000 }, async () => {
