@@ -17,9 +17,17 @@
 //   500         HTTP 500
 //   stall       two chunks, then nothing (the connection stays open)
 //   malformed   one chunk, then half a JSON object
+//   html        HTTP 200 with an HTML page (a captive portal, a proxy's error page)
+//   json-stream a stream request answered with one JSON chat.completion
+//   truncated   three chunks, then the body ends cleanly: no finish_reason, no [DONE]
+//   no-headers  nothing at all: the response headers never come
+//   drip        two chunks, then an SSE comment every 200 ms and no data, forever
+//   503-once-X  HTTP 503 with Retry-After: 1 the first time X is seen, then `ok`
+//   ctx-llamacpp llama.cpp's server's 400 for a prompt beyond its context
 //
-// GET /__requests lists the requests received (method, case, authorization, body, and `closedEarly`:
-// the client hung up before the answer ended) and DELETE /__requests forgets them. Usage: node tests/openai-server.mjs [--port 8081]
+// GET /__requests lists the requests received (method, case, authorization — redacted —, body, and
+// `closedEarly`: the client hung up before the answer ended) and DELETE /__requests forgets them; that
+// route sends no CORS headers, so no other origin's page can read it. In-process users read `requests`. Usage: node tests/openai-server.mjs [--port 8081]
 import { createServer } from "node:http";
 
 const MODEL = "meta-llama/Meta-Llama-3.1-8B-Instruct";
@@ -119,7 +127,9 @@ export async function startOpenAiServer({ port = 0, host = "127.0.0.1" } = {}) {
     }
     if (url.pathname === "/__requests") {
       if (req.method === "DELETE") requests.length = 0;
-      return sendJson(res, 200, requests);
+      const redacted = requests.map((r) => ({ ...r, authorization: r.authorization && "<redacted>" }));
+      res.writeHead(200, { "content-type": "application/json" });
+      return res.end(JSON.stringify(redacted));
     }
     const m = /^\/([^/]+)\/v1\/chat\/completions$/.exec(url.pathname);
     if (!m || req.method !== "POST") return sendJson(res, 404, { error: { message: `no route ${req.method} ${url.pathname}` } });
@@ -136,10 +146,11 @@ export async function startOpenAiServer({ port = 0, host = "127.0.0.1" } = {}) {
     requests.push(record);
     res.on("close", () => { record.closedEarly = !res.writableFinished; });
 
-    if (name.startsWith("429-once-")) {
+    for (const [prefix, status] of [["429-once-", 429], ["503-once-", 503]]) {
+      if (!name.startsWith(prefix)) continue;
       if (!seen.has(name)) {
         seen.add(name);
-        return sendJson(res, 429, { error: { message: "rate limit, try again in a second" } }, { "retry-after": "1" });
+        return sendJson(res, status, { error: { message: "busy, try again in a second" } }, { "retry-after": "1" });
       }
       name = "ok";
     }
@@ -150,6 +161,21 @@ export async function startOpenAiServer({ port = 0, host = "127.0.0.1" } = {}) {
         return sendJson(res, 429, { error: { message: "rate limit" } }, { "retry-after": "1" });
       case "500":
         return sendJson(res, 500, { error: { message: "internal error" } });
+      case "ctx-llamacpp":
+        return sendJson(res, 400, { error: { code: 400, type: "exceed_context_size_error",
+          message: "the request exceeds the available context size, try increasing it" } });
+      case "html":
+        res.writeHead(200, { "content-type": "text/html; charset=utf-8", ...CORS });
+        return res.end("<!doctype html><title>Sign in to the Wi-Fi</title><p>Please sign in.</p>");
+      case "no-headers":
+        return; // the client's time limit must end it
+    }
+    if (name === "json-stream") {
+      return sendJson(res, 200, {
+        id: "chatcmpl-loopback", object: "chat.completion", created: 1_780_000_000, model: MODEL,
+        choices: [{ index: 0, message: { role: "assistant", content: replyPieces(body).join("") }, finish_reason: "stop" }],
+        usage: { prompt_tokens: 3, completion_tokens: 6, total_tokens: 9 },
+      });
     }
     if (!body.stream) {
       const text = replyPieces(body).join("");
@@ -183,6 +209,15 @@ export async function startOpenAiServer({ port = 0, host = "127.0.0.1" } = {}) {
       case "malformed":
         res.write(encodeEvents(events.slice(0, 2)));
         return res.end('data: {"id": "chatcmpl-loopback", "choices": [{"delta": {"content": "x"\n\n');
+      case "truncated":
+        return res.end(encodeEvents(events.slice(0, 3)));
+      case "drip":
+        res.write(encodeEvents(events.slice(0, 2)));
+        while (!res.destroyed) {
+          res.write(": keep-alive\n\n");
+          await sleep(200);
+        }
+        return;
       default: // ok, tools
         for (const e of events) {
           if (res.destroyed) return;

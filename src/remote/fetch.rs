@@ -8,11 +8,15 @@ use futures_util::future::{Either, select};
 use gloo_timers::future::TimeoutFuture;
 use js_sys::{Function, Promise, Reflect, Uint8Array};
 use serde_json::Value;
+use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{AbortSignal, ReadableStreamDefaultReader};
+use web_sys::{AbortController, AbortSignal, ReadableStreamDefaultReader};
 
-use super::protocol::{ChunkDecoder, RetryPolicy, StreamItem, error_for_status, parse_retry_after};
+use super::body::{
+    BodyKind, ChunkDecoder, StreamItem, completion_as_chunks, parse_completion, unexpected_body,
+};
+use super::protocol::{RetryPolicy, error_for_status, parse_retry_after};
 use crate::api::{ApiError, ChatParams, ErrorCode};
 
 /// Where the bearer token comes from. It is held only as long as the client lives, never
@@ -51,10 +55,29 @@ pub struct RemoteClient {
     pub stall_timeout_ms: u32,
 }
 
+/// How an attempt failed: whether the retry policy may send the request again.
+enum Failure {
+    /// The policy decides (by the status: 429, 503, or no connection).
+    MayRetry(ApiError),
+    /// Never sent again.
+    Final(ApiError),
+}
+
+impl From<ApiError> for Failure {
+    fn from(e: ApiError) -> Self {
+        Failure::MayRetry(e)
+    }
+}
+
+/// A whole answer (`stream: false`) may take this many stall timeouts to come.
+const WHOLE_ANSWER_STALLS: u32 = 10;
+
 /// What a request opened.
 pub enum Opened {
     /// A streaming answer, read chunk by chunk.
     Stream(BodyReader),
+    /// A stream request answered with one `chat.completion` (JSON): its chunks.
+    Chunks(Vec<Value>),
     /// A whole `chat.completion` (`stream: false`).
     Completion(Value),
 }
@@ -73,7 +96,8 @@ impl RemoteClient {
         loop {
             let error = match self.attempt(&url, &body, params.stream, signal).await {
                 Ok(opened) => return Ok(opened),
-                Err(e) => e,
+                Err(Failure::MayRetry(e)) => e,
+                Err(Failure::Final(e)) => return Err(e),
             };
             if signal.aborted() {
                 return Err(aborted());
@@ -95,44 +119,89 @@ impl RemoteClient {
         body: &Value,
         stream: bool,
         signal: &AbortSignal,
-    ) -> Result<Opened, ApiError> {
+    ) -> Result<Opened, Failure> {
+        // This attempt's own abort, so a time limit can stop it without aborting the request.
+        let attempt = AbortController::new()
+            .map_err(|_| ApiError::new(ErrorCode::BadRequest, "no AbortController"))?;
+        follow(signal, &attempt);
+        let accept = match stream {
+            true => "text/event-stream",
+            false => "application/json",
+        };
         let mut request = gloo_net::http::Request::post(url)
             .header("content-type", "application/json")
-            .header(
-                "accept",
-                if stream {
-                    "text/event-stream"
-                } else {
-                    "application/json"
-                },
-            )
-            .abort_signal(Some(signal));
+            .header("accept", accept)
+            .abort_signal(Some(&attempt.signal()));
         if let Some(token) = self.token().await? {
             request = request.header("authorization", &format!("Bearer {token}"));
         }
         let request = request
             .body(body.to_string())
             .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?;
-        let response = request.send().await.map_err(|e| fetch_error(&e, signal))?;
-        if !response.ok() {
-            let now = js_sys::Date::now() / 1000.0;
-            let retry_after = response
-                .headers()
-                .get("retry-after")
-                .and_then(|v: String| parse_retry_after(&v, now));
-            let text = response.text().await.unwrap_or_default();
-            return Err(error_for_status(response.status(), &text, retry_after));
-        }
-        if !stream {
-            let text = response.text().await.map_err(|e| fetch_error(&e, signal))?;
-            let value: Value = serde_json::from_str(&text).map_err(|e| {
-                ApiError::new(
+        // A stream's headers come at once; a whole answer's only when it is generated.
+        let limit_ms = match stream {
+            true => self.stall_timeout_ms,
+            false => self.stall_timeout_ms.saturating_mul(WHOLE_ANSWER_STALLS),
+        };
+        let answered = async {
+            let response = request.send().await.map_err(|e| fetch_error(&e, signal))?;
+            let status = response.status();
+            if !response.ok() {
+                let now = js_sys::Date::now() / 1000.0;
+                let retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v: String| parse_retry_after(&v, now));
+                let text = response.text().await.unwrap_or_default();
+                return Err(error_for_status(status, &text, retry_after));
+            }
+            let content_type = response.headers().get("content-type");
+            let kind = BodyKind::of(content_type.as_deref(), stream);
+            let content_type = content_type.unwrap_or_default();
+            if kind == BodyKind::EventStream && stream {
+                return Ok(Ok(response));
+            }
+            // What is not a stream is read whole (a page, JSON): errors say what it was.
+            let text = response
+                .text()
+                .await
+                .map_err(|e| fetch_error(&e, signal).with_status(status))?;
+            let completion = match kind {
+                BodyKind::Json => parse_completion(status, &content_type, &text)?,
+                _ => {
+                    let what = match stream {
+                        true => "what is not an event stream",
+                        false => "what is not JSON",
+                    };
+                    return Err(unexpected_body(status, &content_type, what, &text));
+                }
+            };
+            Ok(Err(completion))
+        };
+        let response = match select(Box::pin(answered), TimeoutFuture::new(limit_ms)).await {
+            Either::Left((answered, _)) => answered?,
+            Either::Right(_) => {
+                // Not retried: the server may have taken the request.
+                attempt.abort();
+                return Err(Failure::Final(ApiError::new(
                     ErrorCode::Network,
-                    format!("the endpoint sent malformed JSON ({e})"),
-                )
-            })?;
-            return Ok(Opened::Completion(value));
-        }
+                    format!(
+                        "the endpoint did not answer within {} s",
+                        limit_ms as f64 / 1000.0
+                    ),
+                )));
+            }
+        };
+        let response = match response {
+            Ok(response) => response,
+            // A whole answer; a stream request answered by one is given as its chunks.
+            Err(completion) => {
+                return Ok(match stream {
+                    true => Opened::Chunks(completion_as_chunks(&completion)),
+                    false => Opened::Completion(completion),
+                });
+            }
+        };
         let body = response
             .body()
             .ok_or_else(|| ApiError::new(ErrorCode::Network, "the endpoint sent no body"))?;
@@ -143,6 +212,7 @@ impl RemoteClient {
             pending: VecDeque::new(),
             finished: false,
             stall_timeout_ms: self.stall_timeout_ms,
+            last_progress_ms: js_sys::Date::now(),
         }))
     }
 
@@ -150,7 +220,7 @@ impl RemoteClient {
         let auth_error = |m: &str| ApiError::new(ErrorCode::Auth, m.to_string());
         match &self.auth {
             Auth::None => Ok(None),
-            Auth::Key(key) => Ok(Some(key.clone())),
+            Auth::Key(key) => header_safe(key).map(|t| Some(t.to_string())),
             Auth::Callback(f) => {
                 let value = f
                     .call0(&JsValue::NULL)
@@ -161,10 +231,11 @@ impl RemoteClient {
                         .map_err(|_| auth_error("getToken() rejected"))?,
                     Err(value) => value,
                 };
-                value
+                let token = value
                     .as_string()
-                    .map(Some)
-                    .ok_or_else(|| auth_error("getToken() did not give a string"))
+                    .ok_or_else(|| auth_error("getToken() did not give a string"))?;
+                header_safe(&token)?;
+                Ok(Some(token))
             }
         }
     }
@@ -177,6 +248,8 @@ pub struct BodyReader {
     pending: VecDeque<Result<StreamItem, ApiError>>,
     finished: bool,
     stall_timeout_ms: u32,
+    /// When the last event came (SSE comments and partial lines are not progress).
+    last_progress_ms: f64,
 }
 
 impl BodyReader {
@@ -199,7 +272,8 @@ impl BodyReader {
                 None => {}
             }
             let read = JsFuture::from(self.reader.read());
-            let stall = TimeoutFuture::new(self.stall_timeout_ms);
+            let silent_ms = (js_sys::Date::now() - self.last_progress_ms).max(0.0) as u32;
+            let stall = TimeoutFuture::new(self.stall_timeout_ms.saturating_sub(silent_ms));
             let result = match select(read, stall).await {
                 Either::Left((result, _)) => result.map_err(|e| js_error(&e, signal))?,
                 Either::Right(_) => {
@@ -207,7 +281,7 @@ impl BodyReader {
                     return Err(ApiError::new(
                         ErrorCode::Network,
                         format!(
-                            "the endpoint sent nothing for {} s and the stream was closed",
+                            "the endpoint sent no data for {} s and the stream was closed",
                             self.stall_timeout_ms as f64 / 1000.0
                         ),
                     ));
@@ -226,6 +300,9 @@ impl BodyReader {
                     .unwrap_or_default();
                 self.decoder.push(&bytes)
             };
+            if !items.is_empty() {
+                self.last_progress_ms = js_sys::Date::now();
+            }
             self.pending.extend(items);
         }
     }
@@ -234,6 +311,35 @@ impl BodyReader {
     pub fn cancel(&self) {
         let _ = self.reader.cancel();
     }
+}
+
+/// `token` if an HTTP header can carry it (Latin-1, no line breaks or NUL): `fetch` would
+/// throw on anything else (a pasted "…", a stray newline).
+fn header_safe(token: &str) -> Result<&str, ApiError> {
+    match token
+        .chars()
+        .find(|&c| c as u32 > 0xFF || matches!(c, '\r' | '\n' | '\0'))
+    {
+        None => Ok(token),
+        Some(c) => Err(ApiError::new(
+            ErrorCode::Auth,
+            format!(
+                "the token contains {c:?} (U+{:04X}), which an HTTP header cannot carry; check what was pasted",
+                c as u32
+            ),
+        )),
+    }
+}
+
+/// When `user` aborts, abort `ours` too.
+fn follow(user: &AbortSignal, ours: &AbortController) {
+    if user.aborted() {
+        ours.abort();
+        return;
+    }
+    let ours = ours.clone();
+    let on_abort = Closure::once_into_js(move || ours.abort());
+    let _ = user.add_event_listener_with_callback("abort", on_abort.unchecked_ref());
 }
 
 fn aborted() -> ApiError {
@@ -264,7 +370,10 @@ fn fetch_error(e: &gloo_net::Error, signal: &AbortSignal) -> ApiError {
     }
     ApiError::new(
         ErrorCode::Network,
-        format!("the endpoint could not be reached: {e}"),
+        format!(
+            "the endpoint could not be reached ({e}): the network is down, the server is not \
+             there, or it does not allow this page's origin (CORS)"
+        ),
     )
 }
 

@@ -1,10 +1,12 @@
 //! The remote backend: an OpenAI-compatible chat-completions endpoint (the IONOS AI Model Hub
 //! by default), streamed over `fetch`.
 //!
-//! The protocol — server-sent events in arbitrary pieces, chunks, HTTP failures as typed errors,
-//! retries with backoff that honour `Retry-After` — is plain Rust, tested natively; the transport
+//! The protocol — server-sent events in arbitrary pieces, chunks, bodies checked against what
+//! was asked for, HTTP failures as typed errors, retries with backoff that honour `Retry-After`
+//! — is plain Rust, tested natively; the transport
 //! (`fetch` through gloo-net, abort, stall timeout) exists in the browser build only.
 
+pub mod body;
 pub mod protocol;
 pub mod sse;
 

@@ -1,9 +1,8 @@
-//! What the endpoint's answers mean: HTTP statuses and error bodies as typed errors, the
-//! stream's events as chunks, and when (and how long) to wait before trying again.
+//! What the endpoint's failures mean: HTTP statuses and error bodies as typed errors, and
+//! when (and how long) to wait before trying again. What its bodies hold: `body.rs`.
 
 use serde_json::Value;
 
-use super::sse::{SseEvent, SseParser};
 use crate::api::{ApiError, ErrorCode};
 
 /// The typed error for an HTTP failure: `status`, the response `body` (OpenAI's
@@ -24,6 +23,8 @@ pub fn error_for_status(status: u16, body: &str, retry_after_seconds: Option<f64
                 "context_length",
                 "maximum context",
                 "too many tokens",
+                // llama.cpp's server: "the request exceeds the available context size".
+                "context size",
             ]) =>
         {
             ErrorCode::ContextOverflow
@@ -44,7 +45,7 @@ pub fn error_for_status(status: u16, body: &str, retry_after_seconds: Option<f64
         false => format!("{what} (HTTP {status}): {detail}"),
     };
     let mut error = ApiError::new(code, message).with_status(status);
-    if code == ErrorCode::RateLimited {
+    if code == ErrorCode::RateLimited || status == 503 {
         error.retry_after_seconds = retry_after_seconds;
     }
     error
@@ -60,7 +61,7 @@ fn error_message(body: &str) -> Option<String> {
     }
 }
 
-fn shorten(text: &str) -> String {
+pub(super) fn shorten(text: &str) -> String {
     let text = text.trim();
     match text.char_indices().nth(200) {
         Some((i, _)) => format!("{}…", &text[..i]),
@@ -155,108 +156,9 @@ impl RetryPolicy {
     }
 }
 
-/// One thing the stream delivered.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StreamItem {
-    /// A `chat.completion.chunk`, as the endpoint sent it.
-    Chunk(Value),
-    /// `[DONE]`: the stream is complete.
-    Done,
-}
-
-/// Turns the body of a streaming response into chunks: SSE events → JSON chunks, `[DONE]`,
-/// and errors the endpoint reports inside the stream (`{"error": …}`).
-#[derive(Debug, Default)]
-pub struct ChunkDecoder {
-    sse: SseParser,
-    done: bool,
-}
-
-impl ChunkDecoder {
-    /// A decoder at the start of a body.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Decodes the next piece of the body: its chunks in order, ending with an error if one of
-    /// its events is one (the chunks before it still count). Nothing after `[DONE]` or an
-    /// error counts.
-    pub fn push(&mut self, bytes: &[u8]) -> Vec<Result<StreamItem, ApiError>> {
-        let events = self.sse.push(bytes);
-        self.decode(events)
-    }
-
-    /// Decodes what remains at the end of the body. A body that ends without `[DONE]` ends the
-    /// stream all the same (some servers omit it); `Done` is always the last item.
-    pub fn finish(&mut self) -> Vec<Result<StreamItem, ApiError>> {
-        let events = self.sse.finish();
-        let mut items = self.decode(events);
-        if !self.done {
-            self.done = true;
-            items.push(Ok(StreamItem::Done));
-        }
-        items
-    }
-
-    /// Whether the stream is over (`[DONE]` or an error seen).
-    pub fn is_done(&self) -> bool {
-        self.done
-    }
-
-    fn decode(&mut self, events: Vec<SseEvent>) -> Vec<Result<StreamItem, ApiError>> {
-        let mut items = Vec::new();
-        for event in events {
-            if self.done {
-                break;
-            }
-            let item = decode_event(&event.data);
-            self.done = !matches!(item, Ok(StreamItem::Chunk(_)));
-            items.push(item);
-        }
-        items
-    }
-}
-
-/// One event's data: a chunk, `[DONE]`, or the error it reports or is.
-fn decode_event(data: &str) -> Result<StreamItem, ApiError> {
-    let data = data.trim();
-    if data == "[DONE]" {
-        return Ok(StreamItem::Done);
-    }
-    let value: Value = serde_json::from_str(data).map_err(|e| {
-        ApiError::new(
-            ErrorCode::Network,
-            format!(
-                "the endpoint sent malformed JSON in its stream ({e}): {}",
-                shorten(data)
-            ),
-        )
-    })?;
-    if let Some(error) = value.get("error") {
-        let status = error
-            .get("code")
-            .and_then(Value::as_u64)
-            .and_then(|c| u16::try_from(c).ok())
-            .filter(|c| (400..600).contains(c))
-            .unwrap_or(500);
-        return Err(error_for_status(status, data, None));
-    }
-    if !value.is_object() || value.get("choices").is_none_or(|c| !c.is_array()) {
-        return Err(ApiError::new(
-            ErrorCode::Network,
-            format!(
-                "the endpoint sent a chunk without choices: {}",
-                shorten(data)
-            ),
-        ));
-    }
-    Ok(StreamItem::Chunk(value))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn statuses_map_to_the_stable_codes() {
@@ -290,7 +192,7 @@ mod tests {
             assert_eq!(e.status, Some(status));
             assert_eq!(
                 e.retry_after_seconds.is_some(),
-                code == ErrorCode::RateLimited
+                code == ErrorCode::RateLimited || status == 503
             );
         }
         let e = error_for_status(429, r#"{"error":{"message":"slow down"}}"#, Some(2.0));
@@ -360,71 +262,15 @@ mod tests {
         }
     }
 
-    fn chunk(text: &str) -> String {
-        json!({"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": text}}]})
-            .to_string()
-    }
-
     #[test]
-    fn the_stream_yields_chunks_then_done_and_ignores_what_follows() {
-        let body = format!(
-            "data: {}\n\ndata: {}\n\ndata: [DONE]\n\ndata: {}\n\n",
-            chunk("a"),
-            chunk("b"),
-            chunk("late")
-        );
-        let mut decoder = ChunkDecoder::new();
-        let mut items = decoder.push(body.as_bytes());
-        items.extend(decoder.finish());
-        assert_eq!(items.len(), 3);
-        assert_eq!(items[2], Ok(StreamItem::Done));
-        assert!(
-            matches!(&items[1], Ok(StreamItem::Chunk(c)) if c["choices"][0]["delta"]["content"] == "b")
-        );
-    }
-
-    #[test]
-    fn a_stream_without_done_still_ends() {
-        let mut decoder = ChunkDecoder::new();
-        let items = decoder.push(format!("data: {}\n\n", chunk("a")).as_bytes());
-        assert_eq!(items.len(), 1);
-        assert!(!decoder.is_done());
-        assert_eq!(decoder.finish(), [Ok(StreamItem::Done)]);
-    }
-
-    #[test]
-    fn malformed_json_and_errors_in_the_stream_are_typed() {
-        let mut decoder = ChunkDecoder::new();
-        let body = format!(
-            "data: {}\n\ndata: {{\"choices\": [\n\ndata: {}\n\n",
-            chunk("a"),
-            chunk("b")
-        );
-        let items = decoder.push(body.as_bytes());
+    fn a_503_retry_after_is_honoured_and_llama_cpp_context_errors_are_context_overflow() {
+        let e = error_for_status(503, "", Some(2.0));
+        assert_eq!(e.retry_after_seconds, Some(2.0));
+        assert_eq!(RetryPolicy::default().delay(0, &e, 0.0), Some(2.0));
+        let body = r#"{"error":{"code":400,"message":"the request exceeds the available context size, try increasing it","type":"exceed_context_size_error"}}"#;
         assert_eq!(
-            items.len(),
-            2,
-            "the chunk before the error, the error, nothing after"
+            error_for_status(400, body, None).code,
+            ErrorCode::ContextOverflow
         );
-        assert!(matches!(items[0], Ok(StreamItem::Chunk(_))));
-        let err = items[1].clone().unwrap_err();
-        assert_eq!(err.code, ErrorCode::Network);
-        assert!(err.message.contains("malformed JSON"), "{}", err.message);
-        assert!(decoder.is_done() && decoder.finish().is_empty());
-
-        let first_error = |body: &[u8]| {
-            let mut decoder = ChunkDecoder::new();
-            decoder
-                .push(body)
-                .into_iter()
-                .find_map(Result::err)
-                .unwrap()
-        };
-        let err =
-            first_error(b"data: {\"error\": {\"message\": \"overloaded\", \"code\": 503}}\n\n");
-        assert_eq!((err.code, err.status), (ErrorCode::Network, Some(503)));
-        assert!(err.message.contains("overloaded"));
-        let err = first_error(b"data: {\"id\": 1}\n\n");
-        assert!(err.message.contains("without choices"), "{}", err.message);
     }
 }

@@ -308,6 +308,13 @@ async fn start(
         )),
         Backend::Remote(client) => match client.send(&params, &signal).await? {
             Opened::Completion(completion) => to_js(&completion).map_err(js_to_api),
+            Opened::Chunks(chunks) => {
+                for chunk in chunks {
+                    let _ = tx.unbounded_send(Ok(chunk));
+                }
+                drop(tx);
+                Ok(stream_object(rx, controller, cancelled))
+            }
             Opened::Stream(mut reader) => {
                 spawn_local(async move {
                     loop {

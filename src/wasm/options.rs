@@ -16,6 +16,15 @@ use crate::remote::fetch::{Auth, RemoteClient};
 use crate::remote::protocol::RetryPolicy;
 use crate::remote::{IONOS_BASE_URL, IONOS_MODEL};
 
+/// The largest `local.contextSize` taken (Llama 3.1 is trained for 131072 tokens).
+const MAX_CONTEXT: f64 = (1u32 << 20) as f64;
+/// The largest `local.pieceBytes` taken: a piece is held whole in memory while it is stored.
+const MAX_PIECE_BYTES: f64 = (256u32 << 20) as f64;
+/// The most `remote.maxRetries` taken.
+const MAX_RETRIES: f64 = 10.0;
+/// The longest `remote.stallTimeoutSeconds` taken: a day (in ms it still fits a timer).
+const MAX_STALL_SECONDS: f64 = 86_400.0;
+
 /// `create`'s options.
 pub(super) struct Options {
     pub mode: Mode,
@@ -65,7 +74,7 @@ impl LocalOptions {
         Ok(LocalOptions {
             model_url: get_string(local, "modelUrl")?
                 .ok_or_else(|| bad("local.modelUrl is missing".into()))?,
-            context_size: get_number(local, "contextSize")?.map(|n| n as usize),
+            context_size: get_integer(local, "contextSize", 1.0, MAX_CONTEXT)?.map(|n| n as usize),
             kv_format: match get_string(local, "kvCache")? {
                 None => KvFormat::default_for(DeviceChoice::Wgpu),
                 Some(name) => name.parse().map_err(bad)?,
@@ -133,12 +142,19 @@ impl Options {
             model: get_string(&remote_obj, "model")?.unwrap_or_else(|| IONOS_MODEL.into()),
             auth,
             retry: RetryPolicy {
-                max_retries: get_number(&remote_obj, "maxRetries")?
+                max_retries: get_integer(&remote_obj, "maxRetries", 0.0, MAX_RETRIES)?
                     .map_or(RetryPolicy::default().max_retries, |n| n as u32),
                 ..RetryPolicy::default()
             },
-            stall_timeout_ms: (get_number(&remote_obj, "stallTimeoutSeconds")?.unwrap_or(60.0)
-                * 1000.0) as u32,
+            stall_timeout_ms: match get_number(&remote_obj, "stallTimeoutSeconds")? {
+                None => 60_000,
+                Some(s) if s > 0.0 && s <= MAX_STALL_SECONDS => (s * 1000.0).ceil() as u32,
+                Some(_) => {
+                    return Err(bad(format!(
+                        "remote.stallTimeoutSeconds must be above 0 and at most {MAX_STALL_SECONDS} (a day)"
+                    )));
+                }
+            },
         };
         Ok(Self {
             mode,
@@ -157,7 +173,7 @@ pub(super) fn read_store_options(local: &JsValue) -> Result<StoreOptions, ApiErr
     let bad = |m: String| ApiError::new(ErrorCode::BadRequest, m);
     Ok(StoreOptions {
         enabled: get_bool(local, "cache", true)?,
-        piece_bytes: get_number(local, "pieceBytes")?
+        piece_bytes: get_integer(local, "pieceBytes", 4096.0, MAX_PIECE_BYTES)?
             .map_or(StoreOptions::default().piece_bytes, |n| n as u64),
         sha256: get_string(local, "sha256")?
             .map(|given| crate::store::parse_sha256(&given).map_err(bad))
@@ -219,6 +235,17 @@ fn get_bool(target: &JsValue, key: &str, default: bool) -> Result<bool, ApiError
                 format!("`{key}` must be true or false"),
             )
         }),
+    }
+}
+
+/// `target[key]` as a whole number in `min..=max`.
+fn get_integer(target: &JsValue, key: &str, min: f64, max: f64) -> Result<Option<f64>, ApiError> {
+    match get_number(target, key)? {
+        Some(n) if n.fract() != 0.0 || n < min || n > max => Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!("`{key}` must be a whole number from {min} to {max}"),
+        )),
+        n => Ok(n),
     }
 }
 

@@ -123,11 +123,98 @@ test("HTTP failures and broken streams end in typed errors", async () => {
 
   const stalled = await run("stall", { remote: { stallTimeoutSeconds: 1 } });
   assert.equal(stalled.error?.code, "network");
-  assert.match(stalled.error.message, /sent nothing for 1 s/);
+  assert.match(stalled.error.message, /sent no data for 1 s/);
   assert.equal(stalled.chunks.length, 2);
 
   const bad = await run("ok", { params: { temperature: 7 } });
   assert.equal(bad.error?.code, "bad_request");
+});
+
+test("answers that are not what was asked for: an HTML page is an error sent once, JSON to a stream is converted, a cut-off stream fails after its chunks", async () => {
+  for (const stream of [true, false]) {
+    api.requests.length = 0;
+    const html = await run("html", { params: { stream } });
+    assert.equal(html.error?.code, "network", `stream ${stream}: ${JSON.stringify(html.error)}`);
+    assert.equal(html.error.status, 200);
+    assert.match(html.error.message, /text\/html.*Sign in to the Wi-Fi/);
+    assert.equal(api.requests.length, 1, "an answered request is never sent again");
+  }
+  const converted = await run("json-stream");
+  assert.equal(converted.error, undefined, JSON.stringify(converted.error));
+  assert.equal(text(converted.chunks), EXPECTED);
+  assert.ok(converted.chunks.every((c) => c.object === "chat.completion.chunk"));
+  assert.equal(converted.chunks.find((c) => c.choices[0]?.finish_reason)?.choices[0].finish_reason, "stop");
+  assert.equal(converted.chunks.at(-1).usage.total_tokens, 9);
+
+  const cut = await run("truncated");
+  assert.equal(cut.error?.code, "network", JSON.stringify(cut.error));
+  assert.match(cut.error.message, /ended before the answer did/);
+  assert.equal(cut.chunks.length, 3, "the chunks that came are delivered first");
+
+  const overflow = await run("ctx-llamacpp");
+  assert.equal(overflow.error?.code, "context_overflow", JSON.stringify(overflow.error));
+});
+
+test("time limits: headers that never come, and a stream of comments only, end in network errors without a retry", async () => {
+  api.requests.length = 0;
+  const silent = await run("no-headers", { remote: { stallTimeoutSeconds: 1 } });
+  assert.equal(silent.error?.code, "network", JSON.stringify(silent.error));
+  assert.match(silent.error.message, /did not answer within 1 s/);
+  assert.ok(silent.seconds < 10, `took ${silent.seconds} s`);
+  assert.equal(api.requests.length, 1, "not sent again: the server may have taken it");
+
+  const drip = await run("drip", { remote: { stallTimeoutSeconds: 1 } });
+  assert.equal(drip.error?.code, "network", JSON.stringify(drip.error));
+  assert.match(drip.error.message, /sent no data for 1 s/);
+  assert.equal(drip.chunks.length, 2);
+  assert.ok(drip.seconds < 10, `comments do not keep a stream alive: took ${drip.seconds} s`);
+});
+
+test("a token a header cannot carry is an auth error, bad option values are bad_request, and the page can go on", async () => {
+  const token = await run("ok", { remote: { apiKey: "tok\u2026en" } });
+  assert.equal(token.error?.code, "auth", JSON.stringify(token.error));
+  assert.match(token.error.message, /U\+2026/);
+  const r = await page.evaluate(async (baseUrl) => {
+    const codes = {};
+    for (const [name, remote] of Object.entries({
+      newline: { getToken: () => "abc\ndef" }, zeroStall: { stallTimeoutSeconds: 0 },
+      hugeStall: { stallTimeoutSeconds: 3e9 }, fractionalRetries: { maxRetries: 1.5 },
+    })) {
+      try {
+        const client = await window.pkg.LlamaClient.create({ mode: "remote", remote: { baseUrl, ...remote } });
+        await client.chat.completions.create({ messages: [{ role: "user", content: "hi" }] });
+        codes[name] = "none";
+      } catch (e) {
+        codes[name] = e.code;
+      }
+    }
+    const client = await window.pkg.LlamaClient.create({ mode: "remote", remote: { baseUrl, apiKey: "k" } });
+    const after = await client.chat.completions.create({ messages: [{ role: "user", content: "hi" }] });
+    return { codes, after: after.object };
+  }, `${api.url}ok/v1`);
+  assert.deepEqual(r.codes, { newline: "auth", zeroStall: "bad_request", hugeStall: "bad_request", fractionalRetries: "bad_request" });
+  assert.equal(r.after, "chat.completion");
+});
+
+test("a 503 with Retry-After is retried after it", async () => {
+  api.requests.length = 0;
+  const r = await run(`503-once-${Date.now()}`);
+  assert.equal(r.error, undefined, JSON.stringify(r.error));
+  assert.equal(text(r.chunks), EXPECTED);
+  assert.equal(api.requests.length, 2);
+  assert.ok(r.seconds >= 1.0, `waited ${r.seconds} s`);
+});
+
+test("the loopback server's request log is not readable from another origin", async () => {
+  const r = await page.evaluate(async (url) => {
+    try {
+      await (await fetch(url)).json();
+      return "read";
+    } catch (e) {
+      return e.name;
+    }
+  }, `${api.url}__requests`);
+  assert.equal(r, "TypeError", "the page's origin cannot read the log (no CORS)");
 });
 
 test("a 429 is retried after its Retry-After; a lasting one is rate_limited with retryAfterSeconds", async () => {
