@@ -118,6 +118,6 @@ fn template_errors_are_typed() {
     let broken = ChatTemplate::new("{% for %}", "", "");
     assert!(matches!(
         broken.render(&json!([]), &RenderOptions::default()),
-        Err(TemplateError::Render(_))
+        Err(TemplateError::Syntax(_))
     ));
 }

@@ -323,6 +323,46 @@ fn context_overflow_and_bad_requests_are_typed_errors() {
     assert_eq!(out.ids.len(), 4, "still usable");
 }
 
+/// A model whose weights hold NaN: its first answer is a typed `NonFiniteLogits` (code
+/// `bad_model`), not a panic in the sampler, on both devices; the warm-up refuses it at load.
+#[test]
+fn nan_weights_are_a_typed_error_not_a_panic() {
+    use llama_web::api::{ApiError, ErrorCode};
+    use llama_web::gguf::GgufHeader;
+    let source = fixture("tiny_llama31/tiny-llama31-F32.gguf");
+    let header = GgufHeader::read(&open_gguf(source.clone())).unwrap();
+    let norm = header.tensor("output_norm.weight").unwrap();
+    let mut bytes = std::fs::read(&source).unwrap();
+    let start = norm.offset as usize;
+    for value in bytes[start..start + norm.n_bytes as usize].chunks_exact_mut(4) {
+        value.copy_from_slice(&f32::NAN.to_le_bytes());
+    }
+    let path = std::env::temp_dir().join(format!("llama-web-nan-{}.gguf", std::process::id()));
+    std::fs::write(&path, &bytes).unwrap();
+    let prompt = ids(&json_fixture("tiny_llama31/golden/golden.json")["ids"]);
+    for device in [DeviceChoice::Cpu, DeviceChoice::Wgpu] {
+        let engine = engine(path.clone(), device, Some(64));
+        let sampled = SamplingParams {
+            temperature: 0.8,
+            seed: Some(1),
+            ..SamplingParams::default()
+        };
+        for sampling in [SamplingParams::greedy(), sampled] {
+            let result = block_on(
+                engine.generate(&request(prompt.clone(), 4, sampling), &mut |_| {
+                    ControlFlow::Continue(())
+                }),
+            );
+            let Err(e) = result else {
+                panic!("{device}: NaN weights answered {result:?}")
+            };
+            assert!(matches!(e, EngineError::NonFiniteLogits), "{device}: {e:?}");
+            assert_eq!(ApiError::from(&e).code, ErrorCode::BadModel);
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
 #[test]
 fn end_tokens_come_from_metadata_and_token_texts() {
     let engine = tiny(DeviceChoice::Cpu);

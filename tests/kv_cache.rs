@@ -147,7 +147,7 @@ fn caches_that_cannot_be_made_are_typed_errors() {
     let gpu = tiny(DeviceChoice::Wgpu);
     let err = gpu.new_cache(1 << 20, KvFormat::F32).unwrap_err();
     assert!(
-        matches!(&err, ModelError::BadInput { detail } if detail.contains("storage binding")),
+        matches!(&err, ModelError::TooBig { detail } if detail.contains("storage binding")),
         "{err}"
     );
     assert!(

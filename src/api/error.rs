@@ -1,8 +1,16 @@
-//! The errors both backends raise, with the stable codes of the JS API (DESIGN.md).
+//! The errors both backends raise, with the stable codes of the JS API (DESIGN.md), and the one
+//! place where each layer's typed error gets its code (the remote layer builds `ApiError`s
+//! itself, from HTTP statuses, in `remote::protocol`).
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+use crate::engine::EngineError;
+use crate::gguf::GgufError;
+use crate::model::error::ModelError;
+use crate::store::StoreError;
+use crate::tokenizer::TemplateError;
 
 /// What kind of failure, as the JS API's `code` names it. The codes are stable: pages branch on
 /// them.
@@ -130,3 +138,91 @@ impl fmt::Display for ApiError {
 }
 
 impl std::error::Error for ApiError {}
+
+impl From<&EngineError> for ApiError {
+    /// The request's own fault (messages the template refuses, settings out of range, a
+    /// prompt too long) is `bad_request` or `context_overflow`; a file we cannot run is
+    /// `bad_model`; what the GPU cannot hold is `insufficient_gpu`; a failing device is
+    /// `device_lost`; bytes that did not come is `model_fetch`.
+    fn from(e: &EngineError) -> Self {
+        let code = match e {
+            EngineError::ContextOverflow { .. } => ErrorCode::ContextOverflow,
+            EngineError::BadRequest { .. } => ErrorCode::BadRequest,
+            EngineError::Template(TemplateError::Render(_)) => ErrorCode::BadRequest,
+            EngineError::Tokenizer(_) | EngineError::Template(_) => ErrorCode::BadModel,
+            EngineError::NonFiniteLogits => ErrorCode::BadModel,
+            EngineError::Model(model) => match model {
+                ModelError::ContextOverflow { .. } => ErrorCode::ContextOverflow,
+                ModelError::Device(_) => ErrorCode::DeviceLost,
+                ModelError::TooBig { .. } => ErrorCode::InsufficientGpu,
+                ModelError::BadInput { .. } => ErrorCode::BadRequest,
+                ModelError::Gguf(GgufError::Source { .. }) => ErrorCode::ModelFetch,
+                _ => ErrorCode::BadModel,
+            },
+        };
+        ApiError::new(code, e.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    /// `storage_quota` for room, `bad_model` for bytes that are not the model (a wrong hash,
+    /// not GGUF), `model_fetch` for the rest.
+    fn from(e: StoreError) -> Self {
+        let code = match &e {
+            StoreError::Quota { .. } => ErrorCode::StorageQuota,
+            StoreError::Checksum { .. } | StoreError::Gguf(_) => ErrorCode::BadModel,
+            StoreError::Changed { .. } | StoreError::Fetch(_) | StoreError::Storage(_) => {
+                ErrorCode::ModelFetch
+            }
+        };
+        ApiError::new(code, e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each layer's failures get the code that says whose fault they are.
+    #[test]
+    fn engine_failures_map_to_the_codes_that_say_whose_fault_they_are() {
+        let code = |e: EngineError| ApiError::from(&e).code;
+        let detail = || "x".to_string();
+        assert_eq!(
+            code(EngineError::Template(TemplateError::Render(detail()))),
+            ErrorCode::BadRequest,
+            "messages the template refuses are the request's fault"
+        );
+        assert_eq!(
+            code(EngineError::Template(TemplateError::Syntax(detail()))),
+            ErrorCode::BadModel
+        );
+        assert_eq!(
+            code(EngineError::Template(TemplateError::Missing)),
+            ErrorCode::BadModel
+        );
+        assert_eq!(
+            code(ModelError::TooBig { detail: detail() }.into()),
+            ErrorCode::InsufficientGpu
+        );
+        assert_eq!(
+            code(ModelError::Unsupported { detail: detail() }.into()),
+            ErrorCode::BadModel
+        );
+        assert_eq!(
+            code(ModelError::BadInput { detail: detail() }.into()),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(code(EngineError::NonFiniteLogits), ErrorCode::BadModel);
+        let fetch = GgufError::Source {
+            offset: 0,
+            end: 1,
+            reason: detail(),
+        };
+        assert_eq!(
+            code(ModelError::Gguf(fetch).into()),
+            ErrorCode::ModelFetch,
+            "bytes that did not come"
+        );
+    }
+}

@@ -79,7 +79,10 @@ impl ChatParams {
             (Some(0), _) | (None, Some(0)) => {
                 return Err(bad("`max_tokens` must be at least 1".into()));
             }
-            (Some(n), _) | (None, Some(n)) => n as usize,
+            // u32 at most: on wasm32 a larger count would wrap (2^32 became 0).
+            (Some(n), _) | (None, Some(n)) => u32::try_from(n)
+                .map_err(|_| bad(format!("`max_tokens` {n} is beyond any context")))?
+                as usize,
             (None, None) => DEFAULT_MAX_TOKENS,
         };
         if let Some(n) = count("n")?
@@ -124,7 +127,7 @@ impl ChatParams {
             max_tokens,
             temperature: number("temperature", 1.0, 0.0..=2.0)? as f32,
             top_p,
-            top_k: count("top_k")?.map(|k| k as usize),
+            top_k: count("top_k")?.map(|k| usize::try_from(k).unwrap_or(usize::MAX)),
             seed: count("seed")?,
             stop,
             presence_penalty: number("presence_penalty", 0.0, -2.0..=2.0)? as f32,

@@ -71,7 +71,7 @@ impl Engine {
             .sampling
             .validate()
             .map_err(|detail| EngineError::BadRequest { detail })?;
-        if prompt.len() + request.max_tokens > self.context_size {
+        if prompt.len().saturating_add(request.max_tokens) > self.context_size {
             return Err(EngineError::ContextOverflow {
                 prompt_tokens: prompt.len(),
                 max_tokens: request.max_tokens,
@@ -133,6 +133,9 @@ impl Generation<'_> {
             None => self.run_last().await?,
         };
         let id = match &mut next {
+            Next::Logits(logits) if logits.iter().any(|l| l.is_nan()) => {
+                return Err(EngineError::NonFiniteLogits);
+            }
             Next::Logits(logits) => self.sampler.sample(logits, &self.request.prompt, &self.ids),
             Next::Chosen(id) => *id,
         };

@@ -70,6 +70,9 @@ pub enum EngineError {
         /// Tokens the context holds.
         context_size: usize,
     },
+    /// The model computed NaN logits: its weights (or the device) are broken.
+    #[error("the model computed NaN logits (its weights hold NaN, or the GPU failed)")]
+    NonFiniteLogits,
     /// A request the engine cannot run (empty prompt, out-of-range setting).
     #[error("bad request: {detail}")]
     BadRequest {

@@ -63,7 +63,8 @@ pub fn shared_len(a: &[u32], b: &[u32]) -> usize {
 
 impl Engine {
     /// Compiles every kernel a generation runs now (see [`Llama::warm_up`]), so the first
-    /// request does not pay for it, and prefills the chat template's preamble — the tokens
+    /// request does not pay for it, and prefills the chat template's preamble (a model that
+    /// computes NaN there is [`EngineError::NonFiniteLogits`]) — the tokens
     /// every conversation without its own system message begins with (BOS, a default system
     /// prompt, the first user header) — into the kept cache, so the first question does not
     /// either.
@@ -74,7 +75,11 @@ impl Engine {
         let preamble = self.chat_preamble();
         if !preamble.is_empty() {
             let mut cache = self.model.new_cache(self.context_size, self.kv_format)?;
-            self.model.prefill(&preamble, &mut cache).await?;
+            let logits = self.model.prefill(&preamble, &mut cache).await?;
+            // A model whose weights hold NaN is refused at load, not at its first answer.
+            if logits.iter().any(|l| l.is_nan()) {
+                return Err(EngineError::NonFiniteLogits);
+            }
             self.kept.keep(preamble, cache);
         }
         Ok(())

@@ -130,6 +130,10 @@ impl Sampler {
             .filter(|(_, l)| !l.is_nan())
             .map(|(i, &l)| (i as u32, l as f64 / p.temperature as f64))
             .collect();
+        if candidates.is_empty() {
+            // All NaN: the engine reports the model broken before it gets here; never panic.
+            return argmax(logits);
+        }
         candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         if let Some(k) = p.top_k.filter(|&k| k > 0) {
             candidates.truncate(k);

@@ -26,10 +26,23 @@ pub enum ModelError {
         /// Tokens it can hold.
         context_size: usize,
     },
-    /// Bad arguments to a forward pass (a token id outside the vocabulary, mismatched lengths).
+    /// Bad arguments to a forward pass (a token id outside the vocabulary, mismatched lengths)
+    /// or a setting the device cannot honour (a q8 cache on the CPU device).
     #[error("bad input: {detail}")]
     BadInput {
         /// What was wrong.
+        detail: String,
+    },
+    /// The file holds what our kernels cannot run (a tensor format or shape they do not take).
+    #[error("unsupported model: {detail}")]
+    Unsupported {
+        /// What is not supported.
+        detail: String,
+    },
+    /// The model or its KV cache does not fit what the GPU can bind or hold.
+    #[error("too big for this GPU: {detail}")]
+    TooBig {
+        /// What does not fit.
         detail: String,
     },
 }

@@ -31,6 +31,12 @@ impl KvLayout {
     fn words(&self) -> usize {
         self.kv_heads * self.capacity * self.format.row_bytes(self.head_dim) as usize / 4
     }
+
+    /// One block's keys (or values) in bytes, in 64 bits: on wasm32 a long context's count
+    /// would overflow `usize` before it could be refused.
+    fn bytes(&self) -> u64 {
+        self.kv_heads as u64 * self.capacity as u64 * self.format.row_bytes(self.head_dim)
+    }
 }
 
 /// Where the keys and values live.
@@ -78,16 +84,16 @@ impl KvCache {
                     format,
                 };
                 if format == KvFormat::Q8 && !config.head_dim.is_multiple_of(4) {
-                    return Err(ModelError::BadInput {
+                    return Err(ModelError::Unsupported {
                         detail: format!(
                             "a q8 KV cache needs heads of a multiple of 4 values, not {}",
                             config.head_dim
                         ),
                     });
                 }
-                let bytes = layout.words() * 4;
-                if bytes > MAX_CHUNK_BYTES {
-                    return Err(ModelError::BadInput {
+                let bytes = layout.bytes();
+                if bytes > MAX_CHUNK_BYTES as u64 {
+                    return Err(ModelError::TooBig {
                         detail: format!(
                             "a {} KV cache of {capacity} tokens needs {bytes} bytes per block's keys, \
                              more than one storage binding holds ({MAX_CHUNK_BYTES}); \

@@ -14,7 +14,6 @@ use std::ops::Range;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::api::{ApiError, ErrorCode};
 use crate::gguf::GgufError;
 
 /// The default piece: 16 MiB (a 4.9 GB model in ~300 pieces; a dropped connection costs at most
@@ -263,19 +262,4 @@ pub enum StoreError {
     /// The bytes are not a GGUF file we can read.
     #[error(transparent)]
     Gguf(#[from] GgufError),
-}
-
-impl From<StoreError> for ApiError {
-    /// The JS API's code: `storage_quota` for room, `bad_model` for bytes that are not the
-    /// model (a wrong hash, not GGUF), `model_fetch` for the rest.
-    fn from(e: StoreError) -> Self {
-        let code = match &e {
-            StoreError::Quota { .. } => ErrorCode::StorageQuota,
-            StoreError::Checksum { .. } | StoreError::Gguf(_) => ErrorCode::BadModel,
-            StoreError::Changed { .. } | StoreError::Fetch(_) | StoreError::Storage(_) => {
-                ErrorCode::ModelFetch
-            }
-        };
-        ApiError::new(code, e.to_string())
-    }
 }

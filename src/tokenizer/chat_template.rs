@@ -29,8 +29,12 @@ pub enum TemplateError {
         /// What is wrong.
         detail: String,
     },
-    /// The template does not parse, or failed while rendering (`raise_exception` included).
-    #[error("chat template: {0}")]
+    /// The model's template does not parse.
+    #[error("the model's chat template does not parse: {0}")]
+    Syntax(String),
+    /// The template refused the messages while rendering (`raise_exception`: a role it does not
+    /// take, turns out of order, …) — the request's fault.
+    #[error("the chat template refused the messages: {0}")]
     Render(String),
     /// Reading the template or special tokens from the GGUF file failed.
     #[error(transparent)]
@@ -128,7 +132,9 @@ impl ChatTemplate {
         options: &RenderOptions,
     ) -> Result<String, TemplateError> {
         let env = environment();
-        let template = env.template_from_str(&self.source).map_err(render_error)?;
+        let template = env
+            .template_from_str(&self.source)
+            .map_err(|e| TemplateError::Syntax(format!("{e:#}")))?;
         let mut context = options.extra.clone();
         context.insert("messages".into(), messages.clone());
         context.insert("bos_token".into(), Value::String(self.bos_token.clone()));
@@ -277,6 +283,16 @@ mod tests {
             "29 February 00 %"
         );
         assert!(strftime("%Q", 0).is_err());
+    }
+
+    #[test]
+    fn a_template_that_does_not_parse_is_a_syntax_error() {
+        let t = ChatTemplate::new("{% if %}", "", "");
+        let result = t.render(&Value::Array(vec![]), &RenderOptions::default());
+        assert!(
+            matches!(result, Err(TemplateError::Syntax(_))),
+            "{result:?}"
+        );
     }
 
     #[test]

@@ -15,7 +15,6 @@ use crate::engine::sampling::SamplingParams;
 use crate::engine::{Engine, EngineError, GenerateRequest, Step};
 use crate::gguf::{ByteSource, GgufHeader};
 use crate::model::device::ComputeDevice;
-use crate::model::error::ModelError;
 use crate::model::plan::KvFormat;
 
 /// Loading progress as the JS API reports it (`onProgress`).
@@ -230,18 +229,7 @@ impl LocalBackend {
     }
 }
 
-/// The JS API's error for an engine failure.
+/// The JS API's error for an engine failure (the mapping lives in `api::error`).
 pub fn engine_error(e: &EngineError) -> ApiError {
-    let code = match e {
-        EngineError::ContextOverflow { .. } => ErrorCode::ContextOverflow,
-        EngineError::BadRequest { .. } => ErrorCode::BadRequest,
-        EngineError::Tokenizer(_) | EngineError::Template(_) => ErrorCode::BadModel,
-        EngineError::Model(ModelError::ContextOverflow { .. }) => ErrorCode::ContextOverflow,
-        EngineError::Model(ModelError::Device(_)) => ErrorCode::DeviceLost,
-        EngineError::Model(ModelError::Gguf(crate::gguf::GgufError::Source { .. })) => {
-            ErrorCode::ModelFetch
-        }
-        EngineError::Model(_) => ErrorCode::BadModel,
-    };
-    ApiError::new(code, e.to_string())
+    ApiError::from(e)
 }

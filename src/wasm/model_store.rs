@@ -27,6 +27,10 @@ use crate::store::{
 /// until the header parses. Llama 3.1's header with its 128k-token vocabulary is ~9 MB.
 const FIRST_PREFIX: u64 = 4 << 20;
 
+/// The largest header read: Llama 3.1's is ~9 MB; a file claiming more is refused (`bad_model`)
+/// rather than fetched in ever larger prefixes.
+const MAX_HEADER: u64 = 64 << 20;
+
 /// Pieces downloaded at once.
 const PARALLEL: usize = 3;
 
@@ -233,7 +237,15 @@ impl StoredSource {
                 Err(GgufError::Truncated { needed_end, .. })
                     if needed_end <= total && want < total =>
                 {
-                    want = needed_end.max(want * 2).min(total);
+                    if needed_end > MAX_HEADER {
+                        return Err(GgufError::Implausible {
+                            what: "header size".into(),
+                            value: needed_end,
+                            limit: MAX_HEADER,
+                        }
+                        .into());
+                    }
+                    want = needed_end.max(want * 2).min(total).min(MAX_HEADER);
                 }
                 Err(e) => return Err(e.into()),
             }

@@ -130,7 +130,7 @@ test("HTTP failures and broken streams end in typed errors", async () => {
   assert.equal(bad.error?.code, "bad_request");
 });
 
-test("answers that are not what was asked for: an HTML page is an error sent once, JSON to a stream is converted, a cut-off stream fails after its chunks", async () => {
+test("answers that are not what was asked for: an HTML page is an error sent once, JSON to a stream is converted, a cut-off stream fails after its chunks", { timeout: 60_000 }, async () => {
   for (const stream of [true, false]) {
     api.requests.length = 0;
     const html = await run("html", { params: { stream } });
@@ -155,7 +155,7 @@ test("answers that are not what was asked for: an HTML page is an error sent onc
   assert.equal(overflow.error?.code, "context_overflow", JSON.stringify(overflow.error));
 });
 
-test("time limits: headers that never come, and a stream of comments only, end in network errors without a retry", async () => {
+test("time limits: headers that never come, and a stream of comments only, end in network errors without a retry", { timeout: 60_000 }, async () => {
   api.requests.length = 0;
   const silent = await run("no-headers", { remote: { stallTimeoutSeconds: 1 } });
   assert.equal(silent.error?.code, "network", JSON.stringify(silent.error));
@@ -170,7 +170,7 @@ test("time limits: headers that never come, and a stream of comments only, end i
   assert.ok(drip.seconds < 10, `comments do not keep a stream alive: took ${drip.seconds} s`);
 });
 
-test("a token a header cannot carry is an auth error, bad option values are bad_request, and the page can go on", async () => {
+test("a token a header cannot carry is an auth error, bad option values are bad_request, and the page can go on", { timeout: 60_000 }, async () => {
   const token = await run("ok", { remote: { apiKey: "tok\u2026en" } });
   assert.equal(token.error?.code, "auth", JSON.stringify(token.error));
   assert.match(token.error.message, /U\+2026/);
@@ -196,7 +196,7 @@ test("a token a header cannot carry is an auth error, bad option values are bad_
   assert.equal(r.after, "chat.completion");
 });
 
-test("a 503 with Retry-After is retried after it", async () => {
+test("a 503 with Retry-After is retried after it", { timeout: 60_000 }, async () => {
   api.requests.length = 0;
   const r = await run(`503-once-${Date.now()}`);
   assert.equal(r.error, undefined, JSON.stringify(r.error));
@@ -205,7 +205,7 @@ test("a 503 with Retry-After is retried after it", async () => {
   assert.ok(r.seconds >= 1.0, `waited ${r.seconds} s`);
 });
 
-test("the loopback server's request log is not readable from another origin", async () => {
+test("the loopback server's request log is not readable from another origin", { timeout: 60_000 }, async () => {
   const r = await page.evaluate(async (url) => {
     try {
       await (await fetch(url)).json();

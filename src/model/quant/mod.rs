@@ -119,7 +119,7 @@ impl QuantMatrix {
     ) -> Result<Self, ModelError> {
         let t = info.ggml_type;
         if !kernels::decodes(t) {
-            return Err(ModelError::BadInput {
+            return Err(ModelError::Unsupported {
                 detail: format!("no GPU kernel for {t} (`{}`)", info.name),
             });
         }
@@ -127,15 +127,23 @@ impl QuantMatrix {
         let rows = info.dims.get(1).copied().unwrap_or(1) as usize;
         let row_bytes = cols / t.block_elements() as usize * t.block_bytes() as usize;
         if !cols.is_multiple_of(32) {
-            return Err(ModelError::BadInput {
+            return Err(ModelError::Unsupported {
                 detail: format!(
                     "`{}`: rows of {cols} are not whole 32-element groups",
                     info.name
                 ),
             });
         }
-        if bytes.len() != rows * row_bytes || row_bytes > max_chunk_bytes {
-            return Err(ModelError::BadInput {
+        if row_bytes > max_chunk_bytes {
+            return Err(ModelError::TooBig {
+                detail: format!(
+                    "`{}`: one row is {row_bytes} bytes, more than a binding of {max_chunk_bytes}",
+                    info.name
+                ),
+            });
+        }
+        if bytes.len() != rows * row_bytes {
+            return Err(ModelError::Unsupported {
                 detail: format!(
                     "`{}`: {} bytes for {rows} rows of {row_bytes}, chunks of {max_chunk_bytes}",
                     info.name,
