@@ -62,6 +62,11 @@ impl<B: AsRef<[u8]>> MemorySource<B> {
     pub fn new(bytes: B) -> Self {
         Self { bytes }
     }
+
+    /// The bytes back (to extend a prefix).
+    pub fn into_inner(self) -> B {
+        self.bytes
+    }
 }
 
 impl<B: AsRef<[u8]>> ByteSource for MemorySource<B> {

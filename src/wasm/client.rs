@@ -293,8 +293,9 @@ async fn start(
     queued: Queued,
 ) -> Result<JsValue, ApiError> {
     let signal = controller.signal();
-    let cancelled = Rc::new(Cell::new(false));
-    // The caller's abort stops a local generation between tokens too.
+    // A signal aborted before the call stops the request before it starts; a later abort stops
+    // a local generation between tokens.
+    let cancelled = Rc::new(Cell::new(signal.aborted()));
     {
         let cancelled = cancelled.clone();
         let on_abort = Closure::once_into_js(move || cancelled.set(true));

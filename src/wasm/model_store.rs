@@ -226,8 +226,12 @@ impl StoredSource {
     async fn read_header(&mut self) -> Result<GgufHeader, StoreError> {
         let total = self.version.len;
         let mut want = FIRST_PREFIX.min(total);
+        let mut bytes = Vec::new();
         loop {
-            self.prefix = MemorySource::new(self.read(0, want).await?);
+            // Each round fetches only what the prefix lacks.
+            let have = bytes.len() as u64;
+            bytes.extend(self.read(have, want - have).await?);
+            self.prefix = MemorySource::new(bytes);
             match GgufHeader::read(&*self) {
                 Ok(header) => {
                     // The prefix may reach into the tensors: count only the header as read.
@@ -246,6 +250,8 @@ impl StoredSource {
                         .into());
                     }
                     want = needed_end.max(want * 2).min(total).min(MAX_HEADER);
+                    bytes = std::mem::replace(&mut self.prefix, MemorySource::new(Vec::new()))
+                        .into_inner();
                 }
                 Err(e) => return Err(e.into()),
             }

@@ -141,9 +141,21 @@ test("local answers: a whole completion, abort, bad requests and context overflo
       seen,
       overflow: await error({ messages, max_tokens: 200 }),
       bad: await error({ messages: [] }),
+      preAborted: await error({ messages, max_tokens: 40, signal: AbortSignal.abort() }),
+      preAbortedStream: await error({ messages, stream: true, max_tokens: 40, signal: AbortSignal.abort() }),
+      // Llama 3.1's template raises on two tool calls in one message: the request's fault.
+      refused: await error({ messages: [{ role: "assistant", tool_calls: [
+        { type: "function", function: { name: "a", arguments: "{}" } },
+        { type: "function", function: { name: "b", arguments: "{}" } }] }, ...messages] }),
+      hugeMaxTokens: await error({ messages, max_tokens: 2 ** 32 }),
       after: await client.chat.completions.create({ messages, max_tokens: 2, temperature: 0 }),
     };
   });
+  assert.equal(r.preAborted?.code, "aborted", JSON.stringify(r.preAborted));
+  assert.equal(r.preAbortedStream?.code, "aborted", JSON.stringify(r.preAbortedStream));
+  assert.equal(r.refused?.code, "bad_request", JSON.stringify(r.refused));
+  assert.match(r.refused.message, /refused the messages/);
+  assert.equal(r.hugeMaxTokens?.code, "bad_request", JSON.stringify(r.hugeMaxTokens));
   assert.equal(r.completion.object, "chat.completion");
   assert.equal(r.completion.choices[0].message.role, "assistant");
   assert.equal(r.completion.usage.completion_tokens <= 3, true);

@@ -5,7 +5,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { copyFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
@@ -243,6 +243,30 @@ test("without OPFS the store is kept in the Cache API, with the same behaviour",
   assert.equal(r.deleted, true);
   assert.equal(r.left, 0, "nothing is left in the cache");
   assert.equal((await page.evaluate(() => window.stored()))["/store/g.gguf"], undefined, "OPFS holds no copy");
+});
+
+test("a header of ~80 MB is refused as bad_model after at most 64 MiB, not fetched whole", { timeout: 120_000 }, async () => {
+  // GGUF v3, no tensors, one metadata key: an array of 10,000,000 strings, each an 8-byte length
+  // of 0 (zeros: a sparse 100 MB file) — skipping it means reading all 80 MB.
+  const head = Buffer.alloc(4 + 4 + 8 + 8 + 8 + 3 + 4 + 4 + 8);
+  let at = head.write("GGUF", 0, "latin1");
+  at = head.writeUInt32LE(3, at);
+  at = head.writeBigUInt64LE(0n, at);
+  at = head.writeBigUInt64LE(1n, at);
+  at = head.writeBigUInt64LE(3n, at);
+  at += head.write("big", at, "latin1");
+  at = head.writeUInt32LE(9, at); // array
+  at = head.writeUInt32LE(8, at); // of strings
+  head.writeBigUInt64LE(10_000_000n, at);
+  const path = join(dir, "huge-header.gguf");
+  writeFileSync(path, head);
+  truncateSync(path, 100_000_000);
+  server.requests.length = 0;
+  const r = await page.evaluate(() => window.loadAndAsk("/store/huge-header.gguf", { cache: false }));
+  assert.equal(r.code, "bad_model", JSON.stringify(r));
+  assert.match(r.message, /header size/);
+  const fetched = rangeBytes(requestsFor("/store/huge-header.gguf").filter((r) => r !== "bytes=0-0"));
+  assert.ok(fetched <= 64 << 20, `fetched ${fetched} bytes`);
 });
 
 test("cache.delete and cache.clear empty the store", { timeout: 60_000 }, async () => {

@@ -165,9 +165,15 @@ test("a worker file that cannot be fetched leaves the model on the page's thread
       const ask = { messages: [{ role: "user", content: "hello" }], max_tokens: 6, temperature: 0 };
       const client = await window.pkg.LlamaClient.create({ mode: "local", local: { modelUrl, contextSize: 160 } });
       const text = (await client.chat.completions.create(ask)).choices[0].message.content;
+      let preAborted = "none";
+      try {
+        await client.chat.completions.create({ ...ask, signal: AbortSignal.abort() });
+      } catch (e) {
+        preAborted = e.code;
+      }
       const memory = await window.pkg.gpuMemory();
       client.dispose();
-      return { text, inUse: memory.inUse };
+      return { text, preAborted, inUse: memory.inUse };
     }, modelUrl);
     const inWorker = await answer(TINY);
     assert.equal(inWorker.inUse, 0, "with the worker, the page's own device holds nothing");
@@ -176,6 +182,7 @@ test("a worker file that cannot be fetched leaves the model on the page's thread
     page.on("console", (m) => { if (m.type() === "warning") warnings.push(m.text()); });
     const onPage = await answer(TINY);
     assert.equal(onPage.text, inWorker.text);
+    assert.deepEqual([inWorker.preAborted, onPage.preAborted], ["aborted", "aborted"], "a signal aborted before the call");
     assert.ok(onPage.inUse > 0, "the model is on the page's own device");
     assert.ok(warnings.some((w) => /runs on the page's thread/.test(w)), JSON.stringify(warnings));
   } finally {
