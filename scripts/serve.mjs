@@ -8,7 +8,7 @@
 // Usage: node scripts/serve.mjs [--port 8080]     (also importable: startServer)
 import { createServer } from "node:http";
 import { createReadStream } from "node:fs";
-import { stat } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import { extname, join, normalize, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -111,6 +111,14 @@ async function handle(req, res, mounts, log, faults) {
     res.end();
     return;
   }
+  // `stallOnce`: the next answer for the path longer than that sends that many bytes, then nothing more while the
+  // connection stays open (a stalled download); the fault then clears itself.
+  const stall = faults.stallOnce;
+  if (hits(stall, url.pathname) && end - start + 1 > stall.bytes) {
+    faults.stallOnce = null;
+    res.write(await readFile(file).then((b) => b.subarray(start, Math.min(end + 1, start + stall.bytes))));
+    return;
+  }
   // `cutAfterBytes`: the server sends that many bytes of the path in all, then drops connections.
   const cut = faults.cutAfterBytes;
   if (!hits(cut, url.pathname)) {
@@ -136,11 +144,12 @@ async function handle(req, res, mounts, log, faults) {
  * `faults` (set its fields to inject, null them to stop):
  *   cutAfterBytes   { path, bytes }     after `bytes` of files under `path`, connections are dropped
  *   changeEtagAfter { path, requests }  after that many requests under `path`, the ETag says another version
+ *   stallOnce       { path, bytes }     the next answer under `path` sends `bytes`, then stalls (open, silent)
  */
 export function startServer({ port = 8080, host = "127.0.0.1", mounts = [] } = {}) {
   const all = [...mounts.map(([prefix, dir]) => [prefix, resolve(dir)]), ...MOUNTS];
   const requests = [];
-  const faults = { cutAfterBytes: null, changeEtagAfter: null };
+  const faults = { cutAfterBytes: null, changeEtagAfter: null, stallOnce: null };
   const server = createServer((req, res) => {
     handle(req, res, all, requests, faults).catch((err) => {
       if (!res.headersSent) res.writeHead(500).end(String(err));

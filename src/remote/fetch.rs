@@ -332,7 +332,7 @@ fn header_safe(token: &str) -> Result<&str, ApiError> {
 }
 
 /// When `user` aborts, abort `ours` too.
-fn follow(user: &AbortSignal, ours: &AbortController) {
+pub(crate) fn follow(user: &AbortSignal, ours: &AbortController) {
     if user.aborted() {
         ours.abort();
         return;

@@ -17,7 +17,7 @@ use js_sys::{Object, Promise, Reflect};
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, spawn_local};
-use web_sys::{AbortController, AbortSignal};
+use web_sys::AbortController;
 
 use super::choose::choose;
 use super::local::{LocalBackend, Turn};
@@ -26,7 +26,7 @@ use super::options::{Options, read_params};
 use super::to_js;
 use super::worker::{WorkerBackend, WorkerRequest};
 use crate::api::{ApiError, ChatParams, ErrorCode};
-use crate::remote::fetch::{Opened, RemoteClient};
+use crate::remote::fetch::{Opened, RemoteClient, follow};
 
 #[wasm_bindgen(inline_js = r#"
 export function asyncIterable(stream) {
@@ -399,17 +399,6 @@ fn stream_object(rx: Chunks, controller: AbortController, cancelled: Rc<Cell<boo
         controller,
         cancelled,
     })
-}
-
-/// When `user` aborts, abort `ours` too.
-fn follow(user: &AbortSignal, ours: &AbortController) {
-    if user.aborted() {
-        ours.abort();
-        return;
-    }
-    let ours = ours.clone();
-    let on_abort = Closure::once_into_js(move || ours.abort());
-    let _ = user.add_event_listener_with_callback("abort", on_abort.unchecked_ref());
 }
 
 fn js_to_api(e: JsError) -> ApiError {

@@ -17,7 +17,7 @@ use futures_util::future::join_all;
 use web_sys::AbortSignal;
 
 use super::opfs::{self, Dir, EntryLock};
-use super::range_fetch::{RangeError, get_range};
+use super::range_fetch::{RangeError, get_range, time_limit_ms};
 use crate::gguf::{ByteSource, GgufError, GgufHeader, MemorySource};
 use crate::store::{
     DEFAULT_PIECE_BYTES, EntryMeta, FileVersion, PieceHasher, Pieces, StoreError, entry_key,
@@ -46,6 +46,9 @@ pub struct StoreOptions {
     pub piece_bytes: u64,
     /// The file's SHA-256 (lowercase hex), checked before the model is kept as complete.
     pub sha256: Option<String>,
+    /// Seconds one Range request may take before it is sent again (default: by its size,
+    /// [`time_limit_ms`]).
+    pub piece_timeout_seconds: Option<f64>,
 }
 
 impl Default for StoreOptions {
@@ -54,6 +57,7 @@ impl Default for StoreOptions {
             enabled: true,
             piece_bytes: DEFAULT_PIECE_BYTES,
             sha256: None,
+            piece_timeout_seconds: None,
         }
     }
 }
@@ -74,6 +78,8 @@ pub struct StoredSource {
     to_download: Cell<u64>,
     /// Held while this load uses its store entry.
     _lock: Option<EntryLock>,
+    /// `StoreOptions::piece_timeout_seconds`.
+    piece_timeout_seconds: Option<f64>,
     /// The entry was complete when the load began: the progress phase is `cache`.
     from_cache: bool,
     /// The typed cause of the last failed read (the loader only sees a `GgufError`).
@@ -118,7 +124,8 @@ impl StoredSource {
             },
             None => (None, None),
         };
-        let version = match get_range(url, 0..1, signal.as_ref()).await {
+        let limit = time_limit_ms(1, options.piece_timeout_seconds);
+        let version = match get_range(url, 0..1, signal.as_ref(), limit).await {
             Ok(answer) => answer.version,
             // Offline with the whole file stored: use it.
             Err(RangeError::Failed(m)) => match &stored_meta {
@@ -141,6 +148,7 @@ impl StoredSource {
             downloaded: Cell::new(0),
             to_download: Cell::new(version.len),
             _lock: lock,
+            piece_timeout_seconds: options.piece_timeout_seconds,
             from_cache: false,
             failure: RefCell::new(None),
         };
@@ -329,7 +337,8 @@ impl StoredSource {
     /// (a few at a time) and stored first.
     async fn read(&self, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
         let Some(entry) = &self.entry else {
-            let answer = get_range(&self.url, offset..offset + len, self.signal.as_ref())
+            let limit = time_limit_ms(len, self.piece_timeout_seconds);
+            let answer = get_range(&self.url, offset..offset + len, self.signal.as_ref(), limit)
                 .await
                 .map_err(|e| range_error(&self.url, e, offset + len))?;
             self.check_version(&answer.version)?;
@@ -374,7 +383,8 @@ impl StoredSource {
     async fn download(&self, entry: &Entry, group: &[u32]) -> Result<Vec<Vec<u8>>, StoreError> {
         let fetches = group.iter().map(|&i| {
             let range = self.pieces.range(i);
-            get_range(&self.url, range.clone(), self.signal.as_ref())
+            let limit = time_limit_ms(range.end - range.start, self.piece_timeout_seconds);
+            get_range(&self.url, range.clone(), self.signal.as_ref(), limit)
         });
         let mut pieces = Vec::with_capacity(group.len());
         for (&index, answer) in group.iter().zip(join_all(fetches).await) {

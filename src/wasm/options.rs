@@ -58,13 +58,14 @@ pub(super) struct LocalOptions {
 }
 
 /// The keys of `local` that are plain data: what the engine's worker is sent.
-const LOCAL_DATA_KEYS: [&str; 6] = [
+const LOCAL_DATA_KEYS: [&str; 7] = [
     "modelUrl",
     "contextSize",
     "kvCache",
     "cache",
     "sha256",
     "pieceBytes",
+    "pieceTimeoutSeconds",
 ];
 
 impl LocalOptions {
@@ -168,13 +169,21 @@ impl Options {
     }
 }
 
-/// `local.cache`, `local.sha256` and `local.pieceBytes`.
+/// `local.cache`, `local.sha256`, `local.pieceBytes` and `local.pieceTimeoutSeconds`.
 pub(super) fn read_store_options(local: &JsValue) -> Result<StoreOptions, ApiError> {
     let bad = |m: String| ApiError::new(ErrorCode::BadRequest, m);
     Ok(StoreOptions {
         enabled: get_bool(local, "cache", true)?,
         piece_bytes: get_integer(local, "pieceBytes", 4096.0, MAX_PIECE_BYTES)?
             .map_or(StoreOptions::default().piece_bytes, |n| n as u64),
+        piece_timeout_seconds: match get_number(local, "pieceTimeoutSeconds")? {
+            Some(s) if s <= 0.0 || s > MAX_STALL_SECONDS => {
+                return Err(bad(format!(
+                    "local.pieceTimeoutSeconds must be above 0 and at most {MAX_STALL_SECONDS}"
+                )));
+            }
+            s => s,
+        },
         sha256: get_string(local, "sha256")?
             .map(|given| crate::store::parse_sha256(&given).map_err(bad))
             .transpose()?,

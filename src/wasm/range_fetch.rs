@@ -6,11 +6,13 @@
 
 use std::ops::Range;
 
+use futures_util::future::{Either, select};
 use gloo_net::http::Request;
-use web_sys::AbortSignal;
+use gloo_timers::future::TimeoutFuture;
+use web_sys::{AbortController, AbortSignal};
 
 use crate::api::{ApiError, ErrorCode};
-use crate::remote::fetch::sleep_unless_aborted;
+use crate::remote::fetch::{follow, sleep_unless_aborted};
 use crate::remote::protocol::RetryPolicy;
 use crate::store::{ContentRange, FileVersion};
 
@@ -34,17 +36,43 @@ pub enum RangeError {
     Aborted,
 }
 
+/// How long one Range request may take before it is abandoned and sent again: `limit_seconds`
+/// if given, else 30 s plus a second per 64 KiB (a 16 MiB piece: ~5 min, at least 64 KB/s).
+pub fn time_limit_ms(len: u64, limit_seconds: Option<f64>) -> u32 {
+    let seconds = limit_seconds.unwrap_or(30.0 + len as f64 / 65_536.0);
+    (seconds * 1000.0).min(u32::MAX as f64) as u32
+}
+
 /// `range` of the file at `url` (a range reaching past the end gets the bytes up to it),
-/// retried as [`RetryPolicy::default`] says while the network or the server fails.
+/// retried as [`RetryPolicy::default`] says while the network or the server fails, or an
+/// attempt takes longer than `limit_ms` (a stalled connection; a GET is safe to repeat).
 pub async fn get_range(
     url: &str,
     range: Range<u64>,
     signal: Option<&AbortSignal>,
+    limit_ms: u32,
 ) -> Result<RangeAnswer, RangeError> {
     let policy = RetryPolicy::default();
     let mut retry = 0;
     loop {
-        let message = match get_once(url, range.clone(), signal).await {
+        let attempt =
+            AbortController::new().map_err(|_| RangeError::Failed("no AbortController".into()))?;
+        if let Some(signal) = signal {
+            follow(signal, &attempt);
+        }
+        let attempt_signal = attempt.signal();
+        let once = get_once(url, range.clone(), Some(&attempt_signal), signal);
+        let outcome = match select(Box::pin(once), TimeoutFuture::new(limit_ms)).await {
+            Either::Left((outcome, _)) => outcome,
+            Either::Right(_) => {
+                attempt.abort();
+                Err(Attempt::Retryable(format!(
+                    "{url}: no answer within {} s",
+                    limit_ms as f64 / 1000.0
+                )))
+            }
+        };
+        let message = match outcome {
             Err(Attempt::Retryable(message)) => message,
             Err(Attempt::Final(e)) => return Err(e),
             Ok(answer) => return Ok(answer),
@@ -67,9 +95,12 @@ enum Attempt {
     Final(RangeError),
 }
 
+/// One attempt, stopped by `attempt` (the caller's `signal` or the time limit); only the
+/// caller's abort counts as aborted.
 async fn get_once(
     url: &str,
     range: Range<u64>,
+    attempt: Option<&AbortSignal>,
     signal: Option<&AbortSignal>,
 ) -> Result<RangeAnswer, Attempt> {
     let aborted = || signal.is_some_and(AbortSignal::aborted);
@@ -81,7 +112,7 @@ async fn get_once(
     let last = range.end.max(range.start + 1) - 1;
     let response = Request::get(url)
         .header("range", &format!("bytes={}-{last}", range.start))
-        .abort_signal(signal)
+        .abort_signal(attempt)
         .send()
         .await
         .map_err(|e| {

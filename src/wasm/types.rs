@@ -24,8 +24,10 @@ export interface LlamaClientOptions {
     cache?: boolean;
     /** The file's SHA-256 (hex): checked as the pieces arrive; a mismatch fails with "bad_model", nothing kept. */
     sha256?: string;
-    /** Download piece size in bytes (default 16 MiB, at least 4 KiB). */
+    /** Download piece size in bytes (default 16 MiB, at least 4 KiB, at most 256 MiB). */
     pieceBytes?: number;
+    /** Seconds a piece's request may take before it is sent again (default: 30 plus 1 per 64 KiB). */
+    pieceTimeoutSeconds?: number;
     /**
      * Run the model in a dedicated Web Worker (default true), so loading and generating never block the page's
      * thread. Where the worker cannot run it (no Worker, no WebGPU in workers, llama_web_worker.js not served

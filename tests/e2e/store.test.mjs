@@ -131,6 +131,19 @@ test("an interrupted download resumes with the missing pieces only", { timeout: 
   assert.equal((await page.evaluate(() => window.stored()))["/store/b.gguf"].complete, true);
 });
 
+test("a piece that stalls is abandoned after pieceTimeoutSeconds and fetched again", { timeout: 120_000 }, async () => {
+  copyFileSync(Q8_0, join(dir, "s.gguf"));
+  server.requests.length = 0;
+  server.faults.stallOnce = { path: "/store/s.gguf", bytes: 1000 };
+  const r = await page.evaluate(() => window.loadAndAsk("/store/s.gguf", { pieceTimeoutSeconds: 2 }));
+  server.faults.stallOnce = null;
+  assert.equal(r.code, undefined, r.message);
+  assert.equal(r.text, reference);
+  const ranges = requestsFor("/store/s.gguf").filter((x) => x !== "bytes=0-0");
+  assert.equal(new Set(ranges).size, ranges.length - 1, `one piece asked twice: ${JSON.stringify(ranges)}`);
+  assert.ok(r.loadMs >= 2000, `waited ${r.loadMs} ms for the stalled piece`);
+});
+
 test("a file changed on the server is detected and its old pieces are never mixed in", { timeout: 300_000 }, async () => {
   // Between two loads: the stored Q4_0 is dropped and the new file (Q8_0) is downloaded whole.
   copyFileSync(Q4_0, join(dir, "c.gguf"));
