@@ -211,7 +211,7 @@ async fn seeded_sampling_in_the_browser_equals_the_native_run() {
 /// with CRLF, comments, multi-byte characters and multi-line data.
 #[wasm_bindgen_test]
 fn the_stream_decoder_survives_every_split_in_wasm() {
-    use llama_web::remote::protocol::{ChunkDecoder, StreamItem};
+    use llama_web::remote::body::{ChunkDecoder, StreamItem};
     let body = "\u{feff}: keep-alive\r\n\r\n\
                 data: {\"choices\":[{\"delta\":{\"content\":\"Gr\u{fc}\u{df}e \u{1f999}\"}}]}\r\n\r\n\
                 data: {\"choices\":\r\ndata: [{\"delta\":{\"content\":\"!\"}}]}\r\n\r\n\
