@@ -158,6 +158,45 @@ test("aborting the load in the worker rejects create() with aborted, and the wor
   }
 });
 
+test("a GPU device lost mid-stream ends the answer with device_lost; the next request loads the model in a new worker and answers", { timeout: 300_000 }, async () => {
+  const page = await openPage();
+  try {
+    const workers = [];
+    page.on("worker", (w) => { if (WORKER_FILE.test(w.url())) workers.push(w); });
+    await page.exposeFunction("loseDevice", () =>
+      workers[0].evaluate(() => self.llamaWebDevices.forEach((d) => d.destroy())));
+    const r = await page.evaluate(async (modelUrl) => {
+      const client = await window.pkg.LlamaClient.create({ mode: "local", local: { modelUrl, contextSize: 256 } });
+      const ask = { messages: [{ role: "user", content: "hello" }], max_tokens: 6, temperature: 0 };
+      const before = (await client.chat.completions.create(ask)).choices[0].message.content;
+      const stream = await client.chat.completions.create({ ...ask, max_tokens: 150, stream: true });
+      let chunks = 0;
+      let lost = null;
+      const started = performance.now();
+      try {
+        for await (const _ of stream) {
+          chunks += 1;
+          if (chunks === 2) await window.loseDevice();
+        }
+      } catch (e) {
+        lost = { code: e.code, message: e.message };
+      }
+      const seconds = (performance.now() - started) / 1000;
+      const after = (await client.chat.completions.create(ask)).choices[0].message.content;
+      const again = (await client.chat.completions.create(ask)).choices[0].message.content;
+      client.dispose();
+      return { before, chunks, lost, seconds, after, again, backend: client.backend };
+    }, TINY);
+    assert.equal(r.lost?.code, "device_lost", JSON.stringify(r));
+    assert.ok(r.chunks < 150, `the stream ended after ${r.chunks} chunks`);
+    assert.equal(r.after, r.before, "the model answers as before, on a fresh device");
+    assert.equal(r.again, r.before);
+    assert.equal(workers.length, 2, "a second worker was started");
+  } finally {
+    await page.close();
+  }
+});
+
 test("a worker file that cannot be fetched leaves the model on the page's thread, answering the same", { timeout: 300_000 }, async () => {
   const page = await openPage();
   try {

@@ -2,7 +2,8 @@
 //! dedicated worker, and the page's thread only forwards requests and chunks — a 4.9 GB load
 //! and every decode step stay off it. The JS API is the same either way.
 //!
-//! - [`page`]: the page's end, [`WorkerBackend`] (`Backend::Worker` in the client).
+//! - [`page`]: the page's end, [`WorkerBackend`] (`Backend::Worker` in the client), which
+//!   replaces a worker whose GPU device was lost; [`shared`]: one worker's connection.
 //! - [`host`]: the worker's end, `workerMain()` (called by `pkg/llama_web_worker.js`), which runs
 //!   the same [`LocalBackend`](super::local::LocalBackend) as the page would.
 //! - `glue.js`: starting the worker (one literal `new URL(…, import.meta.url)` bundlers follow),
@@ -15,6 +16,7 @@
 
 mod host;
 mod page;
+mod shared;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -25,7 +27,7 @@ use crate::api::ApiError;
 pub(super) use page::{WorkerBackend, WorkerRequest, WorkerStart};
 
 /// What the page sends the worker (after the `init` message that `glue.js` sends itself).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(
     tag = "type",
     rename_all = "camelCase",
