@@ -282,6 +282,21 @@ test("a header of ~80 MB is refused as bad_model after at most 64 MiB, not fetch
   assert.ok(fetched <= 64 << 20, `fetched ${fetched} bytes`);
 });
 
+test("a model whose weights are NaN is refused at load with bad_model, and the page goes on", { timeout: 300_000 }, async () => {
+  // The tiny F32 model's tensor data (from `llama-web inspect`: data_offset 17856, all F32) set to NaN.
+  const bytes = readFileSync(join(FIXTURES, "tiny-llama31-F32.gguf"));
+  const DATA_OFFSET = 17856;
+  assert.equal((bytes.length - DATA_OFFSET) % 4, 0, "the fixture is the one measured");
+  for (let at = DATA_OFFSET; at < bytes.length; at += 4) bytes.writeFloatLE(NaN, at);
+  writeFileSync(join(dir, "nan.gguf"), bytes);
+  const r = await page.evaluate(() => window.loadAndAsk("/store/nan.gguf", { cache: false }));
+  assert.equal(r.code, "bad_model", JSON.stringify(r));
+  assert.match(r.message, /NaN/);
+  copyFileSync(Q8_0, join(dir, "after-nan.gguf"));
+  const after = await page.evaluate(() => window.loadAndAsk("/store/after-nan.gguf", { cache: false }));
+  assert.equal(after.text, reference);
+});
+
 test("cache.delete and cache.clear empty the store", { timeout: 60_000 }, async () => {
   const r = await page.evaluate(async () => {
     const cache = window.pkg.LlamaClient.cache;
