@@ -16,7 +16,9 @@ use futures_util::StreamExt;
 use js_sys::{Object, Promise, Reflect};
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::{future_to_promise, spawn_local};
+use wasm_bindgen_futures::spawn_local;
+
+use super::guard::guarded;
 use web_sys::AbortController;
 
 use super::choose::choose;
@@ -84,19 +86,23 @@ pub struct LlamaClient {
 impl LlamaClient {
     /// Creates a client; in local (or auto) mode this loads the model, reporting `onProgress`.
     /// With `hybrid: true` it resolves at once, answering remotely while the model loads.
-    pub async fn create(
+    #[wasm_bindgen(unchecked_return_type = "Promise<LlamaClient>")]
+    pub fn create(
         #[wasm_bindgen(unchecked_param_type = "LlamaClientOptions")] options: JsValue,
-    ) -> Result<LlamaClient, JsValue> {
-        let options = Options::read(&options).map_err(|e| to_js_error(&e))?;
-        if options.hybrid {
-            return Ok(Self::start_hybrid(options));
-        }
-        let (backend, fallback_reason) = choose(options).await.map_err(|e| to_js_error(&e))?;
-        Ok(LlamaClient {
-            inner: Rc::new(ClientInner {
-                backend: RefCell::new(backend),
-                fallback_reason: RefCell::new(fallback_reason),
-            }),
+    ) -> Promise {
+        guarded(async move {
+            let options = Options::read(&options).map_err(|e| to_js_error(&e))?;
+            if options.hybrid {
+                return Ok(Self::start_hybrid(options).into());
+            }
+            let (backend, fallback_reason) = choose(options).await.map_err(|e| to_js_error(&e))?;
+            Ok(LlamaClient {
+                inner: Rc::new(ClientInner {
+                    backend: RefCell::new(backend),
+                    fallback_reason: RefCell::new(fallback_reason),
+                }),
+            }
+            .into())
         })
     }
 
@@ -211,7 +217,7 @@ impl Completions {
             }
             _ => Queued::Nothing,
         };
-        future_to_promise(async move {
+        guarded(async move {
             let request = request.map_err(|e| to_js_error(&e))?;
             let controller = AbortController::new()?;
             if let Some(user) = &request.signal {
@@ -251,7 +257,7 @@ impl ChatCompletionStream {
     /// The iterator protocol's `next()`: `{ done, value }`, or a rejection with a typed error.
     pub fn next(&self) -> Promise {
         let rx = self.rx.clone();
-        future_to_promise(async move {
+        guarded(async move {
             let Some(mut receiver) = rx.borrow_mut().take() else {
                 return Err(to_js_error(&ApiError::new(
                     ErrorCode::BadRequest,

@@ -11,6 +11,7 @@
 pub mod adapter;
 mod choose;
 pub mod client;
+mod guard;
 pub mod local;
 pub mod model_cache;
 pub mod model_store;
@@ -26,11 +27,12 @@ use wasm_bindgen::prelude::*;
 use crate::model::device::ComputeDevice;
 use crate::model::selftest;
 
-/// Installs the panic hook and the console logger once, when the module is instantiated:
+/// Installs the panic hook (the last-resort guard, `guard.rs`) and the console logger once,
+/// when the module is instantiated:
 /// shader compile errors on wasm only reach `log::error!`.
 #[wasm_bindgen(start)]
 pub fn start() {
-    console_error_panic_hook::set_once();
+    guard::install();
     // A second instantiation in the same realm finds the logger set; that is fine.
     let _ = console_log::init_with_level(log::Level::Warn);
 }

@@ -4,7 +4,6 @@
 use js_sys::Promise;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::future_to_promise;
 
 use super::client::to_js_error;
 use super::model_store::read_meta;
@@ -97,7 +96,7 @@ impl ModelCache {
 fn promise(
     work: impl std::future::Future<Output = Result<JsValue, StoreError>> + 'static,
 ) -> Promise {
-    future_to_promise(async move { work.await.map_err(|e| to_js_error(&ApiError::from(e))) })
+    super::guard::guarded(async move { work.await.map_err(|e| to_js_error(&ApiError::from(e))) })
 }
 
 fn serialize(models: &[CachedModel]) -> Result<JsValue, StoreError> {

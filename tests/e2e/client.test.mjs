@@ -298,3 +298,40 @@ test("auto mode with WebGPU: local when the model fits, remote with the reason w
   assert.equal(r.missing[0], "remote");
   assert.match(r.missing[1], /^the local model could not be read: .*HTTP 404/);
 });
+
+test("a panic on the page's thread rejects every pending promise with device_lost, and later calls at once", { timeout: 60_000 }, async () => {
+  const fresh = await browser.newPage(); // the panic leaves this page's module dead
+  try {
+    await fresh.goto(`${pages.url}bench.html?model=none`);
+    const r = await fresh.evaluate(async (baseUrl) => {
+      const pkg = await import("/pkg/llama_web.js");
+      await pkg.default();
+      const client = await pkg.LlamaClient.create({ mode: "remote", remote: { baseUrl, apiKey: "k", stallTimeoutSeconds: 600 } });
+      const stream = await client.chat.completions.create({ messages: [{ role: "user", content: "hi" }], stream: true });
+      const chunks = stream[Symbol.asyncIterator]();
+      await chunks.next();
+      await chunks.next();
+      const pending = chunks.next().then(() => "resolved", (e) => e.code); // the stall: nothing more comes
+      let thrown = null;
+      try {
+        pkg.__llamaWebPanic();
+      } catch (e) {
+        thrown = e.constructor.name;
+      }
+      const outcome = await Promise.race([pending, new Promise((r) => setTimeout(() => r("still pending"), 5000))]);
+      let later = null;
+      try {
+        await pkg.LlamaClient.create({ mode: "remote", remote: { baseUrl } });
+        later = "created";
+      } catch (e) {
+        later = e.code;
+      }
+      return { thrown, outcome, later };
+    }, `${api.url}stall/v1`);
+    assert.equal(r.thrown, "RuntimeError", "the panic traps the module");
+    assert.equal(r.outcome, "device_lost", "the pending next() is rejected, not left hanging");
+    assert.equal(r.later, "device_lost", "later calls are refused at once");
+  } finally {
+    await fresh.close();
+  }
+});
