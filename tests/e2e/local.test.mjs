@@ -242,3 +242,20 @@ test("dispose() frees the model's GPU memory and the client then refuses request
   assert.equal(r.refused, "bad_request");
   assert.equal(r.backend, "disposed");
 });
+
+test("a KV cache beyond what the GPU can bind is insufficient_gpu (was bad_model)", { timeout: 300_000 }, async () => {
+  // SmolLM2 (3 KV heads of 64) at 2^20 tokens in f32: 768 MiB of keys per block, over a 128 MiB binding.
+  const r = await page.evaluate(async () => {
+    try {
+      await window.pkg.LlamaClient.create({
+        mode: "local",
+        local: { modelUrl: "/models/SmolLM2-135M-Instruct.Q4_1.gguf", contextSize: 2 ** 20, kvCache: "f32", cache: false },
+      });
+      return { code: "none" };
+    } catch (e) {
+      return { code: e.code, message: e.message };
+    }
+  });
+  assert.equal(r.code, "insufficient_gpu", JSON.stringify(r));
+  assert.match(r.message, /storage binding/);
+});
