@@ -24,6 +24,7 @@
 //   drip        two chunks, then an SSE comment every 200 ms and no data, forever
 //   503-once-X  HTTP 503 with Retry-After: 1 the first time X is seen, then `ok`
 //   ctx-llamacpp llama.cpp's server's 400 for a prompt beyond its context
+//   cors-after-1-X `ok` the first time X is seen; later, the same answer without CORS headers (blocked)
 //
 // GET /__requests lists the requests received (method, case, authorization — redacted —, body, and
 // `closedEarly`: the client hung up before the answer ended) and DELETE /__requests forgets them; that
@@ -152,6 +153,14 @@ export async function startOpenAiServer({ port = 0, host = "127.0.0.1" } = {}) {
         seen.add(name);
         return sendJson(res, status, { error: { message: "busy, try again in a second" } }, { "retry-after": "1" });
       }
+      name = "ok";
+    }
+    if (name.startsWith("cors-after-1-")) {
+      if (seen.has(name)) {
+        res.writeHead(200, { "content-type": "text/event-stream" }); // no Access-Control-Allow-Origin
+        return res.end(encodeEvents(replyEvents(body)));
+      }
+      seen.add(name);
       name = "ok";
     }
     switch (name) {

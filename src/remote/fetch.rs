@@ -53,6 +53,10 @@ pub struct RemoteClient {
     pub retry: RetryPolicy,
     /// A stream that sends nothing for this long fails with `network`.
     pub stall_timeout_ms: u32,
+    /// An answer has come from the endpoint before: a later failure to fetch is then CORS or a
+    /// connection dropped after the server took the request, not an endpoint out of reach, and
+    /// is not retried (the request may have been answered).
+    pub reached: std::cell::Cell<bool>,
 }
 
 /// How an attempt failed: whether the retry policy may send the request again.
@@ -143,8 +147,16 @@ impl RemoteClient {
             true => self.stall_timeout_ms,
             false => self.stall_timeout_ms.saturating_mul(WHOLE_ANSWER_STALLS),
         };
+        let reached = self.reached.get();
         let answered = async {
-            let response = request.send().await.map_err(|e| fetch_error(&e, signal))?;
+            let response = match request.send().await {
+                Ok(response) => response,
+                Err(e) if reached && !signal.aborted() => {
+                    return Err(Failure::Final(fetch_error(&e, signal)));
+                }
+                Err(e) => return Err(fetch_error(&e, signal).into()),
+            };
+            self.reached.set(true);
             let status = response.status();
             if !response.ok() {
                 let now = js_sys::Date::now() / 1000.0;
@@ -153,7 +165,7 @@ impl RemoteClient {
                     .get("retry-after")
                     .and_then(|v: String| parse_retry_after(&v, now));
                 let text = response.text().await.unwrap_or_default();
-                return Err(error_for_status(status, &text, retry_after));
+                return Err(error_for_status(status, &text, retry_after).into());
             }
             let content_type = response.headers().get("content-type");
             let kind = BodyKind::of(content_type.as_deref(), stream);
@@ -173,7 +185,7 @@ impl RemoteClient {
                         true => "what is not an event stream",
                         false => "what is not JSON",
                     };
-                    return Err(unexpected_body(status, &content_type, what, &text));
+                    return Err(unexpected_body(status, &content_type, what, &text).into());
                 }
             };
             Ok(Err(completion))

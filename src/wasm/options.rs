@@ -147,6 +147,7 @@ impl Options {
                     .map_or(RetryPolicy::default().max_retries, |n| n as u32),
                 ..RetryPolicy::default()
             },
+            reached: Default::default(),
             stall_timeout_ms: match get_number(&remote_obj, "stallTimeoutSeconds")? {
                 None => 60_000,
                 Some(s) if s > 0.0 && s <= MAX_STALL_SECONDS => (s * 1000.0).ceil() as u32,

@@ -196,6 +196,39 @@ test("a token a header cannot carry is an auth error, bad option values are bad_
   assert.equal(r.after, "chat.completion");
 });
 
+test("unreachable is network naming CORS; a failure after the endpoint answered (CORS) is not sent again", { timeout: 60_000 }, async () => {
+  const offline = await page.evaluate(async () => {
+    const client = await window.pkg.LlamaClient.create({ mode: "remote", remote: { baseUrl: "http://127.0.0.1:9/v1", maxRetries: 0 } });
+    try {
+      await client.chat.completions.create({ messages: [{ role: "user", content: "hi" }] });
+      return null;
+    } catch (e) {
+      return { code: e.code, message: e.message };
+    }
+  });
+  assert.equal(offline?.code, "network");
+  assert.match(offline.message, /CORS/);
+
+  const name = `cors-after-1-${Date.now()}`;
+  api.requests.length = 0;
+  const r = await page.evaluate(async (baseUrl) => {
+    const client = await window.pkg.LlamaClient.create({ mode: "remote", remote: { baseUrl, apiKey: "k", maxRetries: 2 } });
+    const ask = { messages: [{ role: "user", content: "hi" }], stream: true };
+    let first = "";
+    for await (const c of await client.chat.completions.create(ask)) first += c.choices[0]?.delta?.content ?? "";
+    try {
+      for await (const _ of await client.chat.completions.create(ask)) { /* blocked */ }
+      return { first, second: "answered" };
+    } catch (e) {
+      return { first, second: e.code, message: e.message };
+    }
+  }, `${api.url}${name}/v1`);
+  assert.equal(r.first, "You said: hi. Grüße 🦙");
+  assert.equal(r.second, "network", JSON.stringify(r));
+  assert.match(r.message, /CORS/);
+  assert.equal(api.requests.length, 2, "the blocked request was sent once (the server answered it)");
+});
+
 test("a 503 with Retry-After is retried after it", { timeout: 60_000 }, async () => {
   api.requests.length = 0;
   const r = await run(`503-once-${Date.now()}`);
