@@ -132,7 +132,7 @@ impl LocalBackend {
         let mut engine = result.map_err(|e| match (aborted(), source.take_failure()) {
             (true, _) => ApiError::aborted("loading"),
             (false, Some(failure)) => failure.into(),
-            (false, None) => engine_error(&e),
+            (false, None) => ApiError::from(&e),
         })?;
         source.finish().await.map_err(|e| match aborted() {
             true => ApiError::aborted("loading"),
@@ -140,11 +140,11 @@ impl LocalBackend {
         })?;
         engine
             .set_kv_format(kv_format)
-            .map_err(|e| engine_error(&e))?;
+            .map_err(|e| ApiError::from(&e))?;
         report(reading, true);
         // Compiling the kernels now (seconds on a software GPU) spares the first question.
         report(COMPILE, true);
-        engine.warm_up().await.map_err(|e| engine_error(&e))?;
+        engine.warm_up().await.map_err(|e| ApiError::from(&e))?;
         if signal.is_some_and(AbortSignal::aborted) {
             return Err(ApiError::aborted("loading"));
         }
@@ -187,7 +187,7 @@ impl LocalBackend {
         let prompt = self
             .engine
             .chat_prompt(&params.messages, params.tools.clone())
-            .map_err(|e| engine_error(&e))?;
+            .map_err(|e| ApiError::from(&e))?;
         let request = GenerateRequest {
             prompt,
             max_tokens: params.max_tokens,
@@ -207,7 +207,7 @@ impl LocalBackend {
         let nonce = (js_sys::Math::random() * 2f64.powi(52)) as u64;
         let answer = LocalAnswer::new(ResponseIds::new(&self.model_name, created, nonce));
         on_chunk(answer.role_chunk());
-        let error = |e: EngineError| engine_error(&e);
+        let error = |e: EngineError| ApiError::from(&e);
         let mut generation = self.engine.start(request).await.map_err(error)?;
         let completion = loop {
             if cancelled.get() {
@@ -227,9 +227,4 @@ impl LocalBackend {
         end.chunks.into_iter().for_each(&mut *on_chunk);
         Ok(end.completion)
     }
-}
-
-/// The JS API's error for an engine failure (the mapping lives in `api::error`).
-pub fn engine_error(e: &EngineError) -> ApiError {
-    ApiError::from(e)
 }

@@ -100,9 +100,7 @@ extern "C" {
 
 /// A message as a plain JS object.
 fn encode<T: Serialize>(message: &T) -> JsValue {
-    message
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .unwrap_or(JsValue::NULL)
+    super::to_js(message).unwrap_or(JsValue::NULL)
 }
 
 /// A message read back (`None` for what is not one: it is ignored).
