@@ -37,6 +37,7 @@
 //!     sampling: SamplingParams::greedy(),
 //!     stop: vec![],
 //!     ignore_eos: false,
+//!     grammar: None,
 //! };
 //! let done = pollster::block_on(engine.generate(&request, &mut |delta| {
 //!     print!("{}", delta.text);
@@ -69,14 +70,19 @@
 //! ```
 #![deny(missing_docs)]
 
+// The OpenAI surface and the backends need the engine; without `gpu` the crate is the
+// host-side layers alone (what the fuzz crate builds).
+#[cfg(feature = "gpu")]
 pub mod api;
 #[cfg(feature = "gpu")]
 pub mod engine;
 pub mod gguf;
 pub mod model;
 pub mod npy;
+#[cfg(feature = "gpu")]
 pub mod remote;
 pub mod rng;
+#[cfg(feature = "gpu")]
 pub mod store;
 pub mod tokenizer;
 

@@ -33,6 +33,7 @@ fn request(prompt: Vec<u32>, max_tokens: usize, sampling: SamplingParams) -> Gen
         sampling,
         stop: vec![],
         ignore_eos: false,
+        grammar: None,
     }
 }
 

@@ -197,6 +197,7 @@ async fn seeded_sampling_in_the_browser_equals_the_native_run() {
         sampling: serde_json::from_value::<SamplingParams>(recorded["sampling"].clone()).unwrap(),
         stop: vec![],
         ignore_eos: true,
+        grammar: None,
     };
     let out = engine
         .generate(&request, &mut |_| std::ops::ControlFlow::Continue(()))

@@ -147,7 +147,7 @@ impl From<&EngineError> for ApiError {
     fn from(e: &EngineError) -> Self {
         let code = match e {
             EngineError::ContextOverflow { .. } => ErrorCode::ContextOverflow,
-            EngineError::BadRequest { .. } => ErrorCode::BadRequest,
+            EngineError::BadRequest { .. } | EngineError::Grammar { .. } => ErrorCode::BadRequest,
             EngineError::Template(TemplateError::Render(_)) => ErrorCode::BadRequest,
             EngineError::Tokenizer(_) | EngineError::Template(_) => ErrorCode::BadModel,
             EngineError::NonFiniteLogits => ErrorCode::BadModel,

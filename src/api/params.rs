@@ -3,6 +3,9 @@
 use serde_json::{Map, Value};
 
 use super::error::{ApiError, ErrorCode};
+pub use super::shape::{ResponseFormat, ToolChoice};
+use super::shape::{response_format, tool_choice, tool_names};
+use crate::engine::constrain::Grammar;
 
 /// `max_tokens` when the caller gives none. IONOS's own default is 16 tokens, which cuts most
 /// answers short, so a request always carries one.
@@ -32,8 +35,13 @@ pub struct ChatParams {
     pub presence_penalty: f32,
     /// -2..=2.
     pub frequency_penalty: f32,
-    /// Tool definitions, passed to the chat template or the endpoint.
+    /// Tool definitions (`[{type: "function", function: {name, parameters}}]`), passed to the
+    /// chat template or the endpoint.
     pub tools: Option<Value>,
+    /// Whether and which tool the model must call.
+    pub tool_choice: ToolChoice,
+    /// The shape of a text answer.
+    pub response_format: ResponseFormat,
     /// The request as given (without `signal`), for the remote backend.
     pub raw: Map<String, Value>,
 }
@@ -117,6 +125,9 @@ impl ChatParams {
             Some(v @ Value::Array(_)) => Some(v.clone()),
             Some(v) => return Err(bad(format!("`tools` must be an array, not {v}"))),
         };
+        let names = tool_names(tools.as_ref()).map_err(bad)?;
+        let tool_choice = tool_choice(raw.get("tool_choice"), &names).map_err(bad)?;
+        let response_format = response_format(raw.get("response_format")).map_err(bad)?;
         let top_p = number("top_p", 1.0, 0.0..=1.0)? as f32;
         if top_p == 0.0 {
             return Err(bad("`top_p` must be above 0".into()));
@@ -133,8 +144,54 @@ impl ChatParams {
             presence_penalty: number("presence_penalty", 0.0, -2.0..=2.0)? as f32,
             frequency_penalty: number("frequency_penalty", 0.0, -2.0..=2.0)? as f32,
             tools,
+            tool_choice,
+            response_format,
             raw,
         })
+    }
+
+    /// The functions the model may call (their names and parameter schemas) under
+    /// `tool_choice`.
+    pub fn callable_functions(&self) -> Vec<(String, Value)> {
+        let functions = self
+            .tools
+            .iter()
+            .flat_map(|tools| tools.as_array().into_iter().flatten())
+            .filter_map(|tool| tool.get("function"))
+            .filter_map(|f| {
+                let name = f.get("name")?.as_str()?.to_string();
+                let parameters = f
+                    .get("parameters")
+                    .cloned()
+                    .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}}));
+                Some((name, parameters))
+            });
+        match &self.tool_choice {
+            ToolChoice::None => vec![],
+            ToolChoice::Function(only) => functions.filter(|(name, _)| name == only).collect(),
+            ToolChoice::Auto | ToolChoice::Required => functions.collect(),
+        }
+    }
+
+    /// The tools the chat template shows the model: none under `tool_choice: "none"`.
+    pub fn template_tools(&self) -> Option<Value> {
+        match self.tool_choice {
+            ToolChoice::None => None,
+            _ => self.tools.clone(),
+        }
+    }
+
+    /// What the local answer is constrained to: a call when one is required, else the
+    /// response format's JSON (calls are then not possible), else nothing.
+    pub fn grammar(&self) -> Option<Grammar> {
+        match (&self.tool_choice, &self.response_format) {
+            (ToolChoice::Required | ToolChoice::Function(_), _) => {
+                Some(Grammar::ToolCall(self.callable_functions()))
+            }
+            (_, ResponseFormat::JsonObject) => Some(Grammar::JsonObject),
+            (_, ResponseFormat::JsonSchema(schema)) => Some(Grammar::JsonSchema(schema.clone())),
+            (_, ResponseFormat::Text) => None,
+        }
     }
 
     /// The body to POST to an OpenAI-compatible endpoint: the request as given, with `model`
@@ -209,9 +266,71 @@ mod tests {
             json!({"messages": [{"role": "user"}], "stop": [""]}),
             json!({"messages": [{"role": "user"}], "stream": "yes"}),
             json!({"messages": [{"role": "user"}], "tools": {}}),
+            json!({"messages": [{"role": "user"}], "tools": [{"type": "function"}]}),
+            json!({"messages": [{"role": "user"}], "tools": [{"type": "function", "function": {"name": ""}}]}),
+            json!({"messages": [{"role": "user"}], "tools": [{"type": "function", "function": {"name": "f", "parameters": 3}}]}),
+            json!({"messages": [{"role": "user"}], "tool_choice": "required"}),
+            json!({"messages": [{"role": "user"}], "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "always"}),
+            json!({"messages": [{"role": "user"}], "tools": [{"type": "function", "function": {"name": "f"}}],
+                   "tool_choice": {"type": "function", "function": {"name": "g"}}}),
+            json!({"messages": [{"role": "user"}], "response_format": {"type": "xml"}}),
+            json!({"messages": [{"role": "user"}], "response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}),
         ] {
             let err = params(bad.clone()).unwrap_err();
             assert_eq!(err.code, ErrorCode::BadRequest, "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn tool_choice_and_response_format_choose_the_grammar() {
+        let weather = json!({"type": "object", "properties": {"city": {"type": "string"}}});
+        let tools = json!([
+            {"type": "function", "function": {"name": "get_weather", "parameters": weather}},
+            {"type": "function", "function": {"name": "get_time"}},
+        ]);
+        let with = |extra: Value| {
+            let mut request =
+                json!({"messages": [{"role": "user", "content": "hi"}], "tools": tools});
+            request
+                .as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            params(request).unwrap()
+        };
+        let auto = with(json!({}));
+        assert_eq!(auto.tool_choice, ToolChoice::Auto);
+        assert_eq!(auto.grammar(), None);
+        assert_eq!(auto.callable_functions().len(), 2);
+        let none = with(json!({"tool_choice": "none"}));
+        assert!(none.callable_functions().is_empty());
+        let required = with(json!({"tool_choice": "required"}));
+        let Some(Grammar::ToolCall(functions)) = required.grammar() else {
+            panic!("required is a call grammar")
+        };
+        assert_eq!(functions[0], ("get_weather".to_string(), weather.clone()));
+        assert_eq!(functions[1].1, json!({"type": "object", "properties": {}}));
+        let named =
+            with(json!({"tool_choice": {"type": "function", "function": {"name": "get_weather"}}}));
+        assert_eq!(
+            named.grammar(),
+            Some(Grammar::ToolCall(vec![(
+                "get_weather".into(),
+                weather.clone()
+            )]))
+        );
+        let schema = with(
+            json!({"tool_choice": "none", "response_format": {"type": "json_schema",
+            "json_schema": {"name": "w", "schema": weather, "strict": true}}}),
+        );
+        assert_eq!(schema.grammar(), Some(Grammar::JsonSchema(weather)));
+        let object = params(
+            json!({"messages": [{"role": "user"}], "response_format": {"type": "json_object"}}),
+        );
+        assert_eq!(object.unwrap().grammar(), Some(Grammar::JsonObject));
+        let plain = params(json!({"messages": [{"role": "user"}]})).unwrap();
+        assert_eq!(
+            (&plain.tool_choice, plain.grammar()),
+            (&ToolChoice::None, None)
+        );
     }
 }

@@ -385,6 +385,7 @@ mod cli {
             sampling,
             stop,
             ignore_eos: false,
+            grammar: None,
         };
         let mut stdout = std::io::stdout();
         let completion = pollster::block_on(engine.generate(&request, &mut |delta| {

@@ -5,6 +5,7 @@
 //! [`Generation::cancel`] or simply drops the generation. Either way the KV cache is kept for
 //! the next request, as when a generation finishes.
 
+use super::constrain::Constraint;
 use super::sampling::Sampler;
 use super::stop::{StopScan, StopStrings};
 use super::{Completion, Delta, Engine, EngineError, FinishReason, GenerateRequest, Usage};
@@ -43,6 +44,8 @@ pub struct Generation<'e> {
     engine: &'e Engine,
     request: GenerateRequest,
     sampler: Sampler,
+    /// The grammar the answer must follow, if any.
+    constraint: Option<Constraint>,
     /// `None` once given back to the engine (or lost to a failed step).
     cache: Option<KvCache>,
     cached_tokens: usize,
@@ -78,6 +81,15 @@ impl Engine {
                 context_size: self.context_size,
             });
         }
+        let constraint = match &request.grammar {
+            None => None,
+            Some(grammar) => {
+                let end = self.turn_end().ok_or_else(|| EngineError::Grammar {
+                    detail: "the model has no end-of-turn token to end a constrained answer".into(),
+                })?;
+                Some(self.constrainer.constraint(&self.tokenizer, end, grammar)?)
+            }
+        };
         let (mut cache, cached_tokens) =
             match self.kept.take(prompt, self.context_size, self.kv_format) {
                 Some(kept) => kept,
@@ -90,6 +102,8 @@ impl Engine {
         Ok(Generation {
             engine: self,
             sampler: Sampler::new(request.sampling.clone()),
+            on_device: request.sampling.is_plain_greedy() && constraint.is_none(),
+            constraint,
             cache: Some(cache),
             cached_tokens,
             decoder: StreamDecoder::new(true),
@@ -97,7 +111,6 @@ impl Engine {
             ids: Vec::new(),
             text: String::new(),
             stopped_by_string: false,
-            on_device: request.sampling.is_plain_greedy(),
             state: State::Running {
                 next: Some(Next::Logits(logits)),
             },
@@ -136,9 +149,17 @@ impl Generation<'_> {
             Next::Logits(logits) if logits.iter().any(|l| l.is_nan()) => {
                 return Err(EngineError::NonFiniteLogits);
             }
-            Next::Logits(logits) => self.sampler.sample(logits, &self.request.prompt, &self.ids),
+            Next::Logits(logits) => {
+                if let Some(constraint) = &mut self.constraint {
+                    constraint.mask(logits)?;
+                }
+                self.sampler.sample(logits, &self.request.prompt, &self.ids)
+            }
             Next::Chosen(id) => *id,
         };
+        if let Some(constraint) = &mut self.constraint {
+            constraint.accept(id)?;
+        }
         self.state = State::Running { next: None };
         self.ids.push(id);
         if !self.request.ignore_eos && self.engine.end_tokens.contains(&id) {

@@ -8,10 +8,12 @@
 //! ([`prefix::KeptCache`]).
 
 pub mod bench;
+pub mod constrain;
 mod generation;
 pub mod prefix;
 pub mod sampling;
 pub mod stop;
+pub mod tools;
 
 use std::ops::ControlFlow;
 
@@ -28,6 +30,7 @@ use crate::tokenizer::{
     ChatTemplate, RenderOptions, SpecialTokens, TemplateError, Tokenizer, TokenizerError,
 };
 
+use constrain::{Constrainer, Grammar};
 pub use generation::{Generation, Step};
 use prefix::KeptCache;
 use sampling::SamplingParams;
@@ -73,6 +76,13 @@ pub enum EngineError {
     /// The model computed NaN logits: its weights (or the device) are broken.
     #[error("the model computed NaN logits (its weights hold NaN, or the GPU failed)")]
     NonFiniteLogits,
+    /// A grammar for constrained decoding that does not compile (a bad JSON schema), or a
+    /// constraint that failed while generating.
+    #[error("constrained decoding: {detail}")]
+    Grammar {
+        /// What `llguidance` said.
+        detail: String,
+    },
     /// A request the engine cannot run (empty prompt, out-of-range setting).
     #[error("bad request: {detail}")]
     BadRequest {
@@ -117,6 +127,8 @@ pub struct GenerateRequest {
     pub stop: Vec<String>,
     /// Keep going past end tokens (for comparisons with reference sequences).
     pub ignore_eos: bool,
+    /// What the answer must follow (constrained decoding), if anything.
+    pub grammar: Option<Grammar>,
 }
 
 /// One streamed step: the token chosen and the text it completed (often empty while a
@@ -154,6 +166,7 @@ pub struct Engine {
     context_size: usize,
     kv_format: KvFormat,
     kept: KeptCache,
+    constrainer: Constrainer,
 }
 
 impl Engine {
@@ -186,6 +199,7 @@ impl Engine {
             context_size,
             kv_format: KvFormat::default_for(model_choice),
             kept: KeptCache::default(),
+            constrainer: Constrainer::default(),
         })
     }
 
@@ -218,6 +232,21 @@ impl Engine {
         &self.end_tokens
     }
 
+    /// The `<|python_tag|>` token that starts Llama 3.1's built-in tool calls, if the model
+    /// has one.
+    pub fn python_tag(&self) -> Option<u32> {
+        self.tokenizer.token_to_id("<|python_tag|>")
+    }
+
+    /// The token that ends an assistant's turn: the first of the known end-of-turn markers the
+    /// vocabulary has (`<|eot_id|>` for Llama 3), else the model's EOS.
+    fn turn_end(&self) -> Option<u32> {
+        END_TOKEN_TEXTS
+            .iter()
+            .find_map(|t| self.tokenizer.token_to_id(t))
+            .or(self.tokenizer.eos_id())
+    }
+
     /// Tokens the context holds (prompt and output together).
     pub fn context_size(&self) -> usize {
         self.context_size
@@ -236,7 +265,7 @@ impl Engine {
             tools,
             ..RenderOptions::default()
         };
-        let text = template.render(messages, &options)?;
+        let text = template.render(&tools::messages_for_template(messages), &options)?;
         Ok(self.tokenizer.encode(&text, SpecialTokens::Parse)?)
     }
 

@@ -14,6 +14,7 @@ pub mod error;
 pub mod kv_cache;
 #[cfg(feature = "gpu")]
 pub mod llama;
+#[cfg(feature = "gpu")]
 pub mod plan;
 #[cfg(feature = "gpu")]
 pub mod project;

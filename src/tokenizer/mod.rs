@@ -62,7 +62,7 @@ pub enum SpecialTokens {
 }
 
 /// A tokenizer with the model's special ids.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     /// A copy that treats special-token text as text, made on first use.
@@ -143,6 +143,13 @@ impl Tokenizer {
     /// The end-of-sequence id named by the model's metadata, when it names one.
     pub fn eos_id(&self) -> Option<u32> {
         self.eos_id
+    }
+
+    /// The tokenizer as HF's tokenizer.json shapes it (what constrained decoding reads the
+    /// vocabulary's bytes from).
+    #[cfg(feature = "gpu")]
+    pub(crate) fn hf_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.inner).unwrap_or_default()
     }
 
     /// Whether the model expects BOS before a raw (untemplated) prompt.

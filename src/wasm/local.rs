@@ -9,10 +9,10 @@ use serde_json::Value;
 use web_sys::AbortSignal;
 
 use super::model_store::StoredSource;
-use crate::api::chunks::{LocalAnswer, ResponseIds};
+use crate::api::answer::answer;
+use crate::api::chunks::ResponseIds;
 use crate::api::{ApiError, ChatParams, ErrorCode};
-use crate::engine::sampling::SamplingParams;
-use crate::engine::{Engine, EngineError, GenerateRequest, Step};
+use crate::engine::Engine;
 use crate::gguf::{ByteSource, GgufHeader};
 use crate::model::device::ComputeDevice;
 use crate::model::plan::KvFormat;
@@ -184,47 +184,9 @@ impl LocalBackend {
         if cancelled.get() {
             return Err(ApiError::aborted("the request"));
         }
-        let prompt = self
-            .engine
-            .chat_prompt(&params.messages, params.tools.clone())
-            .map_err(|e| ApiError::from(&e))?;
-        let request = GenerateRequest {
-            prompt,
-            max_tokens: params.max_tokens,
-            sampling: SamplingParams {
-                temperature: params.temperature,
-                top_p: params.top_p,
-                top_k: params.top_k,
-                seed: params.seed,
-                presence_penalty: params.presence_penalty,
-                frequency_penalty: params.frequency_penalty,
-                ..SamplingParams::default()
-            },
-            stop: params.stop.clone(),
-            ignore_eos: false,
-        };
         let created = (js_sys::Date::now() / 1000.0) as u64;
         let nonce = (js_sys::Math::random() * 2f64.powi(52)) as u64;
-        let answer = LocalAnswer::new(ResponseIds::new(&self.model_name, created, nonce));
-        on_chunk(answer.role_chunk());
-        let error = |e: EngineError| ApiError::from(&e);
-        let mut generation = self.engine.start(request).await.map_err(error)?;
-        let completion = loop {
-            if cancelled.get() {
-                break generation.cancel();
-            }
-            match generation.next().await.map_err(error)? {
-                Step::Delta(delta) => answer
-                    .delta_chunk(&delta)
-                    .into_iter()
-                    .for_each(&mut *on_chunk),
-                Step::Finished(completion) => break completion,
-            }
-        };
-        let end = answer
-            .end(&completion)
-            .ok_or_else(|| ApiError::aborted("the request"))?;
-        end.chunks.into_iter().for_each(&mut *on_chunk);
-        Ok(end.completion)
+        let ids = ResponseIds::new(&self.model_name, created, nonce);
+        answer(&self.engine, params, ids, on_chunk, &|| cancelled.get()).await
     }
 }
