@@ -1,11 +1,13 @@
 //! Chat templates rendered like HF transformers' apply_chat_template, byte for byte: the nine
-//! Llama 3.1 conversations of the fixtures (rendered and tokenized), SmolLM2's own template
+//! Llama 3.1 conversations of the fixtures (rendered and tokenized), OpenAI-shaped tool turns
+//! (`scripts/fixtures/llama31_tool_turns.py`), SmolLM2's own template
 //! from its GGUF, and the tiny model's GGUF template.
 #![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 
 use common::{fixture, ids, json_fixture as json_file, llama31_tokenizer, open_gguf, smollm2_path};
+use llama_web::engine::tools::messages_for_template;
 use llama_web::gguf::GgufHeader;
 use llama_web::tokenizer::{ChatTemplate, RenderOptions, SpecialTokens, TemplateError, Tokenizer};
 use serde_json::{Value, json};
@@ -51,6 +53,39 @@ fn llama31_conversations_render_and_tokenize_like_hf() {
             ids(&case["ids"]),
             "{name}"
         );
+    }
+}
+
+#[test]
+fn openai_shaped_tool_turns_render_like_hf() {
+    // OpenAI clients send tool calls back with `arguments` as JSON text; transformers renders
+    // the documented dict shape. The engine gives the template the dict: same bytes as HF.
+    let template = ChatTemplate::from_tokenizer_config(
+        &std::fs::read(fixture("tokenizer/llama31/tokenizer_config.json")).unwrap(),
+    )
+    .unwrap();
+    let tokenizer = llama31_tokenizer();
+    let cases = json_file("tokenizer/llama31_tool_turn_cases.json");
+    let cases = cases["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 4);
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let expected = case["prompt"].as_str().unwrap();
+        let options = options(&case["kwargs"]);
+        let openai = &case["openai_messages"];
+        assert_eq!(messages_for_template(openai), case["hf_messages"], "{name}");
+        let prompt = template
+            .render(&messages_for_template(openai), &options)
+            .unwrap();
+        assert_eq!(prompt, expected, "{name}");
+        assert_eq!(
+            tokenizer.encode(&prompt, SpecialTokens::Parse).unwrap(),
+            ids(&case["ids"]),
+            "{name}"
+        );
+        // Given as text, the arguments would be printed as a quoted string (or refused).
+        let raw = template.render(openai, &options).ok();
+        assert_ne!(raw.as_deref(), Some(expected), "{name}");
     }
 }
 
