@@ -3,6 +3,8 @@
 //   /pkg/      -> pkg/      (the npm package built by wasm-pack)
 //   /models/   -> models/   (model files, served with HTTP Range support)
 //   /fixtures/ -> tests/fixtures/ (the tiny test models, for the bench page's e2e test)
+//   /node_modules/openai/ -> the official `openai` package's ESM build (a dev dependency), which the
+//              e2e tests drive through `client.fetch`
 // Files carry an ETag and Last-Modified and `Cache-Control: no-store` (the browser's HTTP cache must
 // not stand in for the model store). Tests read the request log and inject faults (startServer's doc).
 // Usage: node scripts/serve.mjs [--port 8080]     (also importable: startServer)
@@ -18,6 +20,7 @@ const MOUNTS = [
   ["/pkg/", join(repoRoot, "pkg")],
   ["/models/", join(repoRoot, "models")],
   ["/fixtures/", join(repoRoot, "tests", "fixtures")],
+  ["/node_modules/openai/", join(repoRoot, "node_modules", "openai")],
   ["/", join(repoRoot, "www")],
 ];
 

@@ -124,6 +124,39 @@ impl ApiError {
         Self::new(ErrorCode::Aborted, format!("{what} was aborted"))
     }
 
+    /// The HTTP status and body an OpenAI-compatible server answers this error with (what
+    /// `client.fetch` gives SDKs): the endpoint's own status for a remote failure, else the
+    /// status of the code's kind; the body `{error: {message, type, param, code}}`.
+    pub fn openai_error(&self) -> (u16, serde_json::Value) {
+        let status = self
+            .status
+            .filter(|s| *s >= 400)
+            .unwrap_or(match self.code {
+                ErrorCode::BadRequest | ErrorCode::ContextOverflow => 400,
+                ErrorCode::Auth => 401,
+                ErrorCode::Quota | ErrorCode::RateLimited => 429,
+                ErrorCode::Aborted => 499,
+                ErrorCode::Network => 502,
+                ErrorCode::NoWebgpu
+                | ErrorCode::InsufficientGpu
+                | ErrorCode::DeviceLost
+                | ErrorCode::ModelFetch
+                | ErrorCode::BadModel
+                | ErrorCode::StorageQuota => 503,
+            });
+        let kind = match (self.code, status) {
+            (ErrorCode::Quota, _) => "insufficient_quota",
+            (_, 401 | 403) => "authentication_error",
+            (_, 429) => "rate_limit_error",
+            (_, 400..=499) => "invalid_request_error",
+            _ => "server_error",
+        };
+        let body = serde_json::json!({"error": {
+            "message": self.message, "type": kind, "param": null, "code": self.code.as_str(),
+        }});
+        (status, body)
+    }
+
     /// The same error, with the HTTP status that caused it.
     pub fn with_status(mut self, status: u16) -> Self {
         self.status = Some(status);
@@ -223,6 +256,31 @@ mod tests {
             code(ModelError::Gguf(fetch).into()),
             ErrorCode::ModelFetch,
             "bytes that did not come"
+        );
+    }
+
+    #[test]
+    fn errors_answer_as_openai_compatible_servers_do() {
+        let (status, body) = ApiError::new(ErrorCode::ContextOverflow, "too long").openai_error();
+        assert_eq!(status, 400);
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+        assert_eq!(body["error"]["code"], "context_overflow");
+        assert_eq!(body["error"]["message"], "too long");
+        let remote = ApiError::new(ErrorCode::Network, "upstream").with_status(504);
+        assert_eq!(remote.openai_error().0, 504);
+        let limited = ApiError::new(ErrorCode::RateLimited, "slow down");
+        assert_eq!(limited.openai_error().0, 429);
+        assert_eq!(
+            limited.openai_error().1["error"]["type"],
+            "rate_limit_error"
+        );
+        for code in ErrorCode::ALL {
+            let (status, _) = ApiError::new(code, "x").openai_error();
+            assert!((400..600).contains(&status), "{code}: {status}");
+        }
+        assert_eq!(
+            ApiError::new(ErrorCode::NoWebgpu, "x").openai_error().0,
+            503
         );
     }
 }

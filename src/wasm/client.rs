@@ -60,6 +60,16 @@ pub(super) enum Backend {
 }
 
 impl Backend {
+    /// The model this backend answers with (`""` once disposed).
+    pub(super) fn model(&self) -> String {
+        match self {
+            Backend::Local(local) => local.model_name().into(),
+            Backend::Worker(worker) => worker.model_name().into(),
+            Backend::Remote(remote) => remote.model.clone(),
+            Backend::Disposed => String::new(),
+        }
+    }
+
     fn name(&self) -> &'static str {
         match self {
             Backend::Local(_) | Backend::Worker(_) => "local",
@@ -71,8 +81,8 @@ impl Backend {
 
 /// What a client and its `chat.completions` share. Both fields change once at most: when a
 /// hybrid start's local model is ready (or has failed).
-struct ClientInner {
-    backend: RefCell<Backend>,
+pub(super) struct ClientInner {
+    pub(super) backend: RefCell<Backend>,
     fallback_reason: RefCell<Option<String>>,
 }
 
@@ -162,6 +172,14 @@ impl LlamaClient {
         self.inner.fallback_reason.borrow().clone()
     }
 
+    /// A `fetch` for OpenAI-compatible clients (the `openai` package, the Vercel AI SDK,
+    /// LangChain): it answers `POST …/chat/completions` (SSE or JSON, as the hosted API sends
+    /// them) and `GET …/models` from this client's backend, whatever the base URL.
+    #[wasm_bindgen(getter, unchecked_return_type = "typeof fetch")]
+    pub fn fetch(&self) -> js_sys::Function {
+        super::fetch::openai_fetch(self.inner.clone())
+    }
+
     /// `client.chat.completions.create(…)`.
     #[wasm_bindgen(getter)]
     pub fn chat(&self) -> Chat {
@@ -191,7 +209,7 @@ impl Chat {
 /// `client.chat.completions`.
 #[wasm_bindgen]
 pub struct Completions {
-    inner: Rc<ClientInner>,
+    pub(super) inner: Rc<ClientInner>,
 }
 
 #[wasm_bindgen]

@@ -160,6 +160,11 @@ impl LocalBackend {
         })
     }
 
+    /// The model's name (its `general.name`), as answers carry it.
+    pub fn model_name(&self) -> &str {
+        &self.model_name
+    }
+
     /// The next place in the queue: its request runs once every turn taken before is over.
     pub fn take_turn(&self) -> Turn {
         let (done, over) = oneshot::channel();

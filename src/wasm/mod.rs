@@ -11,6 +11,7 @@
 pub mod adapter;
 mod choose;
 pub mod client;
+mod fetch;
 mod guard;
 pub mod local;
 pub mod model_cache;

@@ -86,10 +86,35 @@ export interface ChatCompletionParams {
   stop?: string | string[];
   presence_penalty?: number;
   frequency_penalty?: number;
-  tools?: unknown[];
-  tool_choice?: unknown;
+  /** Functions the model may call; locally Llama 3.1's own call formats become `tool_calls`. */
+  tools?: ChatCompletionTool[];
+  /** "required" or a named function: enforced locally by constrained decoding (one call per answer). */
+  tool_choice?: "none" | "auto" | "required" | { type: "function"; function: { name: string } };
+  /** JSON output, enforced locally by constrained decoding (llguidance). */
+  response_format?: { type: "text" } | { type: "json_object" }
+    | { type: "json_schema"; json_schema: { name: string; schema: object | boolean; strict?: boolean; description?: string } };
   signal?: AbortSignal;
   [key: string]: unknown;
+}
+
+export interface ChatCompletionTool {
+  type: "function";
+  function: { name: string; description?: string; parameters?: object };
+}
+
+/** A call in a whole message: `arguments` is JSON text. */
+export interface ChatCompletionMessageToolCall {
+  id: string;
+  type: "function";
+  function: { name: string; arguments: string };
+}
+
+/** A piece of a streamed call: the first carries `id`, `type` and the name, the next ones more `arguments`. */
+export interface ChatCompletionToolCallDelta {
+  index: number;
+  id?: string;
+  type?: "function";
+  function?: { name?: string; arguments?: string };
 }
 
 export interface ChatCompletionUsage {
@@ -105,7 +130,7 @@ export interface ChatCompletionChunk {
   object: "chat.completion.chunk";
   created: number;
   model: string;
-  choices: Array<{ index: number; delta: { role?: string; content?: string | null; tool_calls?: unknown[] };
+  choices: Array<{ index: number; delta: { role?: string; content?: string | null; tool_calls?: ChatCompletionToolCallDelta[] };
                    finish_reason: "stop" | "length" | "tool_calls" | null }>;
   usage?: ChatCompletionUsage;
 }
@@ -115,7 +140,7 @@ export interface ChatCompletion {
   object: "chat.completion";
   created: number;
   model: string;
-  choices: Array<{ index: number; message: { role: "assistant"; content: string | null; tool_calls?: unknown[] };
+  choices: Array<{ index: number; message: { role: "assistant"; content: string | null; tool_calls?: ChatCompletionMessageToolCall[] };
                    finish_reason: "stop" | "length" | "tool_calls" }>;
   usage: ChatCompletionUsage;
 }

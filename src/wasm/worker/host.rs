@@ -90,8 +90,9 @@ impl Host {
         };
         let reply = match loaded.await {
             Ok(LocalChoice::Loaded(backend)) => {
+                let model = backend.model_name().to_string();
                 *self.backend.borrow_mut() = Some(Rc::new(*backend));
-                FromWorker::Loaded
+                FromWorker::Loaded { model }
             }
             Ok(LocalChoice::Fallback(reason)) => FromWorker::Fallback { reason },
             Ok(LocalChoice::NoWebgpu(reason)) => FromWorker::NoWebgpu { reason },

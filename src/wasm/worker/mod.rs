@@ -61,7 +61,10 @@ enum FromWorker {
     /// A loading progress event, as `onProgress` gets it.
     Progress { progress: Value },
     /// The model is loaded.
-    Loaded,
+    Loaded {
+        /// The model's name (its `general.name`).
+        model: String,
+    },
     /// Auto mode: the model does not fit or could not be loaded here; the reason.
     Fallback { reason: String },
     /// The worker has no WebGPU (the page may still have it).

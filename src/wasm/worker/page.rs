@@ -52,6 +52,8 @@ pub(in crate::wasm) struct WorkerBackend {
     /// The `local` options' plain data and auto mode, to load the model again.
     local: Value,
     auto: bool,
+    /// The model's name.
+    model: String,
 }
 
 impl WorkerBackend {
@@ -74,7 +76,8 @@ impl WorkerBackend {
                 .load(local.clone(), auto, on_progress, signal)
                 .await?
             {
-                Loaded::Ready => WorkerStart::Loaded(WorkerBackend {
+                Loaded::Ready(model) => WorkerStart::Loaded(WorkerBackend {
+                    model,
                     shared: RefCell::new(shared),
                     next_id: Cell::new(0),
                     local,
@@ -133,6 +136,11 @@ impl WorkerBackend {
                 log::error!("llama-web: the model could not be loaded again: {e}");
             }
         });
+    }
+
+    /// The model's name (its `general.name`), as answers carry it.
+    pub fn model_name(&self) -> &str {
+        &self.model
     }
 
     /// Stops request `id` (between two decode steps in the worker).

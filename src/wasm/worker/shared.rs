@@ -36,8 +36,8 @@ impl Pending {
 
 /// How a load in the worker ended, short of an error.
 pub(super) enum Loaded {
-    /// The model is ready.
-    Ready,
+    /// The model is ready; its name.
+    Ready(String),
     /// Auto mode: it does not fit or could not be loaded; the reason.
     Fallback(String),
     /// This worker cannot run it (no WebGPU here, the module did not start); the reason.
@@ -138,7 +138,7 @@ impl Shared {
                 LoadEvent::Message(FromWorker::Progress { progress }) => {
                     on_progress(encode(&progress))
                 }
-                LoadEvent::Message(FromWorker::Loaded) => break Ok(Loaded::Ready),
+                LoadEvent::Message(FromWorker::Loaded { model }) => break Ok(Loaded::Ready(model)),
                 LoadEvent::Message(FromWorker::Fallback { reason }) => {
                     break Ok(Loaded::Fallback(reason));
                 }
@@ -167,7 +167,7 @@ impl Shared {
         self.events.borrow_mut().take();
         let held = self.held.borrow_mut().take().unwrap_or_default();
         match &outcome {
-            Ok(Loaded::Ready) => {
+            Ok(Loaded::Ready(_)) => {
                 for message in held {
                     if let Err(e) = self.post(&message) {
                         self.fail_all(e);
@@ -180,7 +180,7 @@ impl Shared {
                     Ok(Loaded::Fallback(why) | Loaded::Unavailable(why)) => {
                         ApiError::new(ErrorCode::DeviceLost, why.clone())
                     }
-                    Ok(Loaded::Ready) => unreachable!(),
+                    Ok(Loaded::Ready(_)) => unreachable!(),
                 };
                 self.fail_all(error);
                 self.shutdown();
