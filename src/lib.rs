@@ -38,6 +38,7 @@
 //!     stop: vec![],
 //!     ignore_eos: false,
 //!     grammar: None,
+//!     logprobs: None,
 //! };
 //! let done = pollster::block_on(engine.generate(&request, &mut |delta| {
 //!     print!("{}", delta.text);

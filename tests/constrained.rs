@@ -1,6 +1,7 @@
-//! Tool calls and structured output on a real model, through the same loop the browser runs
-//! (`api::answer`): the tiny random model's free output is noise, so every valid call and every
-//! schema-valid object below is the grammar's doing (a control test shows the noise).
+//! Tool calls, structured output and logprobs on a real model, through the same loop the
+//! browser runs (`api::answer`): the tiny random model's free output is noise, so every valid
+//! call and every schema-valid object below is the grammar's doing (a control test shows the
+//! noise).
 
 mod common;
 
@@ -209,4 +210,60 @@ fn a_schema_that_does_not_compile_is_a_bad_request() {
     // And the engine goes on.
     let (completion, _) = run(&engine, &request(1, json!({"max_tokens": 3})));
     assert_eq!(completion["choices"][0]["finish_reason"], "length");
+}
+
+#[test]
+fn logprobs_report_each_token_and_its_alternatives() {
+    let engine = tiny();
+    let params = request(
+        0,
+        json!({"temperature": 0, "max_tokens": 12, "logprobs": true, "top_logprobs": 3}),
+    );
+    let (completion, chunks) = run(&engine, &params);
+    let choice = &completion["choices"][0];
+    let entries = choice["logprobs"]["content"].as_array().unwrap();
+    let generated = completion["usage"]["completion_tokens"].as_u64().unwrap() as usize;
+    let ended_by_token = choice["finish_reason"] == "stop";
+    assert_eq!(entries.len() + usize::from(ended_by_token), generated);
+    let mut bytes = Vec::new();
+    for entry in entries {
+        let top = entry["top_logprobs"].as_array().unwrap();
+        assert_eq!(top.len(), 3);
+        let logprob = |v: &Value| v["logprob"].as_f64().unwrap();
+        assert!(top.windows(2).all(|w| logprob(&w[0]) >= logprob(&w[1])));
+        assert!(logprob(&top[0]) <= 0.0);
+        // Greedy: the chosen token is the most likely one.
+        assert_eq!(entry["token"], top[0]["token"]);
+        assert_eq!(logprob(entry), logprob(&top[0]));
+        let token_bytes: Vec<u8> = serde_json::from_value(entry["bytes"].clone()).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&token_bytes),
+            entry["token"].as_str().unwrap()
+        );
+        bytes.extend(token_bytes);
+    }
+    // The tiny model writes random bytes: the text shows them as the stream decoder does.
+    assert_eq!(
+        String::from_utf8_lossy(&bytes),
+        choice["message"]["content"].as_str().unwrap()
+    );
+    // Streamed, the same entries come on the chunks.
+    let streamed: Vec<Value> = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["logprobs"]["content"].as_array())
+        .flatten()
+        .cloned()
+        .collect();
+    assert_eq!(&streamed, entries);
+    // Probabilities: the top alternatives' mass is at most 1.
+    let mass: f64 = entries[0]["top_logprobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["logprob"].as_f64().unwrap().exp())
+        .sum();
+    assert!(mass <= 1.0 + 1e-6, "{mass}");
+    // Not asked for: none.
+    let (plain, _) = run(&engine, &request(0, json!({"max_tokens": 3})));
+    assert!(plain["choices"][0].get("logprobs").is_none());
 }

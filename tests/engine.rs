@@ -34,6 +34,7 @@ fn request(prompt: Vec<u32>, max_tokens: usize, sampling: SamplingParams) -> Gen
         stop: vec![],
         ignore_eos: false,
         grammar: None,
+        logprobs: None,
     }
 }
 

@@ -118,6 +118,7 @@ fn smollm2_with_the_q8_cache_gives_the_same_greedy_answer() {
         stop: vec![],
         ignore_eos: false,
         grammar: None,
+        logprobs: None,
     };
     let out = block_on(engine.generate(&request, &mut |_| ControlFlow::Continue(()))).unwrap();
     assert_eq!(out.text, "The capital of France is Paris.");

@@ -167,3 +167,20 @@ fn a_stream_cut_mid_character_ends_in_a_replacement_character() {
     let deltas = stream(&t, &ids[..ids.len() - 1]);
     assert_eq!(deltas.concat(), "ab\u{FFFD}");
 }
+
+#[test]
+fn token_bytes_spell_the_text_and_special_tokens_their_names() {
+    let t = llama31();
+    let text = "Grüße 🦙, ∑ x\n\tdone";
+    let ids = t.encode(text, SpecialTokens::AsText).unwrap();
+    let bytes: Vec<u8> = ids.iter().flat_map(|&id| t.token_bytes(id)).collect();
+    assert_eq!(bytes, text.as_bytes());
+    // A character split across tokens: each token holds part of its bytes.
+    assert!(
+        ids.iter()
+            .any(|&id| std::str::from_utf8(&t.token_bytes(id)).is_err())
+    );
+    let eot = t.token_to_id("<|eot_id|>").unwrap();
+    assert_eq!(t.token_bytes(eot), b"<|eot_id|>");
+    assert_eq!(t.token_bytes(u32::MAX), Vec::<u8>::new());
+}

@@ -198,6 +198,7 @@ async fn seeded_sampling_in_the_browser_equals_the_native_run() {
         stop: vec![],
         ignore_eos: true,
         grammar: None,
+        logprobs: None,
     };
     let out = engine
         .generate(&request, &mut |_| std::ops::ControlFlow::Continue(()))

@@ -30,6 +30,7 @@ pub fn generate_request(engine: &Engine, params: &ChatParams) -> Result<Generate
         stop: params.stop.clone(),
         ignore_eos: false,
         grammar: params.grammar(),
+        logprobs: params.logprobs,
     })
 }
 

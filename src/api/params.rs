@@ -42,6 +42,10 @@ pub struct ChatParams {
     pub tool_choice: ToolChoice,
     /// The shape of a text answer.
     pub response_format: ResponseFormat,
+    /// `logprobs: true`: each token's log-probability and `top_logprobs` (0..=20) alternatives.
+    pub logprobs: Option<usize>,
+    /// `parallel_tool_calls` (default true): false keeps an answer to its first call.
+    pub parallel_tool_calls: bool,
     /// The request as given (without `signal`), for the remote backend.
     pub raw: Map<String, Value>,
 }
@@ -128,6 +132,19 @@ impl ChatParams {
         let names = tool_names(tools.as_ref()).map_err(bad)?;
         let tool_choice = tool_choice(raw.get("tool_choice"), &names).map_err(bad)?;
         let response_format = response_format(raw.get("response_format")).map_err(bad)?;
+        let logprobs = match (raw.get("logprobs"), count("top_logprobs")?) {
+            (None | Some(Value::Null | Value::Bool(false)), None) => None,
+            (Some(Value::Bool(true)), top) if top.unwrap_or(0) <= 20 => {
+                Some(top.unwrap_or(0) as usize)
+            }
+            (Some(Value::Bool(true)), Some(top)) => {
+                return Err(bad(format!("`top_logprobs` must be 0..=20, not {top}")));
+            }
+            (Some(v), _) if !v.is_boolean() => {
+                return Err(bad(format!("`logprobs` must be a boolean, not {v}")));
+            }
+            _ => return Err(bad("`top_logprobs` needs `logprobs: true`".into())),
+        };
         let top_p = number("top_p", 1.0, 0.0..=1.0)? as f32;
         if top_p == 0.0 {
             return Err(bad("`top_p` must be above 0".into()));
@@ -146,6 +163,16 @@ impl ChatParams {
             tools,
             tool_choice,
             response_format,
+            logprobs,
+            parallel_tool_calls: match raw.get("parallel_tool_calls") {
+                None | Some(Value::Null) => true,
+                Some(Value::Bool(b)) => *b,
+                Some(v) => {
+                    return Err(bad(format!(
+                        "`parallel_tool_calls` must be a boolean, not {v}"
+                    )));
+                }
+            },
             raw,
         })
     }
@@ -274,6 +301,10 @@ mod tests {
             json!({"messages": [{"role": "user"}], "tools": [{"type": "function", "function": {"name": "f"}}],
                    "tool_choice": {"type": "function", "function": {"name": "g"}}}),
             json!({"messages": [{"role": "user"}], "response_format": {"type": "xml"}}),
+            json!({"messages": [{"role": "user"}], "logprobs": "yes"}),
+            json!({"messages": [{"role": "user"}], "logprobs": true, "top_logprobs": 21}),
+            json!({"messages": [{"role": "user"}], "top_logprobs": 2}),
+            json!({"messages": [{"role": "user"}], "parallel_tool_calls": "no"}),
             json!({"messages": [{"role": "user"}], "response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}),
         ] {
             let err = params(bad.clone()).unwrap_err();

@@ -386,6 +386,7 @@ mod cli {
             stop,
             ignore_eos: false,
             grammar: None,
+            logprobs: None,
         };
         let mut stdout = std::io::stdout();
         let completion = pollster::block_on(engine.generate(&request, &mut |delta| {

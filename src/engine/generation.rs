@@ -6,9 +6,12 @@
 //! the next request, as when a generation finishes.
 
 use super::constrain::Constraint;
-use super::sampling::Sampler;
+use super::sampling::{Sampler, log_softmax_top};
 use super::stop::{StopScan, StopStrings};
-use super::{Completion, Delta, Engine, EngineError, FinishReason, GenerateRequest, Usage};
+use super::{
+    Completion, Delta, Engine, EngineError, FinishReason, GenerateRequest, TokenLogprob,
+    TokenLogprobs, Usage,
+};
 use crate::model::kv_cache::KvCache;
 use crate::model::llama::LogitsFor;
 use crate::tokenizer::StreamDecoder;
@@ -102,7 +105,9 @@ impl Engine {
         Ok(Generation {
             engine: self,
             sampler: Sampler::new(request.sampling.clone()),
-            on_device: request.sampling.is_plain_greedy() && constraint.is_none(),
+            on_device: request.sampling.is_plain_greedy()
+                && constraint.is_none()
+                && request.logprobs.is_none(),
             constraint,
             cache: Some(cache),
             cached_tokens,
@@ -145,11 +150,15 @@ impl Generation<'_> {
             Some(next) => next,
             None => self.run_last().await?,
         };
+        let mut distribution = None;
         let id = match &mut next {
             Next::Logits(logits) if logits.iter().any(|l| l.is_nan()) => {
                 return Err(EngineError::NonFiniteLogits);
             }
             Next::Logits(logits) => {
+                if let Some(top) = self.request.logprobs {
+                    distribution = Some((log_softmax_top(logits, top), logits.clone()));
+                }
                 if let Some(constraint) = &mut self.constraint {
                     constraint.mask(logits)?;
                 }
@@ -178,7 +187,21 @@ impl Generation<'_> {
             }
         };
         self.text.push_str(&text);
-        Ok(Step::Delta(Delta { id: Some(id), text }))
+        let logprobs = distribution.map(|((log_norm, top), raw)| {
+            let token = |id: u32, logprob: f32| TokenLogprob {
+                bytes: self.engine.tokenizer.token_bytes(id),
+                logprob,
+            };
+            TokenLogprobs {
+                chosen: token(id, (raw[id as usize] as f64 - log_norm) as f32),
+                top: top.into_iter().map(|(id, lp)| token(id, lp)).collect(),
+            }
+        });
+        Ok(Step::Delta(Delta {
+            id: Some(id),
+            text,
+            logprobs,
+        }))
     }
 
     /// Stops here: the completion so far (finish reason [`FinishReason::Cancelled`]), the
@@ -216,7 +239,11 @@ impl Generation<'_> {
         match self.release_tail() {
             Some(text) => {
                 self.state = State::Ending(reason);
-                Step::Delta(Delta { id: None, text })
+                Step::Delta(Delta {
+                    id: None,
+                    text,
+                    logprobs: None,
+                })
             }
             None => Step::Finished(self.complete(reason)),
         }

@@ -129,16 +129,41 @@ pub struct GenerateRequest {
     pub ignore_eos: bool,
     /// What the answer must follow (constrained decoding), if anything.
     pub grammar: Option<Grammar>,
+    /// Report each chosen token's log-probability and this many most likely alternatives
+    /// (OpenAI's `logprobs` / `top_logprobs`); `None`: not asked.
+    pub logprobs: Option<usize>,
 }
 
 /// One streamed step: the token chosen and the text it completed (often empty while a
 /// multi-byte character or a possible stop string is held back).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Delta {
     /// The token id; `None` for the last delta, which releases text held back at the end.
     pub id: Option<u32>,
     /// New text, safe to show.
     pub text: String,
+    /// The token's log-probability and the alternatives', when the request asked for them.
+    pub logprobs: Option<TokenLogprobs>,
+}
+
+/// A chosen token's log-probability under the model's own distribution (the logits as the
+/// model computed them: before biases, penalties, temperature and grammar), and the most likely
+/// tokens' (OpenAI's `logprobs.content[]`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TokenLogprobs {
+    /// The chosen token.
+    pub chosen: TokenLogprob,
+    /// The most likely tokens, most likely first.
+    pub top: Vec<TokenLogprob>,
+}
+
+/// One token and its log-probability.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TokenLogprob {
+    /// The token's bytes (a piece of UTF-8, possibly a partial character).
+    pub bytes: Vec<u8>,
+    /// Its natural-log probability.
+    pub logprob: f32,
 }
 
 /// The outcome of a generation.

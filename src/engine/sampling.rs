@@ -205,6 +205,30 @@ impl Sampler {
 
 pub use crate::model::argmax::argmax;
 
+/// Natural-log probabilities from `logits` (log-softmax, in f64): the log of the normalizer,
+/// and the `top` most likely ids with their log-probabilities, most likely first.
+pub fn log_softmax_top(logits: &[f32], top: usize) -> (f64, Vec<(u32, f32)>) {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let sum: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
+    let log_norm = max + sum.ln();
+    let mut ids: Vec<u32> = (0..logits.len() as u32).collect();
+    let by_logit = |a: &u32, b: &u32| {
+        logits[*b as usize]
+            .total_cmp(&logits[*a as usize])
+            .then(a.cmp(b))
+    };
+    if top < ids.len() && top > 0 {
+        ids.select_nth_unstable_by(top - 1, by_logit);
+    }
+    ids.truncate(top);
+    ids.sort_by(by_logit);
+    let top = ids
+        .into_iter()
+        .map(|id| (id, (logits[id as usize] as f64 - log_norm) as f32))
+        .collect();
+    (log_norm, top)
+}
+
 fn normalize(probs: &mut [f64]) {
     let sum: f64 = probs.iter().sum();
     probs.iter_mut().for_each(|q| *q /= sum);
@@ -350,6 +374,18 @@ mod tests {
             ..SamplingParams::greedy()
         };
         assert_eq!(greedy(repetition, &[0]), 1);
+    }
+
+    #[test]
+    fn log_softmax_top_normalizes_and_orders() {
+        let logits = [1.0, 3.0, 2.0, 3.0];
+        let (log_norm, top) = log_softmax_top(&logits, 3);
+        let total: f64 = logits.iter().map(|&l| (l as f64 - log_norm).exp()).sum();
+        assert!((total - 1.0).abs() < 1e-12);
+        assert_eq!(top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![1, 3, 2]);
+        assert!((top[0].1 as f64 - (3.0 - log_norm)).abs() < 1e-6);
+        assert_eq!(log_softmax_top(&logits, 0).1, vec![]);
+        assert_eq!(log_softmax_top(&logits, 9).1.len(), 4);
     }
 
     #[test]

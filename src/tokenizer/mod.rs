@@ -130,6 +130,23 @@ impl Tokenizer {
         self.inner.id_to_token(id)
     }
 
+    /// The bytes an id stands for (a piece of UTF-8, possibly a partial character): byte-level
+    /// BPE writes each byte as a printable character (GPT-2's table), added tokens are their text.
+    pub fn token_bytes(&self, id: u32) -> Vec<u8> {
+        let added = self.inner.get_added_vocabulary();
+        if let Some(text) = added.simple_id_to_token(id) {
+            return text.into_bytes();
+        }
+        let Some(token) = self.inner.id_to_token(id) else {
+            return Vec::new();
+        };
+        token
+            .chars()
+            .map(byte_of_char)
+            .collect::<Option<Vec<u8>>>()
+            .unwrap_or_else(|| token.into_bytes())
+    }
+
     /// Number of ids, added tokens included.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
@@ -156,4 +173,19 @@ impl Tokenizer {
     pub fn add_bos(&self) -> bool {
         self.add_bos
     }
+}
+
+/// The byte that byte-level BPE writes as `c`: GPT-2's table maps the printable bytes to
+/// themselves and the other 68, in order, to U+0100 onwards.
+fn byte_of_char(c: char) -> Option<u8> {
+    let printable = |b: u32| matches!(b, 0x21..=0x7e | 0xa1..=0xac | 0xae..=0xff);
+    let c = c as u32;
+    if printable(c) {
+        return u8::try_from(c).ok();
+    }
+    let n = c.checked_sub(256)? as usize;
+    (0u32..256)
+        .filter(|&b| !printable(b))
+        .nth(n)
+        .and_then(|b| u8::try_from(b).ok())
 }

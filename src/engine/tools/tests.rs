@@ -26,10 +26,11 @@ fn run(mut parser: ToolCallParser, pieces: &[Option<&str>]) -> Answer {
             Some(text) => Delta {
                 id: Some(1),
                 text: text.to_string(),
+                ..Delta::default()
             },
             None => Delta {
                 id: Some(PYTHON_TAG),
-                text: String::new(),
+                ..Delta::default()
             },
         };
         events.extend(parser.push(&delta));

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::ChatParams;
 use crate::engine::constrain::Grammar;
 use crate::engine::tools::{ToolCallParser, ToolEvent};
-use crate::engine::{Completion, Delta, FinishReason};
+use crate::engine::{Completion, Delta, FinishReason, TokenLogprob};
 
 /// One local answer's OpenAI objects, built as the engine's steps come: the role chunk, then
 /// the chunks of each step (content, or tool-call deltas when a [`ToolCallParser`] reads the
@@ -21,6 +21,12 @@ pub struct LocalAnswer {
     content: String,
     /// Each call's name and arguments so far.
     calls: Vec<(String, String)>,
+    /// Every token's `logprobs.content[]` entry, when the request asked for them.
+    logprobs: Option<Vec<Value>>,
+    /// Entries not yet sent in a chunk (their tokens' text is held back).
+    pending_logprobs: Vec<Value>,
+    /// Only the first call is kept (`parallel_tool_calls: false`).
+    single_call: bool,
 }
 
 /// The objects that end an answer.
@@ -41,7 +47,16 @@ impl LocalAnswer {
             parser: None,
             content: String::new(),
             calls: Vec::new(),
+            logprobs: None,
+            pending_logprobs: Vec::new(),
+            single_call: false,
         }
+    }
+
+    /// The same answer, reporting each token's log-probabilities (`logprobs: true`).
+    pub fn with_logprobs(mut self) -> Self {
+        self.logprobs = Some(Vec::new());
+        self
     }
 
     /// An answer whose text `parser` reads for tool calls.
@@ -61,11 +76,21 @@ impl LocalAnswer {
             .into_iter()
             .map(|(name, _)| name)
             .collect();
-        if names.is_empty() {
-            return Self::new(ids);
+        let answer = match names.is_empty() {
+            true => Self::new(ids),
+            false => {
+                let guaranteed = matches!(params.grammar(), Some(Grammar::ToolCall(_)));
+                Self::with_tool_calls(ids, ToolCallParser::new(names, python_tag, guaranteed))
+            }
+        };
+        let answer = Self {
+            single_call: !params.parallel_tool_calls,
+            ..answer
+        };
+        match params.logprobs {
+            Some(_) => answer.with_logprobs(),
+            None => answer,
         }
-        let guaranteed = matches!(params.grammar(), Some(Grammar::ToolCall(_)));
-        Self::with_tool_calls(ids, ToolCallParser::new(names, python_tag, guaranteed))
     }
 
     /// The first chunk of a stream.
@@ -80,7 +105,29 @@ impl LocalAnswer {
             None if delta.text.is_empty() => vec![],
             None => vec![ToolEvent::Content(delta.text.clone())],
         };
-        self.chunks(events)
+        if let (Some(all), Some(logprobs)) = (&mut self.logprobs, &delta.logprobs) {
+            let top: Vec<Value> = logprobs
+                .top
+                .iter()
+                .map(|t| logprob_entry(t, None))
+                .collect();
+            let entry = logprob_entry(&logprobs.chosen, Some(top));
+            all.push(entry.clone());
+            self.pending_logprobs.push(entry);
+        }
+        let mut chunks = self.chunks(events);
+        self.attach_logprobs(&mut chunks);
+        chunks
+    }
+
+    /// Puts the entries not yet sent on the last of `chunks`.
+    fn attach_logprobs(&mut self, chunks: &mut [Value]) {
+        if let Some(last) = chunks.last_mut()
+            && !self.pending_logprobs.is_empty()
+        {
+            let content = std::mem::take(&mut self.pending_logprobs);
+            last["choices"][0]["logprobs"] = json!({ "content": content });
+        }
     }
 
     /// The end of an answer that `completion` finished; `None` for a cancelled one, which has
@@ -101,6 +148,7 @@ impl LocalAnswer {
             completion.cached_tokens,
         );
         chunks.push(self.ids.finish_chunk(finish_reason));
+        self.attach_logprobs(&mut chunks);
         chunks.push(self.ids.usage_chunk(&usage));
         let mut message = json!({"role": "assistant", "content": self.content});
         if !self.calls.is_empty() {
@@ -111,17 +159,25 @@ impl LocalAnswer {
             let calls = calls.map(|(i, (name, arguments))| self.ids.tool_call(i, name, arguments));
             message["tool_calls"] = Value::Array(calls.collect());
         }
-        Some(AnswerEnd {
-            chunks,
-            completion: self.ids.completion(message, finish_reason, &usage),
-        })
+        let mut completion = self.ids.completion(message, finish_reason, &usage);
+        if let Some(all) = &self.logprobs {
+            completion["choices"][0]["logprobs"] = json!({ "content": all });
+        }
+        Some(AnswerEnd { chunks, completion })
     }
 
     /// The chunks for `events`, recorded for the whole answer.
     fn chunks(&mut self, events: Vec<ToolEvent>) -> Vec<Value> {
         let ids = &self.ids;
+        let single_call = self.single_call;
         events
             .into_iter()
+            .filter(|event| match event {
+                ToolEvent::CallStart { index, .. } | ToolEvent::Arguments { index, .. } => {
+                    *index == 0 || !single_call
+                }
+                ToolEvent::Content(_) => true,
+            })
             .map(|event| match event {
                 ToolEvent::Content(text) => {
                     self.content.push_str(&text);
@@ -142,6 +198,19 @@ impl LocalAnswer {
             })
             .collect()
     }
+}
+
+/// One token's `logprobs.content[]` entry (`top_logprobs` given for a chosen token).
+fn logprob_entry(token: &TokenLogprob, top: Option<Vec<Value>>) -> Value {
+    let mut entry = json!({
+        "token": String::from_utf8_lossy(&token.bytes),
+        "logprob": token.logprob,
+        "bytes": token.bytes,
+    });
+    if let Some(top) = top {
+        entry["top_logprobs"] = Value::Array(top);
+    }
+    entry
 }
 
 /// What every object of one response shares.
@@ -242,142 +311,4 @@ pub fn usage(prompt_tokens: usize, completion_tokens: usize, cached_tokens: usiz
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::engine::Usage;
-
-    fn answer() -> LocalAnswer {
-        LocalAnswer::new(ResponseIds::new("m", 7, 0xab))
-    }
-
-    fn completion(finish_reason: FinishReason) -> Completion {
-        Completion {
-            ids: vec![1, 2, 3],
-            text: "Hi there".into(),
-            finish_reason,
-            usage: Usage {
-                prompt_tokens: 5,
-                completion_tokens: 3,
-                total_tokens: 8,
-            },
-            cached_tokens: 2,
-        }
-    }
-
-    fn delta(text: &str) -> Delta {
-        Delta {
-            id: Some(1),
-            text: text.into(),
-        }
-    }
-
-    #[test]
-    fn deltas_become_content_chunks_and_empty_ones_none() {
-        let mut a = answer();
-        assert_eq!(a.role_chunk()["choices"][0]["delta"]["role"], "assistant");
-        assert_eq!(a.step(&delta("")), Vec::<Value>::new());
-        let chunks = a.step(&delta("Hi"));
-        assert_eq!(chunks.len(), 1);
-        assert_eq!(chunks[0]["object"], "chat.completion.chunk");
-        assert_eq!(chunks[0]["id"], "chatcmpl-local-00000000000000ab");
-        assert_eq!(chunks[0]["choices"][0]["delta"]["content"], "Hi");
-    }
-
-    #[test]
-    fn the_end_carries_the_finish_reason_and_usage_and_cancelled_has_none() {
-        for (reason, name) in [
-            (FinishReason::Stop, "stop"),
-            (FinishReason::Length, "length"),
-        ] {
-            let mut a = answer();
-            a.step(&delta("Hi "));
-            a.step(&delta("there"));
-            let end = a.end(&completion(reason)).unwrap();
-            assert_eq!(end.chunks.len(), 2);
-            assert_eq!(end.chunks[0]["choices"][0]["finish_reason"], name);
-            assert_eq!(end.chunks[1]["choices"], json!([]));
-            assert_eq!(end.chunks[1]["usage"]["total_tokens"], 8);
-            assert_eq!(
-                end.chunks[1]["usage"]["prompt_tokens_details"]["cached_tokens"],
-                2
-            );
-            assert_eq!(end.completion["object"], "chat.completion");
-            let message = &end.completion["choices"][0]["message"];
-            assert_eq!(
-                message,
-                &json!({"role": "assistant", "content": "Hi there"})
-            );
-            assert_eq!(end.completion["choices"][0]["finish_reason"], name);
-        }
-        assert_eq!(answer().end(&completion(FinishReason::Cancelled)), None);
-    }
-
-    #[test]
-    fn a_call_streams_as_tool_call_deltas_and_ends_with_tool_calls() {
-        let parser = ToolCallParser::new(vec!["get_weather".into()], None, true);
-        let mut a = LocalAnswer::with_tool_calls(ResponseIds::new("m", 7, 0xab), parser);
-        let mut chunks = Vec::new();
-        for piece in [
-            r#"{"name": "get_weather", "param"#,
-            r#"eters": {"city""#,
-            r#": "Paris"}}"#,
-        ] {
-            chunks.extend(a.step(&delta(piece)));
-        }
-        let deltas: Vec<&Value> = chunks.iter().map(|c| &c["choices"][0]["delta"]).collect();
-        assert_eq!(
-            deltas[0],
-            &json!({"tool_calls": [{"index": 0, "id": "call_00000000000000ab_0", "type": "function",
-                "function": {"name": "get_weather", "arguments": ""}}]})
-        );
-        let arguments: String = deltas[1..]
-            .iter()
-            .map(|d| {
-                d["tool_calls"][0]["function"]["arguments"]
-                    .as_str()
-                    .unwrap()
-            })
-            .collect();
-        assert_eq!(arguments, r#"{"city": "Paris"}"#);
-        assert!(deltas[1..].iter().all(|d| d["tool_calls"][0]["index"] == 0));
-        let end = a.end(&completion(FinishReason::Stop)).unwrap();
-        assert_eq!(end.chunks[0]["choices"][0]["finish_reason"], "tool_calls");
-        let choice = &end.completion["choices"][0];
-        assert_eq!(choice["finish_reason"], "tool_calls");
-        assert_eq!(choice["message"]["content"], Value::Null);
-        assert_eq!(
-            choice["message"]["tool_calls"][0]["function"],
-            json!({"name": "get_weather", "arguments": r#"{"city": "Paris"}"#})
-        );
-    }
-
-    #[test]
-    fn a_call_given_whole_comes_at_the_end_and_prose_stays_content() {
-        let parser = || ToolCallParser::new(vec!["f".into()], None, false);
-        let mut a = LocalAnswer::with_tool_calls(ResponseIds::new("m", 7, 1), parser());
-        assert!(
-            a.step(&delta(r#"{"name": "f", "parameters": {}"#))
-                .is_empty()
-        );
-        let end = a.end(&completion(FinishReason::Length)).unwrap();
-        // Cut short: the held text is content, the reason "length".
-        assert_eq!(
-            end.chunks[0]["choices"][0]["delta"]["content"],
-            r#"{"name": "f", "parameters": {}"#
-        );
-        assert_eq!(end.completion["choices"][0]["finish_reason"], "length");
-        assert!(
-            end.completion["choices"][0]["message"]
-                .get("tool_calls")
-                .is_none()
-        );
-        let mut b = LocalAnswer::with_tool_calls(ResponseIds::new("m", 7, 1), parser());
-        let chunks = b.step(&delta("Sunny, 22 degrees."));
-        assert_eq!(
-            chunks[0]["choices"][0]["delta"]["content"],
-            "Sunny, 22 degrees."
-        );
-        let end = b.end(&completion(FinishReason::Stop)).unwrap();
-        assert_eq!(end.completion["choices"][0]["finish_reason"], "stop");
-    }
-}
+mod tests;
