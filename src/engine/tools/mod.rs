@@ -206,10 +206,9 @@ impl ToolCallParser {
 
     /// The object just closed: a call (given whole unless it streamed) or content.
     fn close_call(&mut self, events: &mut Vec<ToolEvent>) {
-        let Mode::Json(call) = std::mem::replace(&mut self.mode, Mode::AfterCall) else {
+        let Mode::Json(mut call) = std::mem::replace(&mut self.mode, Mode::AfterCall) else {
             return;
         };
-        let mut call = call;
         if self.stream_arguments {
             call.stream_arguments(self.calls, events);
             return;
