@@ -108,7 +108,7 @@ impl RemoteClient {
             }
             match self.retry.delay(retry, &error, js_sys::Math::random()) {
                 Some(seconds) => {
-                    log::info!("{}; retrying in {seconds:.1} s", error.message);
+                    log::warn!("{}; retrying in {seconds:.1} s", error.message);
                     sleep_unless_aborted((seconds * 1000.0) as u32, Some(signal)).await?;
                     retry += 1;
                 }

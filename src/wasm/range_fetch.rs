@@ -82,7 +82,7 @@ pub async fn get_range(
         let Some(seconds) = policy.delay(retry, &error, js_sys::Math::random()) else {
             return Err(RangeError::Failed(message));
         };
-        log::info!("{message}; retrying in {seconds:.1} s");
+        log::warn!("{message}; retrying in {seconds:.1} s");
         sleep_unless_aborted((seconds * 1000.0) as u32, signal)
             .await
             .map_err(|_| RangeError::Aborted)?;
