@@ -123,17 +123,32 @@ build_pkg() {
   say "building pkg/ ($profile)"
   wasm-pack build --target web --out-dir pkg "--$profile" >/dev/null 2>"$ROOT/target/wasm-pack.log" || {
     cat "$ROOT/target/wasm-pack.log" >&2; die "wasm-pack build failed"; }
-  # The engine's Web Worker entry ships beside the glue (the snippets start it by this name).
-  cp src/wasm/worker/llama_web_worker.js pkg/
-  node -e '
-    const fs = require("fs"), path = "pkg/package.json", pkg = JSON.parse(fs.readFileSync(path));
-    if (!pkg.files.includes("llama_web_worker.js")) pkg.files.push("llama_web_worker.js");
-    fs.writeFileSync(path, JSON.stringify(pkg, null, 2) + "\n");'
+  if [ "$profile" = release ]; then optimize_wasm pkg/llama_web_bg.wasm; fi
+  # The manifest (exports, files, sideEffects), the engine's worker entry and the npm README.
+  node scripts/pkg-manifest.mjs pkg
   say "pkg/ built: $(du -h pkg/llama_web_bg.wasm | cut -f1) wasm ($(elapsed))"
+}
+
+# binaryen's wasm-opt from npm (a recent build; Debian's 108 breaks the module), with the features
+# rustc enabled (the module's target_features), for what a page downloads: identical functions merged,
+# then the functions laid out by name, so a crate's look-alike monomorphizations sit within gzip's
+# 32 KiB window (-12 % gzip), and the name section dropped. No -O/-Oz: they inline, and the result
+# compresses worse than rustc's own output (BENCHMARKS.md, issue 15). scripts/size-crates.mjs reads
+# the copy with names left in target/llama_web_bg.unoptimized.wasm.
+optimize_wasm() {
+  local wasm=$1
+  say "wasm-opt: merge duplicates, order by name, strip names"
+  cp "$wasm" target/llama_web_bg.unoptimized.wasm
+  node_modules/.bin/wasm-opt --enable-bulk-memory --enable-bulk-memory-opt --enable-call-indirect-overlong \
+    --enable-multivalue --enable-mutable-globals --enable-nontrapping-float-to-int --enable-reference-types \
+    --enable-sign-ext --duplicate-function-elimination --remove-unused-module-elements \
+    --reorder-functions-by-name --strip-debug --strip-producers \
+    target/llama_web_bg.unoptimized.wasm -o "$wasm"
 }
 
 cmd_build() {
   mkdir -p target
+  setup_node
   build_pkg "${1:-release}"
 }
 
