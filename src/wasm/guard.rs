@@ -81,7 +81,7 @@ fn dead_error() -> JsValue {
         .ok()
         .flatten()
         .unwrap_or_default();
-    super::client::to_js_error(&ApiError::new(
+    super::error::to_js_error(&ApiError::new(
         ErrorCode::DeviceLost,
         format!("llama-web stopped after an internal error ({what}); reload the page"),
     ))

@@ -11,6 +11,7 @@
 pub mod adapter;
 mod choose;
 pub mod client;
+mod error;
 mod fetch;
 mod guard;
 pub mod local;
@@ -19,6 +20,7 @@ pub mod model_store;
 mod opfs;
 mod options;
 mod range_fetch;
+mod stream;
 mod types;
 mod worker;
 

@@ -5,7 +5,7 @@ use js_sys::Promise;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use super::client::to_js_error;
+use super::error::to_js_error;
 use super::model_store::read_meta;
 use super::opfs::Dir;
 use super::to_js;

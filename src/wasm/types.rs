@@ -77,7 +77,7 @@ export interface LoadProgress {
 /** `chat.completions.create` parameters (OpenAI's; unknown ones are forwarded to remote endpoints). */
 export interface ChatCompletionParams {
   messages: Array<{ role: string; content?: string | null; [key: string]: unknown }>;
-  stream?: boolean;
+  stream?: boolean | null;
   max_tokens?: number;
   temperature?: number;
   top_p?: number;
@@ -93,8 +93,22 @@ export interface ChatCompletionParams {
   /** JSON output, enforced locally by constrained decoding (llguidance). */
   response_format?: { type: "text" } | { type: "json_object" }
     | { type: "json_schema"; json_schema: { name: string; schema: object | boolean; strict?: boolean; description?: string } };
+  /** Each answer token's log-probability under the model's own distribution ... */
+  logprobs?: boolean;
+  /** ... and this many most likely alternatives (0–20). */
+  top_logprobs?: number;
+  /** false: an answer keeps its first call only. */
+  parallel_tool_calls?: boolean;
   signal?: AbortSignal;
   [key: string]: unknown;
+}
+
+/** A token's log-probability (`logprobs: true`); `bytes` are its UTF-8 bytes. */
+export interface ChatCompletionTokenLogprob {
+  token: string;
+  logprob: number;
+  bytes: number[] | null;
+  top_logprobs: Array<{ token: string; logprob: number; bytes: number[] | null }>;
 }
 
 export interface ChatCompletionTool {
@@ -131,7 +145,8 @@ export interface ChatCompletionChunk {
   created: number;
   model: string;
   choices: Array<{ index: number; delta: { role?: string; content?: string | null; tool_calls?: ChatCompletionToolCallDelta[] };
-                   finish_reason: "stop" | "length" | "tool_calls" | null }>;
+                   finish_reason: "stop" | "length" | "tool_calls" | null;
+                   logprobs?: { content: ChatCompletionTokenLogprob[] | null } | null }>;
   usage?: ChatCompletionUsage;
 }
 
@@ -141,8 +156,25 @@ export interface ChatCompletion {
   created: number;
   model: string;
   choices: Array<{ index: number; message: { role: "assistant"; content: string | null; tool_calls?: ChatCompletionMessageToolCall[] };
-                   finish_reason: "stop" | "length" | "tool_calls" }>;
+                   finish_reason: "stop" | "length" | "tool_calls";
+                   logprobs?: { content: ChatCompletionTokenLogprob[] | null } | null }>;
   usage: ChatCompletionUsage;
+}
+
+/** A streamed answer: iterate it with `for await`; breaking out of the loop or `abort()` stops it. */
+export interface ChatCompletionChunkStream extends AsyncIterable<ChatCompletionChunk> {
+  /** Stops the answer (like breaking out of the loop). */
+  abort(): void;
+}
+
+/** `client.chat.completions`: one overload per `stream` literal, as in the openai package. */
+export interface Completions {
+  /** Streams the answer as `chat.completion.chunk`s. `signal` aborts (the error's code is "aborted"). */
+  create(params: ChatCompletionParams & { stream: true }): Promise<ChatCompletionChunkStream>;
+  /** The whole answer as one `chat.completion`. */
+  create(params: ChatCompletionParams & { stream?: false | null }): Promise<ChatCompletion>;
+  /** `stream` known only at run time. */
+  create(params: ChatCompletionParams): Promise<ChatCompletionChunkStream | ChatCompletion>;
 }
 
 /** A model in the browser's store (`LlamaClient.cache.list()`). */
