@@ -16,15 +16,19 @@
 //! - [`npy`]: `.npy` files of f32.
 //! - `wasm` (wasm32 only): the JS-facing functions the demo page calls.
 //!
+//! What a Rust user needs is re-exported here: the [`Engine`] and its request and answer types,
+//! the sampling parameters, the devices, the GGUF reader, the tokenizer, the OpenAI-shaped
+//! [`ChatParams`], and each layer's error. Burn's types are not part of the public surface
+//! (they stay inside `model/`), so a Burn upgrade is not a breaking change.
+//!
 //! Generating from a GGUF file natively:
 //!
 //! ```no_run
 //! # #[cfg(all(not(target_arch = "wasm32"), feature = "gpu"))]
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::ops::ControlFlow;
-//! use llama_web::engine::{Engine, GenerateRequest, sampling::SamplingParams};
-//! use llama_web::gguf::{FileSource, GgufHeader};
-//! use llama_web::model::device::{ComputeDevice, DeviceChoice};
+//! use llama_web::{ComputeDevice, DeviceChoice, Engine, FileSource, GenerateRequest, GgufHeader};
+//! use llama_web::SamplingParams;
 //!
 //! let source = FileSource::open("models/SmolLM2-135M-Instruct.Q4_1.gguf")?;
 //! let header = GgufHeader::read(&source)?;
@@ -89,3 +93,22 @@ pub mod tokenizer;
 
 #[cfg(all(target_arch = "wasm32", feature = "gpu"))]
 pub mod wasm;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub use gguf::FileSource;
+pub use gguf::{ByteSource, GgufError, GgufHeader, MemorySource};
+pub use model::config::{ConfigError, LlamaConfig};
+pub use tokenizer::{ChatTemplate, TemplateError, Tokenizer, TokenizerError};
+
+#[cfg(feature = "gpu")]
+pub use api::{ApiError, ChatParams, ErrorCode};
+#[cfg(feature = "gpu")]
+pub use engine::sampling::SamplingParams;
+#[cfg(feature = "gpu")]
+pub use engine::{Completion, Delta, Engine, EngineError, FinishReason, GenerateRequest, Usage};
+#[cfg(feature = "gpu")]
+pub use model::device::{ComputeDevice, DeviceChoice, DeviceError};
+#[cfg(feature = "gpu")]
+pub use model::error::ModelError;
+#[cfg(feature = "gpu")]
+pub use model::plan::KvFormat;

@@ -491,9 +491,8 @@ mod cli {
         }))?;
         let load_s = started.elapsed().as_secs_f64();
         let device_name = device
-            .burn()
-            .identity()
-            .map_or_else(|| device.choice().to_string(), |id| id.name);
+            .adapter_name()
+            .unwrap_or_else(|| device.choice().to_string());
         let clock = std::time::Instant::now();
         let now = || clock.elapsed().as_secs_f64();
         let thread_cpu = thread_cpu_seconds().map(|_| || thread_cpu_seconds().unwrap_or(0.0));

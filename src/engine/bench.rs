@@ -213,10 +213,10 @@ impl<'a> Peak<'a> {
     }
 
     fn sample(&mut self) {
-        if let Some(usage) = self.model.device().burn().memory_pool_usage() {
+        if let Some(usage) = self.model.device().memory_usage() {
             let max = |old: Option<u64>, new: u64| Some(old.unwrap_or(0).max(new));
-            self.reserved = max(self.reserved, usage.bytes_reserved);
-            self.in_use = max(self.in_use, usage.bytes_in_use);
+            self.reserved = max(self.reserved, usage.reserved);
+            self.in_use = max(self.in_use, usage.in_use);
         }
     }
 }

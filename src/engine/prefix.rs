@@ -62,12 +62,12 @@ pub fn shared_len(a: &[u32], b: &[u32]) -> usize {
 }
 
 impl Engine {
-    /// Compiles every kernel a generation runs now (see [`Llama::warm_up`]), so the first
-    /// request does not pay for it, and prefills the chat template's preamble (a model that
-    /// computes NaN there is [`EngineError::NonFiniteLogits`]) — the tokens
-    /// every conversation without its own system message begins with (BOS, a default system
-    /// prompt, the first user header) — into the kept cache, so the first question does not
-    /// either.
+    /// Compiles every kernel a generation runs now (see
+    /// [`crate::model::llama::Llama::warm_up`]), so the first request does not pay for it, and
+    /// prefills the chat template's preamble (a model that computes NaN there is
+    /// [`EngineError::NonFiniteLogits`]) — the tokens every conversation without its own system
+    /// message begins with (BOS, a default system prompt, the first user header) — into the kept
+    /// cache, so the first question does not either.
     pub async fn warm_up(&self) -> Result<(), EngineError> {
         self.model
             .warm_up(self.context_size, self.kv_format)

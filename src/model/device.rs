@@ -165,9 +165,15 @@ impl ComputeDevice {
                 .is_none_or(|id| id.physical.is_none())
     }
 
-    /// The Burn device, to create tensors on it.
-    pub fn burn(&self) -> &Device {
+    /// The Burn device, to create tensors on it (inside `model/`: Burn types are not public).
+    pub(crate) fn burn(&self) -> &Device {
         &self.device
+    }
+
+    /// The adapter's name as the driver gives it (e.g. "llvmpipe (LLVM 15.0.6, 256 bits)"),
+    /// where the device has one (the CPU device has not).
+    pub fn adapter_name(&self) -> Option<String> {
+        self.device.identity().map(|id| id.name)
     }
 
     /// What the device's allocator holds, where it says: bytes of live tensors and bytes of

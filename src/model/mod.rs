@@ -1,10 +1,12 @@
 //! The model layer: the Llama hyper-parameters and everything that touches Burn tensors. Burn
-//! types stay inside this module (and the kernels, later); the layers above see plain Rust values.
+//! types stay inside this module: the kernels (`argmax`, `attention`, `project`, `quant`) and
+//! the weights are crate-private, and no public item takes or returns a Burn type, so a Burn
+//! upgrade is not a breaking change; the layers above see plain Rust values.
 
 #[cfg(feature = "gpu")]
-pub mod argmax;
+pub(crate) mod argmax;
 #[cfg(feature = "gpu")]
-pub mod attention;
+pub(crate) mod attention;
 pub mod config;
 #[cfg(feature = "gpu")]
 pub mod device;
@@ -17,12 +19,15 @@ pub mod llama;
 #[cfg(feature = "gpu")]
 pub mod plan;
 #[cfg(feature = "gpu")]
-pub mod project;
+pub(crate) mod project;
 #[cfg(feature = "gpu")]
-pub mod quant;
+pub(crate) mod quant;
 pub mod rope;
 #[cfg(feature = "gpu")]
 pub mod selftest;
 pub mod synthetic;
 #[cfg(feature = "gpu")]
-pub mod weights;
+pub(crate) mod weights;
+
+#[cfg(feature = "gpu")]
+pub use weights::LoadProgress;

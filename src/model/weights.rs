@@ -17,8 +17,8 @@ use super::quant::QuantMatrix;
 /// A weight matrix `W [out, in]` (GGUF's layout) on the device, dense or block-quantized.
 #[derive(Debug, Clone)]
 pub(crate) enum Linear {
-    /// f32 values.
-    Dense(Tensor<2>),
+    /// f32 values (boxed: a Burn tensor is large beside a [`QuantMatrix`]).
+    Dense(Box<Tensor<2>>),
     /// The file's blocks, multiplied by our kernels.
     Quant(QuantMatrix),
 }
@@ -165,10 +165,10 @@ impl<'a, S: ByteSource> TensorLoader<'a, S> {
         let values = dequantized(info, bytes)?;
         let [cols, rows] =
             [info.dims[0], info.dims.get(1).copied().unwrap_or(1)].map(|d| d as usize);
-        Ok(Linear::Dense(Tensor::from_data(
+        Ok(Linear::Dense(Box::new(Tensor::from_data(
             TensorData::new(values, [rows, cols]),
             self.device.burn(),
-        )))
+        ))))
     }
 
     /// The 1-D tensor `name` in f32, on the device.

@@ -18,10 +18,9 @@ use cubecl::prelude::*;
 use super::device::{ComputeDevice, DeviceChoice, DeviceError, read_vec};
 
 /// The kernel as a Burn backend extension.
-#[backend_extension(Cube, Fusion)]
-pub trait ArgmaxOps: burn::backend::Backend {
+#[backend_extension(Cube)]
+pub(crate) trait ArgmaxOps: burn::backend::Backend {
     /// `[1]`: the index of the largest of `logits`' values (all of them, row-major).
-    #[fusion(dtype = burn::tensor::DType::U32, shape = Shape::new([1]))]
     fn argmax(logits: FloatTensor<Self>) -> IntTensor<Self>;
 }
 

@@ -24,15 +24,14 @@ use super::plan::attention_segments;
 /// Units per workgroup of the attention kernels.
 const WORKGROUP: u32 = 64;
 
-/// The cache kernels, as a Burn backend extension (Fusion runs them in its stream).
-#[backend_extension(Cube, Fusion)]
-pub trait AttentionOps: burn::backend::Backend {
+/// The cache kernels, as a Burn backend extension.
+#[backend_extension(Cube)]
+pub(crate) trait AttentionOps: burn::backend::Backend {
     /// Rotates the query and key heads of `qkv` (`[n, (heads + 2 · kv_heads) · head_dim]`) by
     /// `angles` (`[2, n, head_dim / 2]`: cosines, sines), stores keys and values in place into
     /// rows `start .. start + n` of the cache, and returns the rotated queries
     /// (`[heads, n, head_dim]`).
     #[allow(clippy::too_many_arguments)]
-    #[fusion(dtype = qkv, shape = Shape::new([*heads, qkv[0], layout.head_dim]))]
     fn rope_store(
         qkv: FloatTensor<Self>,
         angles: FloatTensor<Self>,
@@ -45,7 +44,6 @@ pub trait AttentionOps: burn::backend::Backend {
 
     /// Attends `q` (`[heads, n, head_dim]`, tokens at cache slots `past ..`) to the cached
     /// `keys` and `values` causally: `[n, heads · head_dim]`.
-    #[fusion(dtype = q, shape = Shape::new([q[1], q[0] * q[2]]))]
     fn attend(
         q: FloatTensor<Self>,
         keys: IntTensor<Self>,

@@ -11,7 +11,7 @@ pub(crate) mod kernels;
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Dispatch, backend_extension};
 use burn::tensor::activation::silu;
-use burn::tensor::{Int, Shape, Tensor};
+use burn::tensor::{Int, Tensor};
 use burn_cubecl::CubeBackend;
 use burn_cubecl::kernel::into_contiguous;
 use cubecl::prelude::*;
@@ -198,13 +198,11 @@ pub struct ProjectSpec {
     pub epilogue: u32,
 }
 
-/// The projection kernel as a Burn backend extension (Fusion runs it in its stream). The
-/// result is written into `out` (columns `offset ..`), which is returned.
-#[backend_extension(Cube, Fusion)]
-pub trait ProjectOps: burn::backend::Backend {
+/// The projection kernel as a Burn backend extension. The result is written into `out` (columns `offset ..`), which is returned.
+#[backend_extension(Cube)]
+pub(crate) trait ProjectOps: burn::backend::Backend {
     /// See [`ProjectSpec`] and the kernel's documentation.
     #[allow(clippy::too_many_arguments)]
-    #[fusion(dtype = x, shape = Shape::new([out[0], out[1]]))]
     fn project(
         x: FloatTensor<Self>,
         norm_weight: FloatTensor<Self>,

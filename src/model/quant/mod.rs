@@ -6,6 +6,8 @@
 //! CubeCL runtime, so there the model keeps dequantized f32 weights instead.
 
 pub(crate) mod kernels;
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests;
 
 use burn::backend::tensor::IntTensor;
 use burn::backend::{Dispatch, backend_extension};
@@ -59,12 +61,10 @@ const STREAM_PER_UNIT: usize = 16;
 /// at 0.31 GB/s with 16 words a lane and 0.64 GB/s with 256 (hand-written WGSL, same page).
 const STREAM_PER_UNIT_SOFTWARE: usize = 256;
 
-/// The bandwidth probe, as a Burn backend extension (implemented for the CubeCL backend; Fusion runs
-/// them lazily in its stream).
-#[backend_extension(Cube, Fusion)]
-pub trait QuantOps: burn::backend::Backend {
+/// The bandwidth probe, as a Burn backend extension (implemented for the CubeCL backend).
+#[backend_extension(Cube)]
+pub(crate) trait QuantOps: burn::backend::Backend {
     /// Streams `words` once (the bandwidth probe): `[len / per_unit]` xors of `per_unit` words.
-    #[fusion(dtype = words, shape = Shape::new([words[0] / per_unit]))]
     fn stream_read(words: IntTensor<Self>, per_unit: usize, salt: u32) -> IntTensor<Self>;
 }
 
@@ -97,7 +97,6 @@ pub const MAX_CHUNK_BYTES: usize = 128 * 1024 * 1024 - 256;
 #[derive(Debug, Clone)]
 pub struct QuantMatrix {
     chunks: Vec<(Tensor<1, Int>, Layout)>,
-    layout: Layout,
 }
 
 impl QuantMatrix {
@@ -178,7 +177,7 @@ impl QuantMatrix {
                 (tensor, layout)
             })
             .collect();
-        Ok(Self { chunks, layout })
+        Ok(Self { chunks })
     }
 
     /// Bytes the blocks take on the device (the file's bytes, each chunk padded to whole words
@@ -190,20 +189,16 @@ impl QuantMatrix {
             .sum()
     }
 
-    /// The whole matrix's layout.
-    pub fn layout(&self) -> Layout {
-        self.layout
-    }
-
     /// The same matrix multiplied by another decode kernel (tests run both on every format).
-    pub fn with_decode_kernel(mut self, decode: DecodeKernel) -> Self {
-        self.layout.decode = decode;
+    #[cfg(test)]
+    pub(crate) fn with_decode_kernel(mut self, decode: DecodeKernel) -> Self {
         self.chunks.iter_mut().for_each(|(_, l)| l.decode = decode);
         self
     }
 
     /// How many chunks the rows are split into.
-    pub fn chunk_count(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn chunk_count(&self) -> usize {
         self.chunks.len()
     }
 
@@ -213,7 +208,7 @@ impl QuantMatrix {
     }
 
     /// `x [n, cols] → x Wᵀ [n, rows]` (the projection kernel with one matrix).
-    pub fn matmul(&self, x: Tensor<2>) -> Tensor<2> {
+    pub(crate) fn matmul(&self, x: Tensor<2>) -> Tensor<2> {
         let linear = Linear::Quant(self.clone());
         project(&x, None, &[&linear], Epilogue::Store, LogitsFor::All)
     }
@@ -321,7 +316,3 @@ fn to_words(bytes: &[u8]) -> Vec<u32> {
         .chain([0; PAD_WORDS])
         .collect()
 }
-
-/// The formats the kernels decode: every format the GGUF reader knows (`kernels::decodes` is
-/// an exhaustive match over them).
-pub const SUPPORTED: [GgmlType; 11] = GgmlType::ALL;

@@ -1,13 +1,15 @@
 //! The quantized kernels on the wgpu device (lavapipe) against the host reference: every format,
 //! random blocks, shapes that are not multiples of the workgroup, outputs poisoned beforehand.
+//! Inside the crate: they drive the kernels through Burn tensors, which are not public.
 
-use llama_web::gguf::dequant::dequantize;
-use llama_web::gguf::{GgmlType, TensorInfo};
-use llama_web::model::device::{ComputeDevice, DeviceChoice};
-use llama_web::model::quant::{DecodeKernel, QuantMatrix, SUPPORTED};
-use llama_web::rng::SplitMix64;
+use burn::backend::Dispatch;
+use burn::tensor::{DType, Int, Tensor, TensorData};
 
-use burn::tensor::{Tensor, TensorData};
+use super::{DecodeKernel, QuantMatrix, QuantOps, streaming_read_gb_s};
+use crate::gguf::dequant::dequantize;
+use crate::gguf::{GgmlType, TensorInfo};
+use crate::model::device::{ComputeDevice, DeviceChoice};
+use crate::rng::SplitMix64;
 
 /// Random test data from the crate's SplitMix64.
 struct Rng(SplitMix64);
@@ -91,7 +93,8 @@ fn read(t: Tensor<2>) -> Vec<f32> {
 fn matmul_matches_dequantize_then_matmul_for_every_format() {
     let device = wgpu();
     let mut rng = Rng(SplitMix64::new(42));
-    for t in SUPPORTED {
+    // Every format the GGUF reader knows (the kernels' `decodes` is an exhaustive match).
+    for t in GgmlType::ALL {
         // One token takes the decode GEMV, more the prefill kernel. Rows not a multiple of any
         // workgroup or tile (up to 16 rows × 8 tokens: 11 tokens are a whole tile and a part);
         // 1280 columns are 40 groups of 32, not a multiple of the GEMV's 32 lanes.
@@ -164,9 +167,6 @@ fn row_chunks_give_the_same_product() {
 
 #[test]
 fn the_bandwidth_probe_reads_the_whole_buffer() {
-    use burn::backend::Dispatch;
-    use burn::tensor::{DType, Int};
-    use llama_web::model::quant::QuantOps;
     let device = wgpu();
     for n in [16 * 1000 + 16, 1 << 20] {
         let words: Vec<u32> = (0..n as u32).map(|i| i.wrapping_mul(2654435761)).collect();
@@ -193,7 +193,7 @@ fn the_bandwidth_probe_reports_a_finite_rate() {
     let device = wgpu();
     let clock = std::time::Instant::now();
     let now = || clock.elapsed().as_secs_f64();
-    let gb_s = llama_web::model::quant::streaming_read_gb_s(&device, 8 << 20, 2, &now);
+    let gb_s = streaming_read_gb_s(&device, 8 << 20, 2, &now);
     let gb_s = pollster::block_on(gb_s).unwrap();
     assert!(gb_s.is_finite() && gb_s > 0.0);
 }
