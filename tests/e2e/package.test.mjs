@@ -1,7 +1,7 @@
 // End-to-end: the npm package as users get it. `npm pack` of pkg/ holds only what a page needs and
 // `npm publish --dry-run` accepts it; the tarball, installed into a fresh app, type-checks a strict
-// TypeScript consumer (and refuses a wrong one); a Vite app built from it, and the same app served as
-// plain modules with an import map, answer in Chromium — locally (the tiny model, in the engine's
+// TypeScript consumer (and refuses a wrong one); the same app built by Vite and by webpack, and served as
+// plain modules with an import map, answers in Chromium — locally (the tiny model, in the engine's
 // worker) and from the loopback OpenAI-compatible server.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { chromium } from "playwright-core";
+import webpack from "webpack";
 import { startServer } from "../../scripts/serve.mjs";
 import { startOpenAiServer } from "../openai-server.mjs";
 
@@ -32,6 +33,25 @@ async function run(command, args, cwd) {
   }
 }
 
+/** Builds the consumer app with webpack 5 (production, no loaders or plugins: the package must need none). */
+async function bundleWithWebpack(app, outDir) {
+  const compiler = webpack({
+    mode: "production",
+    context: app,
+    entry: "./main.js",
+    output: { path: outDir, filename: "main.js", publicPath: "auto" },
+    performance: { hints: false },
+  });
+  const stats = await promisify(compiler.run.bind(compiler))();
+  await promisify(compiler.close.bind(compiler))();
+  assert.ok(!stats.hasErrors() && !stats.hasWarnings(), stats.toString({ all: false, errors: true, warnings: true }));
+  // webpack found the module's .wasm and the engine's worker by their `new URL(…, import.meta.url)`.
+  const assets = stats.toJson({ all: false, assets: true }).assets.map((a) => a.name);
+  assert.equal(assets.filter((name) => name.endsWith(".wasm")).length, 1, `${assets}`);
+  assert.ok(assets.filter((name) => name.endsWith(".js")).length >= 2, `a worker chunk beside main.js: ${assets}`);
+  cpSync(join(app, "webpack.html"), join(outDir, "webpack.html"));
+}
+
 let work, packed, app, pages, api, browser;
 before(async () => {
   work = mkdtempSync(join(tmpdir(), "llama-web-package-"));
@@ -44,8 +64,10 @@ before(async () => {
   cpSync(join(REPO, "tests", "e2e", "consumer"), app, { recursive: true });
   await run(process.execPath, [join(REPO, "node_modules", "vite", "bin", "vite.js"), "build",
     "--base", "/vite/", "--outDir", join(work, "dist"), "--logLevel", "warn"], app);
+  await bundleWithWebpack(app, join(work, "webpack"));
   pages = await startServer({ port: 0, mounts: [
     ["/vite/", join(work, "dist")],
+    ["/webpack/", join(work, "webpack")],
     ["/llama-web/", join(app, "node_modules", "llama-web")],
     ["/app/", app],
   ] });
@@ -112,7 +134,8 @@ async function answer(url, options) {
   }
 }
 
-for (const [name, url] of [["the Vite app", "vite/index.html"], ["the plain-module app", "app/plain.html"]]) {
+for (const [name, url] of [["the Vite app", "vite/index.html"], ["the webpack app", "webpack/webpack.html"],
+  ["the plain-module app", "app/plain.html"]]) {
   test(`${name} answers from the packed package: locally in the engine's worker, and remotely`, { timeout: 300_000 }, async () => {
     const local = await answer(url, { mode: "local", local: { modelUrl: MODEL, cache: false, contextSize: 256 } });
     assert.equal(local.backend, "local");

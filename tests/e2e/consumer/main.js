@@ -1,6 +1,6 @@
 // A consumer app of the packed npm package: it imports "llama-web" by name, as an app does, and is
-// built by Vite (index.html) or served as is with an import map (plain.html). package.test.mjs
-// drives `window.consumer.answer(…)` in Chromium.
+// built by Vite (index.html) or webpack (webpack.html), or served as is with an import map
+// (plain.html). package.test.mjs drives `window.consumer.answer(…)` in Chromium.
 import init, { LlamaClient } from "llama-web";
 
 window.consumer = {
