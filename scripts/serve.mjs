@@ -106,6 +106,9 @@ async function handle(req, res, mounts, log, faults) {
     res.writeHead(416, { "Content-Range": `bytes */${info.size}` }).end();
     return;
   }
+  // `rangeRunsOn`: a range of the path is answered from its start to the file's end, as sirv (Vite's dev
+  // server) answers `bytes=0-0`.
+  if (range && hits(faults.rangeRunsOn, url.pathname)) range.end = info.size - 1;
   const { start, end } = range ?? { start: 0, end: info.size - 1 };
   headers["Content-Length"] = info.size === 0 ? 0 : end - start + 1;
   if (range) headers["Content-Range"] = `bytes ${start}-${end}/${info.size}`;
@@ -148,11 +151,12 @@ async function handle(req, res, mounts, log, faults) {
  *   cutAfterBytes   { path, bytes }     after `bytes` of files under `path`, connections are dropped
  *   changeEtagAfter { path, requests }  after that many requests under `path`, the ETag says another version
  *   stallOnce       { path, bytes }     the next answer under `path` sends `bytes`, then stalls (open, silent)
+ *   rangeRunsOn     { path }            a range under `path` is answered up to the file's end (sirv's bytes=0-0)
  */
 export function startServer({ port = 8080, host = "127.0.0.1", mounts = [] } = {}) {
   const all = [...mounts.map(([prefix, dir]) => [prefix, resolve(dir)]), ...MOUNTS];
   const requests = [];
-  const faults = { cutAfterBytes: null, changeEtagAfter: null, stallOnce: null };
+  const faults = { cutAfterBytes: null, changeEtagAfter: null, stallOnce: null, rangeRunsOn: null };
   const server = createServer((req, res) => {
     handle(req, res, all, requests, faults).catch((err) => {
       if (!res.headersSent) res.writeHead(500).end(String(err));

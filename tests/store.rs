@@ -41,14 +41,18 @@ fn pieces_cover_every_byte_once_at_odd_sizes() {
 fn content_range_is_parsed_and_checked_against_what_was_asked() {
     let cr = ContentRange::parse("bytes 0-9/100").unwrap();
     assert_eq!((cr.start, cr.end_inclusive, cr.total), (0, 9, Some(100)));
-    assert!(cr.check(0..10, 100).is_ok());
+    assert_eq!(cr.check(0..10, 100), Ok(10));
     // The last piece: asked past the end, the server sends up to it.
-    assert!(
+    assert_eq!(
         ContentRange::parse("bytes 90-99/100")
             .unwrap()
-            .check(90..110, 100)
-            .is_ok()
+            .check(90..110, 100),
+        Ok(10)
     );
+    // More than asked from the same start (sirv's answer to `bytes=0-0`): the asked part is kept.
+    let whole = ContentRange::parse("bytes 0-99/100").unwrap();
+    assert_eq!(whole.check(0..1, 100), Ok(1));
+    assert_eq!(whole.check(0..10, 100), Ok(10));
     let wrong_span = ContentRange::parse("bytes 10-19/100")
         .unwrap()
         .check(0..10, 100);

@@ -299,18 +299,9 @@ impl BodyReader {
                     ));
                 }
             };
-            let done = Reflect::get(&result, &"done".into())
-                .map(|d| d.is_truthy())
-                .unwrap_or(true);
-            let items = if done {
-                self.decoder.finish()
-            } else {
-                let value = Reflect::get(&result, &"value".into()).unwrap_or(JsValue::UNDEFINED);
-                let bytes = value
-                    .dyn_into::<Uint8Array>()
-                    .map(|a| a.to_vec())
-                    .unwrap_or_default();
-                self.decoder.push(&bytes)
+            let items = match read_result_bytes(&result) {
+                None => self.decoder.finish(),
+                Some(bytes) => self.decoder.push(&bytes),
             };
             if !items.is_empty() {
                 self.last_progress_ms = js_sys::Date::now();
@@ -323,6 +314,20 @@ impl BodyReader {
     pub fn cancel(&self) {
         let _ = self.reader.cancel();
     }
+}
+
+/// The bytes of a body reader's `read()` result (`{ done, value }`); `None` at the body's end.
+pub(crate) fn read_result_bytes(result: &JsValue) -> Option<Vec<u8>> {
+    let done = Reflect::get(result, &"done".into())
+        .map(|d| d.is_truthy())
+        .unwrap_or(true);
+    let value = Reflect::get(result, &"value".into()).unwrap_or(JsValue::UNDEFINED);
+    (!done).then(|| {
+        value
+            .dyn_into::<Uint8Array>()
+            .map(|a| a.to_vec())
+            .unwrap_or_default()
+    })
 }
 
 /// `token` if an HTTP header can carry it (Latin-1, no line breaks or NUL): `fetch` would

@@ -1,5 +1,6 @@
 //! One HTTP Range request for bytes of a model file, checked before it is taken: a `206` whose
-//! `Content-Range` is exactly the range asked, a body of that length, and the file's version
+//! `Content-Range` begins with the range asked (a longer answer is cut short: sirv, Vite's dev
+//! server, sends the whole file for `bytes=0-0`), a body of that length, and the file's version
 //! (length, `ETag`, `Last-Modified`) read off the answer so a caller can tell a changed file.
 //! Failures of the network or the server are retried with backoff (a GET of a file is safe to
 //! repeat); an abort ends the wait at once.
@@ -7,12 +8,14 @@
 use std::ops::Range;
 
 use futures_util::future::{Either, select};
-use gloo_net::http::Request;
+use gloo_net::http::{Request, Response};
 use gloo_timers::future::TimeoutFuture;
-use web_sys::{AbortController, AbortSignal};
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{AbortController, AbortSignal, ReadableStreamDefaultReader};
 
 use crate::api::{ApiError, ErrorCode};
-use crate::remote::fetch::{follow, sleep_unless_aborted};
+use crate::remote::fetch::{follow, read_result_bytes, sleep_unless_aborted};
 use crate::remote::protocol::RetryPolicy;
 use crate::store::{ContentRange, FileVersion};
 
@@ -141,17 +144,18 @@ async fn get_once(
     let len = content_range
         .total
         .ok_or_else(|| fail("the server does not say the file's length".into()))?;
-    content_range.check(range.clone(), len).map_err(fail)?;
+    let want = content_range.check(range.clone(), len).map_err(fail)?;
     let version = FileVersion {
         len,
         etag: headers.get("etag"),
         last_modified: headers.get("last-modified"),
     };
-    let bytes = response
-        .binary()
-        .await
-        .map_err(|e| retry(format!("the download broke off: {e}")))?;
-    let want = range.end.min(len) - range.start;
+    let sent = content_range.end_inclusive + 1 - content_range.start;
+    let bytes = match sent == want {
+        true => response.binary().await.map_err(|e| e.to_string()),
+        false => read_prefix(&response, want).await,
+    }
+    .map_err(|e| retry(format!("the download broke off: {e}")))?;
     if bytes.len() as u64 != want {
         return Err(retry(format!(
             "the connection ended after {} of {want} bytes",
@@ -159,4 +163,23 @@ async fn get_once(
         )));
     }
     Ok(RangeAnswer { bytes, version })
+}
+
+/// The first `len` bytes of a body that runs on past them; the rest is cancelled unread.
+async fn read_prefix(response: &Response, len: u64) -> Result<Vec<u8>, String> {
+    let body = response.body().ok_or("the answer has no body")?;
+    let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
+    let mut bytes = Vec::with_capacity(len as usize);
+    while (bytes.len() as u64) < len {
+        let result = JsFuture::from(reader.read())
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        let Some(chunk) = read_result_bytes(&result) else {
+            break;
+        };
+        let take = (len as usize - bytes.len()).min(chunk.len());
+        bytes.extend_from_slice(&chunk[..take]);
+    }
+    let _ = reader.cancel();
+    Ok(bytes)
 }

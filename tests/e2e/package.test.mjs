@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { chromium } from "playwright-core";
+import { createServer as createViteServer } from "vite";
 import webpack from "webpack";
 import { startServer } from "../../scripts/serve.mjs";
 import { startOpenAiServer } from "../openai-server.mjs";
@@ -52,7 +53,7 @@ async function bundleWithWebpack(app, outDir) {
   cpSync(join(app, "webpack.html"), join(outDir, "webpack.html"));
 }
 
-let work, packed, app, pages, api, browser;
+let work, packed, app, pages, viteDev, api, browser;
 before(async () => {
   work = mkdtempSync(join(tmpdir(), "llama-web-package-"));
   [packed] = JSON.parse(await run("npm", ["pack", join(REPO, "pkg"), "--pack-destination", work, "--json"], work));
@@ -71,12 +72,18 @@ before(async () => {
     ["/llama-web/", join(app, "node_modules", "llama-web")],
     ["/app/", app],
   ] });
+  // Vite's dev server as an app developer runs it: dependencies pre-bundled, no configuration.
+  // (publicDir: the test models at /fixtures/, where the other apps' server has them.)
+  viteDev = await createViteServer({ root: app, publicDir: join(REPO, "tests"), logLevel: "warn",
+    server: { port: 0, host: "127.0.0.1" } });
+  await viteDev.listen();
   api = await startOpenAiServer({ port: 0 });
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
 });
 after(async () => {
   await browser?.close();
   await api?.close();
+  await viteDev?.close();
   pages?.close();
   if (work) rmSync(work, { recursive: true, force: true });
 });
@@ -117,7 +124,7 @@ test("TypeScript: a strict consumer of every option and both answer shapes type-
   assert.deepEqual(errors, [7, 9, 10], refused);
 });
 
-/** Loads `url` in a fresh page, waits for the consumer app, and answers with `options`. */
+/** Loads `url` (absolute) in a fresh page, waits for the consumer app, and answers with `options`. */
 async function answer(url, options) {
   const page = await browser.newPage();
   const workers = [], warnings = [];
@@ -125,7 +132,7 @@ async function answer(url, options) {
   page.on("console", (m) => m.type() === "warning" && warnings.push(m.text()));
   page.on("pageerror", (e) => console.error("page error:", e.message));
   try {
-    await page.goto(`${pages.url}${url}`);
+    await page.goto(url);
     await page.waitForSelector("body[data-ready=yes]", { state: "attached" });
     const out = await page.evaluate((options) => window.consumer.answer(options), options);
     return { ...out, workers, warnings };
@@ -134,9 +141,12 @@ async function answer(url, options) {
   }
 }
 
-for (const [name, url] of [["the Vite app", "vite/index.html"], ["the webpack app", "webpack/webpack.html"],
-  ["the plain-module app", "app/plain.html"]]) {
+for (const [name, page] of [["the Vite app", () => `${pages.url}vite/index.html`],
+  ["the Vite dev server's app", () => viteDev.resolvedUrls.local[0]],
+  ["the webpack app", () => `${pages.url}webpack/webpack.html`],
+  ["the plain-module app", () => `${pages.url}app/plain.html`]]) {
   test(`${name} answers from the packed package: locally in the engine's worker, and remotely`, { timeout: 300_000 }, async () => {
+    const url = page();
     const local = await answer(url, { mode: "local", local: { modelUrl: MODEL, cache: false, contextSize: 256 } });
     assert.equal(local.backend, "local");
     assert.equal(local.streamed, local.whole, "greedy: the streamed answer is the whole one");

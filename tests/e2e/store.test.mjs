@@ -110,6 +110,22 @@ test("a second load reads the store after one 1-byte request, and answers the sa
   assert.ok(Math.abs(entry.lastUsed - Date.now()) < 600_000, JSON.stringify(entry));
 });
 
+test("a server that sends more than the range asked (sirv's whole file for bytes=0-0) is read for what was asked", { timeout: 300_000 }, async () => {
+  copyFileSync(Q8_0, join(dir, "r.gguf"));
+  server.faults.rangeRunsOn = { path: "/store/r.gguf" };
+  try {
+    const first = await page.evaluate(() => window.loadAndAsk("/store/r.gguf"));
+    assert.equal(first.code, undefined, first.message);
+    const second = await page.evaluate(() => window.loadAndAsk("/store/r.gguf"));
+    assert.deepEqual([first.phases, second.phases], [["download", "compile"], ["cache", "compile"]]);
+    assert.deepEqual([first.text, second.text], [reference, reference]);
+  } finally {
+    server.faults.rangeRunsOn = null;
+  }
+  const entry = (await page.evaluate(() => window.stored()))["/store/r.gguf"];
+  assert.deepEqual([entry.bytes, entry.complete], [readFileSync(Q8_0).length, true]);
+});
+
 test("an interrupted download resumes with the missing pieces only", { timeout: 300_000 }, async () => {
   copyFileSync(Q8_0, join(dir, "b.gguf"));
   const size = readFileSync(Q8_0).length;
