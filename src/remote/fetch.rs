@@ -127,7 +127,7 @@ impl RemoteClient {
         // This attempt's own abort, so a time limit can stop it without aborting the request.
         let attempt = AbortController::new()
             .map_err(|_| ApiError::new(ErrorCode::BadRequest, "no AbortController"))?;
-        follow(signal, &attempt);
+        let following = follow(signal, &attempt);
         let accept = match stream {
             true => "text/event-stream",
             false => "application/json",
@@ -220,6 +220,7 @@ impl RemoteClient {
         let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
         Ok(Opened::Stream(BodyReader {
             reader,
+            _following: following,
             decoder: ChunkDecoder::new(),
             pending: VecDeque::new(),
             finished: false,
@@ -256,6 +257,8 @@ impl RemoteClient {
 /// A streaming response body, decoded into chunks as it arrives.
 pub struct BodyReader {
     reader: ReadableStreamDefaultReader,
+    /// The request's abort reaches the body's fetch while the body is read.
+    _following: AbortListener,
     decoder: ChunkDecoder,
     pending: VecDeque<Result<StreamItem, ApiError>>,
     finished: bool,
@@ -348,15 +351,40 @@ fn header_safe(token: &str) -> Result<&str, ApiError> {
     }
 }
 
-/// When `user` aborts, abort `ours` too.
-pub(crate) fn follow(user: &AbortSignal, ours: &AbortController) {
+/// When `user` aborts, abort `ours` too — while the returned listener lives (see [`on_abort`]).
+pub(crate) fn follow(user: &AbortSignal, ours: &AbortController) -> AbortListener {
     if user.aborted() {
         ours.abort();
-        return;
     }
     let ours = ours.clone();
-    let on_abort = Closure::once_into_js(move || ours.abort());
-    let _ = user.add_event_listener_with_callback("abort", on_abort.unchecked_ref());
+    on_abort(user, move || ours.abort())
+}
+
+/// Calls `f` when `signal` aborts, while the returned [`AbortListener`] lives: dropping it takes
+/// the listener off `signal`, so a long-lived signal (one per page, given to every request or
+/// load) does not collect a listener — and what its closure holds — per request or per piece.
+pub(crate) fn on_abort(signal: &AbortSignal, f: impl FnMut() + 'static) -> AbortListener {
+    let listener = Closure::<dyn FnMut()>::new(f);
+    let _ = signal.add_event_listener_with_callback("abort", listener.as_ref().unchecked_ref());
+    AbortListener {
+        signal: signal.clone(),
+        listener,
+    }
+}
+
+/// A listener for a signal's `abort` ([`on_abort`]); dropped, it is removed.
+#[must_use = "dropping it removes the listener"]
+pub(crate) struct AbortListener {
+    signal: AbortSignal,
+    listener: Closure<dyn FnMut()>,
+}
+
+impl Drop for AbortListener {
+    fn drop(&mut self) {
+        let _ = self
+            .signal
+            .remove_event_listener_with_callback("abort", self.listener.as_ref().unchecked_ref());
+    }
 }
 
 fn aborted() -> ApiError {

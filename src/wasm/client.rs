@@ -216,10 +216,12 @@ impl Completions {
         guarded(async move {
             let request = request.map_err(|e| to_js_error(&e))?;
             let controller = AbortController::new()?;
-            if let Some(user) = &request.signal {
-                follow(user, &controller);
-            }
-            start(&backend, request.params, controller, queued)
+            // The caller's signal aborts this request until it ends (then the listener goes).
+            let following = request
+                .signal
+                .as_ref()
+                .map(|user| follow(user, &controller));
+            start(&backend, request.params, controller, queued, following)
                 .await
                 .map_err(|e| to_js_error(&e))
         })

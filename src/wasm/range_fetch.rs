@@ -60,9 +60,8 @@ pub async fn get_range(
     loop {
         let attempt =
             AbortController::new().map_err(|_| RangeError::Failed("no AbortController".into()))?;
-        if let Some(signal) = signal {
-            follow(signal, &attempt);
-        }
+        // The caller's abort reaches this attempt while it runs (the listener goes with it).
+        let _following = signal.map(|signal| follow(signal, &attempt));
         let attempt_signal = attempt.signal();
         let once = get_once(url, range.clone(), Some(&attempt_signal), signal);
         let outcome = match select(Box::pin(once), TimeoutFuture::new(limit_ms)).await {

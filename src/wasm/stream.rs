@@ -20,7 +20,7 @@ use super::local::Turn;
 use super::to_js;
 use super::worker::WorkerRequest;
 use crate::api::{ApiError, ChatParams, ErrorCode};
-use crate::remote::fetch::Opened;
+use crate::remote::fetch::{AbortListener, Opened};
 
 #[wasm_bindgen(inline_js = r#"
 export function asyncIterable(stream) {
@@ -58,6 +58,8 @@ pub struct ChatCompletionStream {
     rx: Rc<RefCell<Option<Chunks>>>,
     controller: AbortController,
     cancelled: Rc<Cell<bool>>,
+    /// The caller's signal passed on to `controller`, until the stream ends.
+    following: Rc<RefCell<Option<AbortListener>>>,
 }
 
 #[wasm_bindgen]
@@ -65,6 +67,7 @@ impl ChatCompletionStream {
     /// The iterator protocol's `next()`: `{ done, value }`, or a rejection with a typed error.
     pub fn next(&self) -> Promise {
         let rx = self.rx.clone();
+        let following = self.following.clone();
         guarded(async move {
             let Some(mut receiver) = rx.borrow_mut().take() else {
                 return Err(to_js_error(&ApiError::new(
@@ -80,8 +83,12 @@ impl ChatCompletionStream {
                     Reflect::set(&result, &"done".into(), &false.into())?;
                     Reflect::set(&result, &"value".into(), &to_js(&chunk)?)?;
                 }
-                Some(Err(e)) => return Err(to_js_error(&e)),
+                Some(Err(e)) => {
+                    following.borrow_mut().take();
+                    return Err(to_js_error(&e));
+                }
                 None => {
+                    following.borrow_mut().take();
                     Reflect::set(&result, &"done".into(), &true.into())?;
                 }
             }
@@ -93,18 +100,21 @@ impl ChatCompletionStream {
     pub fn cancel(&self) {
         self.cancelled.set(true);
         self.controller.abort();
+        self.following.borrow_mut().take();
         if let Some(rx) = self.rx.borrow_mut().as_mut() {
             rx.close();
         }
     }
 }
 
-/// Runs one request on `backend`.
+/// Runs one request on `backend`; `following` (the caller's signal passed on to `controller`)
+/// is kept until the answer ends: a whole one when this returns, a stream when it is done.
 pub(super) async fn start(
     backend: &Backend,
     params: ChatParams,
     controller: AbortController,
     queued: Queued,
+    following: Option<AbortListener>,
 ) -> Result<JsValue, ApiError> {
     let signal = controller.signal();
     // A signal aborted before the call stops the request before it starts; a later abort stops
@@ -128,7 +138,7 @@ pub(super) async fn start(
                     let _ = tx.unbounded_send(Ok(chunk));
                 }
                 drop(tx);
-                Ok(stream_object(rx, controller, cancelled))
+                Ok(stream_object(rx, controller, cancelled, following))
             }
             Opened::Stream(mut reader) => {
                 spawn_local(async move {
@@ -148,7 +158,7 @@ pub(super) async fn start(
                         }
                     }
                 });
-                Ok(stream_object(rx, controller, cancelled))
+                Ok(stream_object(rx, controller, cancelled, following))
             }
         },
         Backend::Worker(worker) => {
@@ -181,7 +191,7 @@ pub(super) async fn start(
                     to_js(&completion).map_err(js_to_api)
                 }
                 WorkerRequest::Stream { chunks, .. } => {
-                    Ok(stream_object(chunks, controller, cancelled))
+                    Ok(stream_object(chunks, controller, cancelled, following))
                 }
             }
         }
@@ -202,16 +212,22 @@ pub(super) async fn start(
                     let _ = tx.unbounded_send(Err(e));
                 }
             });
-            Ok(stream_object(rx, controller, cancelled))
+            Ok(stream_object(rx, controller, cancelled, following))
         }
     }
 }
 
-fn stream_object(rx: Chunks, controller: AbortController, cancelled: Rc<Cell<bool>>) -> JsValue {
+fn stream_object(
+    rx: Chunks,
+    controller: AbortController,
+    cancelled: Rc<Cell<bool>>,
+    following: Option<AbortListener>,
+) -> JsValue {
     async_iterable(ChatCompletionStream {
         rx: Rc::new(RefCell::new(Some(rx))),
         controller,
         cancelled,
+        following: Rc::new(RefCell::new(following)),
     })
 }
 

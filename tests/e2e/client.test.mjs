@@ -275,6 +275,35 @@ test("abort mid-stream stops the request with code aborted", async () => {
   assert.equal(api.requests[0]?.closedEarly, true);
 });
 
+test("one long-lived signal given to many requests keeps no listener once each has ended", async () => {
+  const counts = await page.evaluate(async (baseUrl) => {
+    const controller = new AbortController();
+    const signal = controller.signal;
+    // The signal's own abort listeners, counted as they are added and removed.
+    let listening = 0;
+    const add = signal.addEventListener.bind(signal), remove = signal.removeEventListener.bind(signal);
+    signal.addEventListener = (type, f, o) => { if (type === "abort") listening++; add(type, f, o); };
+    signal.removeEventListener = (type, f, o) => { if (type === "abort") listening--; remove(type, f, o); };
+    const client = await window.pkg.LlamaClient.create({ mode: "remote", remote: { baseUrl: `${baseUrl}ok/v1`, maxRetries: 0 } });
+    const messages = [{ role: "user", content: "hello" }];
+    const seen = [];
+    const stream = await client.chat.completions.create({ messages, stream: true, signal });
+    seen.push(listening); // while the stream is open: its listener
+    for await (const _ of stream);
+    seen.push(listening);
+    const broken = await client.chat.completions.create({ messages, stream: true, signal });
+    for await (const _ of broken) break;
+    seen.push(listening);
+    await client.chat.completions.create({ messages, signal });
+    seen.push(listening);
+    const failing = await window.pkg.LlamaClient.create({ mode: "remote", remote: { baseUrl: `${baseUrl}500/v1`, maxRetries: 0 } });
+    await failing.chat.completions.create({ messages, signal }).catch(() => {});
+    seen.push(listening);
+    return seen;
+  }, api.url);
+  assert.deepEqual(counts, [1, 0, 0, 0, 0]);
+});
+
 test("stream: false returns one chat.completion; getToken() supplies the token", async () => {
   api.requests.length = 0;
   const r = await page.evaluate(async (baseUrl) => {

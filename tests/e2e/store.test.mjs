@@ -126,6 +126,25 @@ test("a server that sends more than the range asked (sirv's whole file for bytes
   assert.deepEqual([entry.bytes, entry.complete], [readFileSync(Q8_0).length, true]);
 });
 
+test("a load's long-lived signal keeps no listener per piece once the load has ended", { timeout: 300_000 }, async () => {
+  copyFileSync(Q8_0, join(dir, "l.gguf"));
+  const r = await page.evaluate(async () => {
+    const controller = new AbortController();
+    const signal = controller.signal;
+    let listening = 0, most = 0;
+    const add = signal.addEventListener.bind(signal), remove = signal.removeEventListener.bind(signal);
+    signal.addEventListener = (type, f, o) => { if (type === "abort") most = Math.max(most, ++listening); add(type, f, o); };
+    signal.removeEventListener = (type, f, o) => { if (type === "abort") listening--; remove(type, f, o); };
+    const answer = await window.loadAndAsk("/store/l.gguf", {}, { signal });
+    return { answer, listening, most };
+  });
+  assert.equal(r.answer.code, undefined, r.answer.message);
+  assert.equal(r.answer.text, reference);
+  // Listeners were added (one per piece's request at least), and every one is gone.
+  assert.ok(r.most >= 1, JSON.stringify(r));
+  assert.equal(r.listening, 0, JSON.stringify(r));
+});
+
 test("an interrupted download resumes with the missing pieces only", { timeout: 300_000 }, async () => {
   copyFileSync(Q8_0, join(dir, "b.gguf"));
   const size = readFileSync(Q8_0).length;

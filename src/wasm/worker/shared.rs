@@ -18,6 +18,7 @@ use super::{
     FromWorker, ToWorker, decode, encode, post_to_worker, spawn_engine_worker, terminate_worker,
 };
 use crate::api::{ApiError, ErrorCode};
+use crate::remote::fetch::on_abort;
 
 /// Where a request's answer goes.
 pub(super) enum Pending {
@@ -114,11 +115,11 @@ impl Shared {
     ) -> Result<Loaded, ApiError> {
         let (events_tx, mut events) = unbounded();
         *self.events.borrow_mut() = Some(events_tx);
-        if let Some(signal) = &signal {
+        // Removed when the load ends: the caller's signal may outlive this client.
+        let _listening = signal.as_ref().map(|signal| {
             let shared = self.clone();
-            let on_abort = Closure::once_into_js(move || drop(shared.post(&ToWorker::AbortLoad)));
-            let _ = signal.add_event_listener_with_callback("abort", on_abort.unchecked_ref());
-        }
+            on_abort(signal, move || drop(shared.post(&ToWorker::AbortLoad)))
+        });
         let mut ready = false;
         let outcome = loop {
             let Some(event) = events.next().await else {
