@@ -5,18 +5,12 @@
 // object. Then the page is reloaded and connects again: that load reads the model from the browser's
 // store (OPFS) instead of the network (`reload_load_s`). Uses whatever pkg/ holds (`scripts/dev.sh build` for release, `build dev` for dev).
 // Usage: node scripts/bench-chat.mjs [model-url] [max-tokens] [temperature: 0 (greedy, default) | the page's 0.7 …]
-import { chromium } from "playwright-core";
-import { startServer } from "./serve.mjs";
+import { withBrowser } from "./page-report.mjs";
 
 const [model = "/models/SmolLM2-135M-Instruct.Q4_1.gguf", maxTokens = "16", temperature = "0"] = process.argv.slice(2);
 const QUESTION = "What is the capital of France?";
 
-const server = await startServer({ port: 0 });
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: ["--no-sandbox", "--no-first-run", "--disable-background-networking", "--enable-unsafe-webgpu"],
-});
-try {
+await withBrowser(async ({ server, browser }) => {
   const page = await browser.newPage();
   await page.goto(server.url);
   await page.waitForSelector('#status[data-state="idle"]', { timeout: 60_000 });
@@ -39,10 +33,7 @@ try {
     first_question: asks[0], second_question: asks[1], speed_badge: speedBadge,
     reload_load_s: reloadLoadS, reload_model_requests: modelRequests,
   }, null, 2));
-} finally {
-  await browser.close();
-  await server.close();
-}
+});
 
 /** Clicks Connect; seconds until the page is ready. */
 async function timeLoad(page) {

@@ -5,18 +5,12 @@
 // (PerformanceObserver `longtask`: tasks over 50 ms, their count and the longest). Prints one JSON object.
 // Uses whatever pkg/ holds (`scripts/dev.sh build` for release, `build dev` for dev).
 // Usage: node scripts/bench-worker.mjs [model-url] [max-tokens]
-import { chromium } from "playwright-core";
-import { startServer } from "./serve.mjs";
+import { withBrowser } from "./page-report.mjs";
 
 const [model = "/models/SmolLM2-135M-Instruct.Q4_1.gguf", maxTokens = "32"] = process.argv.slice(2);
 const QUESTION = "Write a short poem about the sea.";
 
-const server = await startServer({ port: 0 });
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: ["--no-sandbox", "--no-first-run", "--disable-background-networking", "--enable-unsafe-webgpu"],
-});
-try {
+await withBrowser(async ({ server, browser }) => {
   const page = await browser.newPage();
   await page.goto(`${server.url}bench.html?model=none`);
   await page.evaluate(async () => {
@@ -71,7 +65,4 @@ try {
       decode: mean(true, "decode_tok_s") / mean(false, "decode_tok_s"),
     },
   }, null, 2));
-} finally {
-  await browser.close();
-  server.close();
-}
+});
