@@ -198,7 +198,8 @@ pub struct ProjectSpec {
     pub epilogue: u32,
 }
 
-/// The projection kernel as a Burn backend extension. The result is written into `out` (columns `offset ..`), which is returned.
+/// The projection kernel as a Burn backend extension. The result is written into `out`
+/// (columns `offset ..`), which is returned.
 #[backend_extension(Cube)]
 pub(crate) trait ProjectOps: burn::backend::Backend {
     /// See [`ProjectSpec`] and the kernel's documentation.
