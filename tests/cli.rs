@@ -395,7 +395,7 @@ fn bench_reports_its_counters_and_the_device_defaults() {
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
     };
 
-    let gpu = run(&["--compare-f32"]);
+    let gpu = run(&["--compare-f32", "--sampled"]);
     assert_eq!(gpu["kv_format"], "q8", "the wgpu default");
     // Two blocks of 6 launches (attention over 7 keys is one segment), the head, the choice.
     assert_eq!(gpu["dispatches_per_token"], 14.0);
@@ -404,10 +404,28 @@ fn bench_reports_its_counters_and_the_device_defaults() {
         let value = gpu[key].as_f64().unwrap_or(f64::NAN);
         assert!(value.is_finite() && value > 0.0, "{key}: {}", gpu[key]);
     }
+    // Sampled at temperature 0.7: a shortlist a step, and every logit too where its 128 tokens
+    // could not decide (the tiny model's random weights spread the mass over its vocabulary),
+    // against every logit a step.
+    let sampled = &gpu["sampled"];
+    let inspect: serde_json::Value =
+        serde_json::from_slice(&llama_web(&["inspect", tiny]).stdout).unwrap();
+    let logits_bytes = 4.0 * inspect["hyper_parameters"]["vocab_size"].as_f64().unwrap();
+    let decided = sampled["shortlist_decided"].as_f64().unwrap();
+    assert!(decided > 0.0, "{sampled}");
+    assert_eq!(
+        sampled["shortlist_readback_bytes_per_token"]
+            .as_f64()
+            .unwrap(),
+        1040.0 + (1.0 - decided) * logits_bytes,
+        "{sampled}"
+    );
+    assert_eq!(sampled["logits_readback_bytes_per_token"], logits_bytes);
 
     let cpu = run(&["--device", "cpu"]);
     assert_eq!(cpu["kv_format"], "f32", "the CPU device's only format");
     assert!(cpu["burn_f32_matmul_tok_s"].is_null(), "not asked for");
+    assert!(cpu["sampled"].is_null(), "not asked for");
     assert!(cpu["dispatches_per_token"].is_null());
 }
 

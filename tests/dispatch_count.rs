@@ -7,7 +7,11 @@
 
 mod common;
 
+use std::ops::ControlFlow;
+
 use common::*;
+use llama_web::engine::GenerateRequest;
+use llama_web::model::Shortlist;
 use llama_web::model::device::{DeviceChoice, DeviceCounters};
 use llama_web::model::llama::{Llama, LogitsFor};
 use llama_web::model::plan::KvFormat;
@@ -39,8 +43,39 @@ fn greedy_step(model: &Llama, prompt_len: usize, format: KvFormat) -> (u64, u64)
     counts
 }
 
+/// A seeded sampled generation through the engine (the fixture's run: temperature 1, top-k 40,
+/// top-p 0.95): its ids, and the bytes it reads back — the prompt's logits once, then a
+/// shortlist a step, every one decided without the logits.
+fn sampled_generation_reads_back_shortlists() {
+    let recorded = json_fixture("tiny_llama31/seeded_sample.json");
+    let mut engine = load_engine(
+        fixture("tiny_llama31/tiny-llama31-F32.gguf"),
+        DeviceChoice::Wgpu,
+        Some(64),
+    );
+    engine.set_kv_format(KvFormat::F32).unwrap();
+    let request = GenerateRequest {
+        prompt: ids(&recorded["prompt"]),
+        max_tokens: recorded["max_tokens"].as_u64().unwrap() as usize,
+        sampling: serde_json::from_value(recorded["sampling"].clone()).unwrap(),
+        stop: vec![],
+        ignore_eos: true,
+        grammar: None,
+        logprobs: None,
+    };
+    let counters = DeviceCounters::start();
+    let completion =
+        block_on(engine.generate(&request, &mut |_| ControlFlow::Continue(()))).unwrap();
+    let readback = counters.readback_bytes();
+    drop(counters);
+    assert_eq!(completion.ids, ids(&recorded["ids"]));
+    let vocab = engine.model().config().vocab_size as u64;
+    let steps = request.max_tokens as u64 - 1;
+    assert_eq!(readback, vocab * 4 + steps * 4 * (4 + 2 * 128));
+}
+
 #[test]
-fn a_greedy_decode_step_is_six_launches_per_block_and_reads_back_four_bytes() {
+fn a_decode_step_is_six_launches_per_block_and_reads_back_the_choice_or_a_shortlist() {
     let model = load_llama(
         fixture("tiny_llama31/tiny-llama31-Q4_0.gguf"),
         DeviceChoice::Wgpu,
@@ -79,4 +114,19 @@ fn a_greedy_decode_step_is_six_launches_per_block_and_reads_back_four_bytes() {
     block_on(model.forward(&[2], &[1], &mut cache, LogitsFor::Last)).unwrap();
     assert_eq!(counters.readback_bytes(), vocab * 4);
     assert_eq!(counters.launches(), 6 * layers + 1);
+
+    // A sampled step reads back the shortlist instead: 4 header words and 128 (id, logit)
+    // pairs, the vocabulary's first in the host's order.
+    let mut cache = model.new_cache(16, KvFormat::F32).unwrap();
+    block_on(model.prefill(&[1], &mut cache)).unwrap();
+    let counters = DeviceCounters::start();
+    let top = block_on(model.forward_top(&[2], &[1], &mut cache, 0.8)).unwrap();
+    assert_eq!(counters.readback_bytes(), 4 * (4 + 2 * 128));
+    assert_eq!(counters.launches(), 6 * layers + 2);
+    drop(counters);
+    let shortlist = top.shortlist.clone();
+    let logits = block_on(top.read_all()).unwrap();
+    assert_eq!(shortlist.top, Shortlist::from_logits(&logits, 0.8, 128).top);
+
+    sampled_generation_reads_back_shortlists();
 }

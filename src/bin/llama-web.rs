@@ -171,6 +171,10 @@ mod cli {
             /// `burn_f32_matmul_tok_s`.
             #[arg(long)]
             compare_f32: bool,
+            /// Also time sampled decoding (temperature 0.7) drawn from the device's shortlist and
+            /// from every logit read back: `sampled`.
+            #[arg(long)]
+            sampled: bool,
         },
         /// Write a synthetic model (`llama3.1-8b:Q4_K_M` or `llama3.1-8b:Q4_0`) as a real GGUF
         /// file, for other engines to run the very same shapes; print `{"out", "bytes"}`.
@@ -249,6 +253,7 @@ mod cli {
                 prompt_len,
                 gen_tokens,
                 compare_f32,
+                sampled,
             } => {
                 let params = BenchParams {
                     prompt_len,
@@ -256,6 +261,7 @@ mod cli {
                     context: Some(context),
                     kv_format: kv.unwrap_or(KvFormat::default_for(device)),
                     compare_f32,
+                    sampled,
                 };
                 bench(model, synthetic, device, params)
             }

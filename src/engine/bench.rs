@@ -9,11 +9,12 @@ use serde::Serialize;
 
 use crate::model::device::{DeviceChoice, DeviceCounters, TASKS_PER_SUBMIT};
 use crate::model::error::ModelError;
-use crate::model::llama::Llama;
+use crate::model::llama::{Llama, LogitsFor};
 use crate::model::plan::KvFormat;
 use crate::model::quant::{f32_matmul_seconds, streaming_read_gb_s};
 
-use super::sampling::argmax;
+use super::generation::{Next, shortlist_step};
+use super::sampling::{Sampler, SamplingParams, argmax};
 use crate::rng::SplitMix64;
 
 /// What one benchmark run measured.
@@ -71,6 +72,26 @@ pub struct BenchReport {
     /// takes for the same products on dense f32 weights (every block's seven matrices for the
     /// prompt's tokens, the head for the last token), everything else free.
     pub burn_f32_matmul_tok_s: Option<f64>,
+    /// With [`BenchParams::sampled`]: sampled decoding timed both ways.
+    pub sampled: Option<SampledReport>,
+}
+
+/// Sampled decoding (the chat page's temperature 0.7, no other filter, a fixed seed) of `gen`
+/// tokens after the same prompt, drawn from the device's shortlist and drawn from every logit
+/// read back.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SampledReport {
+    /// Decode speed drawing from the shortlist (every logit read only when it cannot decide),
+    /// tokens per second.
+    pub shortlist_tok_s: f64,
+    /// Bytes a step read back that way.
+    pub shortlist_readback_bytes_per_token: f64,
+    /// The share of steps the shortlist decided.
+    pub shortlist_decided: f64,
+    /// Decode speed reading every logit back and drawing from them all, tokens per second.
+    pub logits_tok_s: f64,
+    /// Bytes a step read back that way.
+    pub logits_readback_bytes_per_token: f64,
 }
 
 /// The bandwidth probe's buffer: larger than CPU and GPU last-level caches (a 32 MiB probe
@@ -91,6 +112,8 @@ pub struct BenchParams {
     pub kv_format: KvFormat,
     /// Also time Burn's f32 matmul on the prefill's shapes (`burn_f32_matmul_tok_s`).
     pub compare_f32: bool,
+    /// Also time sampled decoding both ways (`sampled`).
+    pub sampled: bool,
 }
 
 /// Prefills `params.prompt_len` tokens (as the engine does) and decodes `params.gen_tokens`
@@ -134,6 +157,7 @@ pub async fn run(
         peak.sample();
     }
     let decode_s = now() - start;
+    drop(cache);
     let steps = gen_tokens.max(1) as f64;
     let host_ms_per_token = thread_cpu
         .zip(cpu_start)
@@ -167,6 +191,21 @@ pub async fn run(
         }
         _ => None,
     };
+    let sampled = match params.sampled {
+        true => {
+            let first = argmax(&logits);
+            let shortlist = time_sampled(model, &prompt, first, context, params, now, true).await?;
+            let every = time_sampled(model, &prompt, first, context, params, now, false).await?;
+            Some(SampledReport {
+                shortlist_tok_s: shortlist.0,
+                shortlist_readback_bytes_per_token: shortlist.1,
+                shortlist_decided: shortlist.2,
+                logits_tok_s: every.0,
+                logits_readback_bytes_per_token: every.1,
+            })
+        }
+        false => None,
+    };
     let weight_bytes_per_token = model.weight_bytes();
     let decode_tok_s = gen_tokens as f64 / decode_s;
     let effective_gb_s = weight_bytes_per_token as f64 * decode_tok_s / 1e9;
@@ -191,7 +230,58 @@ pub async fn run(
         read_bandwidth_gb_s,
         roofline_fraction: read_bandwidth_gb_s.map(|roof| effective_gb_s / roof),
         burn_f32_matmul_tok_s,
+        sampled,
     })
+}
+
+/// Prefills `prompt` (untimed), then decodes `params.gen_tokens` sampled tokens after `first`,
+/// from the shortlist or from every logit: tokens per second, bytes read back a step, and the
+/// share of steps the shortlist decided.
+async fn time_sampled(
+    model: &Llama,
+    prompt: &[u32],
+    first: u32,
+    context: usize,
+    params: BenchParams,
+    now: &dyn Fn() -> f64,
+    shortlist: bool,
+) -> Result<(f64, f64, f64), ModelError> {
+    let mut cache = model.new_cache(context, params.kv_format)?;
+    model.prefill(prompt, &mut cache).await?;
+    let mut sampler = Sampler::new(SamplingParams {
+        temperature: 0.7,
+        seed: Some(1),
+        ..SamplingParams::default()
+    });
+    let (mut id, mut decided) = (first, 0);
+    let counters = DeviceCounters::start();
+    let start = now();
+    for step in 0..params.gen_tokens {
+        let position = (prompt.len() + step) as u64;
+        let next = match shortlist {
+            true => shortlist_step(model, &mut sampler, id, position, &mut cache).await?,
+            false => Next::Logits(
+                model
+                    .forward(&[id], &[position], &mut cache, LogitsFor::Last)
+                    .await?,
+            ),
+        };
+        id = match next {
+            Next::Chosen(id) => {
+                decided += 1;
+                id
+            }
+            Next::Logits(mut logits) => sampler.sample(&mut logits, &[], &[]),
+        };
+    }
+    let seconds = now() - start;
+    let steps = params.gen_tokens.max(1) as f64;
+    let readback = counters.readback_bytes() as f64 / steps;
+    Ok((
+        params.gen_tokens as f64 / seconds,
+        readback,
+        decided as f64 / steps,
+    ))
 }
 
 /// The largest allocator readings seen.

@@ -12,8 +12,9 @@ use super::{
     Completion, Delta, Engine, EngineError, FinishReason, GenerateRequest, TokenLogprob,
     TokenLogprobs, Usage,
 };
+use crate::model::error::ModelError;
 use crate::model::kv_cache::KvCache;
-use crate::model::llama::LogitsFor;
+use crate::model::llama::{Llama, LogitsFor};
 use crate::tokenizer::StreamDecoder;
 
 /// What one [`Generation::next`] gives.
@@ -25,10 +26,25 @@ pub enum Step {
     Finished(Completion),
 }
 
-/// What the model gave for the next token: its logits, or (plain greedy) the id it chose.
-enum Next {
+/// What the model gave for the next token: its logits, or the id chosen already (on the
+/// device, or from the shortlist).
+pub(crate) enum Next {
+    /// Every logit, for the host to choose from.
     Logits(Vec<f32>),
+    /// The id chosen.
     Chosen(u32),
+}
+
+/// What a decode step reads back for the choice of the next token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Readback {
+    /// The id the device chose (plain greedy: 4 bytes).
+    Chosen,
+    /// The shortlist (sampling untouched by biases and penalties: ~1 KB), and every logit only
+    /// when the sampler cannot decide from it.
+    Shortlist,
+    /// Every logit (biases, penalties, a grammar, logprobs).
+    Logits,
 }
 
 /// Where a generation is.
@@ -57,9 +73,8 @@ pub struct Generation<'e> {
     ids: Vec<u32>,
     text: String,
     stopped_by_string: bool,
-    /// Plain greedy decoding picks each token on the device (4 bytes read back a step);
-    /// anything else reads the logits back and samples on the host.
-    on_device: bool,
+    /// What each decode step reads back.
+    readback: Readback,
     state: State,
 }
 
@@ -102,12 +117,21 @@ impl Engine {
             .model
             .prefill(&prompt[cached_tokens..], &mut cache)
             .await?;
+        let sampler = Sampler::new(request.sampling.clone());
+        let host_needs_logits = constraint.is_some() || request.logprobs.is_some();
+        let readback = if host_needs_logits {
+            Readback::Logits
+        } else if request.sampling.is_plain_greedy() {
+            Readback::Chosen
+        } else if sampler.takes_shortlist() {
+            Readback::Shortlist
+        } else {
+            Readback::Logits
+        };
         Ok(Generation {
             engine: self,
-            sampler: Sampler::new(request.sampling.clone()),
-            on_device: request.sampling.is_plain_greedy()
-                && constraint.is_none()
-                && request.logprobs.is_none(),
+            sampler,
+            readback,
             constraint,
             cache: Some(cache),
             cached_tokens,
@@ -219,7 +243,8 @@ impl Generation<'_> {
         self.complete(reason)
     }
 
-    /// Runs the last chosen id through the model, for the logits (or the id) of the next.
+    /// Runs the last chosen id through the model, for the logits of the next — or the next id,
+    /// chosen on the device or drawn from the step's shortlist.
     async fn run_last(&mut self) -> Result<Next, EngineError> {
         let (Some(&id), Some(cache)) = (self.ids.last(), self.cache.as_mut()) else {
             unreachable!("a generation runs an id only after choosing one, with its cache")
@@ -227,9 +252,14 @@ impl Generation<'_> {
         let position = (self.request.prompt.len() + self.ids.len() - 1) as u64;
         let model = &self.engine.model;
         let (token, at) = (&[id], &[position]);
-        Ok(match self.on_device {
-            true => Next::Chosen(model.forward_argmax(token, at, cache).await?),
-            false => Next::Logits(model.forward(token, at, cache, LogitsFor::Last).await?),
+        Ok(match self.readback {
+            Readback::Chosen => Next::Chosen(model.forward_argmax(token, at, cache).await?),
+            Readback::Shortlist => {
+                shortlist_step(model, &mut self.sampler, id, position, cache).await?
+            }
+            Readback::Logits => {
+                Next::Logits(model.forward(token, at, cache, LogitsFor::Last).await?)
+            }
         })
     }
 
@@ -293,6 +323,25 @@ impl Generation<'_> {
             self.engine.kept.keep(tokens, cache);
         }
     }
+}
+
+/// One sampled decode step of `id` at `position`, drawn from the device's shortlist: the id
+/// chosen, or every logit when the shortlist cannot decide (`sampler` drew nothing then).
+pub(crate) async fn shortlist_step(
+    model: &Llama,
+    sampler: &mut Sampler,
+    id: u32,
+    position: u64,
+    cache: &mut KvCache,
+) -> Result<Next, ModelError> {
+    let temperature = sampler.params().temperature;
+    let top = model
+        .forward_top(&[id], &[position], cache, temperature)
+        .await?;
+    Ok(match sampler.sample_shortlist(&top.shortlist) {
+        Some(id) => Next::Chosen(id),
+        None => Next::Logits(top.read_all().await?),
+    })
 }
 
 impl Drop for Generation<'_> {

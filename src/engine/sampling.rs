@@ -8,12 +8,21 @@
 //! min-p (drop tokens below `min_p × the top probability`) → draw. Probabilities are
 //! computed in f64 and the draw uses our own PRNG, so the same seed gives the same tokens on
 //! every platform (natively and in wasm) given the same logits.
+//!
+//! Weights are `exp(x − x₀)` of the sorted candidates (the largest is 1), normalized only once
+//! the set to draw from is known. A sampled step that no bias or penalty touches can instead be
+//! drawn from a device's [`Shortlist`] (the most likely logits in this order, and the
+//! normalizer summed on the device): the same arithmetic on the same prefix, so the same token —
+//! and where the shortlist could decide otherwise than every logit (too short, or a decision
+//! within its normalizer's rounding), [`Sampler::sample_shortlist`] declines and the engine
+//! reads every logit back.
 
 use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use crate::rng::SplitMix64;
+use crate::model::Shortlist;
+use crate::rng::Xoshiro256;
 
 /// Sampling settings, OpenAI-shaped where OpenAI has the setting.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -67,8 +76,12 @@ impl SamplingParams {
     /// Whether this is greedy choice untouched by biases or penalties (the largest logit wins,
     /// so the device can choose it without reading the logits back).
     pub fn is_plain_greedy(&self) -> bool {
-        self.temperature == 0.0
-            && self.logit_bias.is_empty()
+        self.temperature == 0.0 && self.leaves_logits_alone()
+    }
+
+    /// Whether no bias or penalty changes the logits before the choice.
+    fn leaves_logits_alone(&self) -> bool {
+        self.logit_bias.is_empty()
             && self.repetition_penalty == 1.0
             && self.presence_penalty == 0.0
             && self.frequency_penalty == 0.0
@@ -123,50 +136,58 @@ impl Sampler {
         if p.temperature == 0.0 {
             return argmax(logits);
         }
+        let temperature = p.temperature as f64;
         // Candidates as (id, logit / temperature), most likely first.
         let mut candidates: Vec<(u32, f64)> = logits
             .iter()
             .enumerate()
             .filter(|(_, l)| !l.is_nan())
-            .map(|(i, &l)| (i as u32, l as f64 / p.temperature as f64))
+            .map(|(i, &l)| (i as u32, l as f64 / temperature))
             .collect();
         if candidates.is_empty() {
             // All NaN: the engine reports the model broken before it gets here; never panic.
             return argmax(logits);
         }
         candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        if let Some(k) = p.top_k.filter(|&k| k > 0) {
-            candidates.truncate(k);
-        }
-        let max = candidates[0].1;
-        let mut probs: Vec<f64> = candidates.iter().map(|(_, l)| (l - max).exp()).collect();
-        normalize(&mut probs);
-        if p.top_p < 1.0 {
-            let mut mass = 0.0;
-            let keep = probs
-                .iter()
-                .position(|&q| {
-                    mass += q;
-                    mass >= p.top_p as f64
-                })
-                .map_or(probs.len(), |i| i + 1);
-            probs.truncate(keep);
-        }
-        if p.min_p > 0.0 {
-            let floor = probs[0] * p.min_p as f64;
-            let keep = probs.iter().take_while(|&&q| q >= floor).count().max(1);
-            probs.truncate(keep);
-        }
-        normalize(&mut probs);
         let r = self.rng.next_f64();
-        let mut acc = 0.0;
-        for (i, q) in probs.iter().enumerate() {
-            acc += q;
-            if r < acc {
-                return candidates[i].0;
-            }
+        draw(&self.params, &candidates, None, r).unwrap_or(candidates[0].0)
+    }
+
+    /// The settings.
+    pub fn params(&self) -> &SamplingParams {
+        &self.params
+    }
+
+    /// Whether [`Sampler::sample_shortlist`] can pick for these settings: sampling (temperature
+    /// above 0) that no bias or penalty changes, so the most likely logits and the normalizer
+    /// decide every draw.
+    pub fn takes_shortlist(&self) -> bool {
+        let p = &self.params;
+        p.temperature > 0.0 && p.leaves_logits_alone()
+    }
+
+    /// Picks the next token from a device's [`Shortlist`]: the very token [`Sampler::sample`]
+    /// would pick from every logit, or `None` — having drawn nothing, so `sample` can follow —
+    /// when the shortlist cannot decide it (the kept set runs past it, or a decision falls
+    /// within the normalizer's margin).
+    pub fn sample_shortlist(&mut self, shortlist: &Shortlist) -> Option<u32> {
+        if !self.takes_shortlist() || shortlist.top.is_empty() {
+            return None;
         }
-        candidates[probs.len() - 1].0
+        let temperature = self.params.temperature as f64;
+        let candidates: Vec<(u32, f64)> = shortlist
+            .top
+            .iter()
+            .map(|&(id, l)| (id, l as f64 / temperature))
+            .collect();
+        let rest = (!shortlist.whole).then_some(Mass::Approx {
+            total: shortlist.total,
+            margin: shortlist.margin,
+        });
+        let mut rng = self.rng.clone();
+        let id = draw(&self.params, &candidates, rest, rng.next_f64())?;
+        self.rng = rng;
+        Some(id)
     }
 
     fn apply_penalties(&self, logits: &mut [f32], prompt: &[u32], output: &[u32]) {
@@ -203,6 +224,96 @@ impl Sampler {
     }
 }
 
+/// The mass of the set a draw is made from (the sum of its weights `exp(x − x₀)`).
+#[derive(Debug, Clone, Copy)]
+enum Mass {
+    /// Summed here over the set's own weights.
+    Exact(f64),
+    /// The device's sum over the whole vocabulary, good to a relative `margin`.
+    Approx { total: f64, margin: f64 },
+}
+
+impl Mass {
+    /// The first index where the running sum of `weights` reaches `share` of the mass
+    /// (`cumulative ≥ share · mass`, or `>` when `strict`). Exact: the last index if rounding
+    /// keeps the sum short. Approximate: `None` when a running sum falls within the margin of
+    /// the target (the host's own sum could decide either way) or never reaches it.
+    fn first_reaching(self, weights: &[f64], share: f64, strict: bool) -> Option<usize> {
+        let mut cumulative = 0.0;
+        match self {
+            Mass::Exact(mass) => {
+                let target = share * mass;
+                let reached = weights.iter().position(|w| {
+                    cumulative += w;
+                    if strict {
+                        cumulative > target
+                    } else {
+                        cumulative >= target
+                    }
+                });
+                Some(reached.unwrap_or(weights.len() - 1))
+            }
+            Mass::Approx { total, margin } => {
+                let (low, high) = (
+                    share * total * (1.0 - margin),
+                    share * total * (1.0 + margin),
+                );
+                for (i, w) in weights.iter().enumerate() {
+                    cumulative += w;
+                    if cumulative > high {
+                        return Some(i);
+                    }
+                    if cumulative >= low {
+                        return None;
+                    }
+                }
+                None
+            }
+        }
+    }
+}
+
+/// The filters and the draw (module docs) over `sorted`: `(id, logit ÷ temperature)`, the
+/// vocabulary's first entries most likely first — all of it when `rest` is `None`, otherwise
+/// `rest` is the device's mass of the whole vocabulary. `r` is the uniform draw. `None` when
+/// `sorted` cannot decide: the set to draw from runs past it, or a decision falls within the
+/// device's margin. Weights are `exp(x − x₀)`, so the largest is 1 and nothing is normalized
+/// until the set is known: the same arithmetic on the same prefix, whichever path.
+fn draw(params: &SamplingParams, sorted: &[(u32, f64)], rest: Option<Mass>, r: f64) -> Option<u32> {
+    let x0 = sorted[0].1;
+    let weights: Vec<f64> = sorted.iter().map(|(_, x)| (x - x0).exp()).collect();
+    let exact = |keep: usize| Mass::Exact(weights[..keep].iter().sum());
+    let mut keep = weights.len();
+    let mut mass = rest.unwrap_or_else(|| exact(keep));
+    if let Some(k) = params.top_k.filter(|&k| k > 0) {
+        if k > keep && rest.is_some() {
+            return None;
+        }
+        keep = keep.min(k);
+        mass = exact(keep);
+    }
+    if params.top_p < 1.0 {
+        keep = mass.first_reaching(&weights[..keep], params.top_p as f64, false)? + 1;
+        mass = exact(keep);
+    }
+    if params.min_p > 0.0 {
+        // The largest weight is 1: the floor is min_p itself.
+        let floor = params.min_p as f64;
+        let above = weights[..keep]
+            .iter()
+            .take_while(|&&w| w >= floor)
+            .count()
+            .max(1);
+        if above == keep && matches!(mass, Mass::Approx { .. }) {
+            return None;
+        }
+        keep = above;
+        mass = exact(keep);
+    }
+    let chosen = mass.first_reaching(&weights[..keep], r, true)?;
+    Some(sorted[chosen].0)
+}
+
 pub use crate::model::argmax::argmax;
 
 /// Natural-log probabilities from `logits` (log-softmax, in f64): the log of the normalizer,
@@ -229,183 +340,5 @@ pub fn log_softmax_top(logits: &[f32], top: usize) -> (f64, Vec<(u32, f32)>) {
     (log_norm, top)
 }
 
-fn normalize(probs: &mut [f64]) {
-    let sum: f64 = probs.iter().sum();
-    probs.iter_mut().for_each(|q| *q /= sum);
-}
-
-/// xoshiro256** seeded through SplitMix64: small, fast, and the same on every platform.
-#[derive(Debug, Clone)]
-struct Xoshiro256 {
-    s: [u64; 4],
-}
-
-impl Xoshiro256 {
-    fn new(seed: u64) -> Self {
-        let mut splitmix = SplitMix64::new(seed);
-        Self {
-            s: [(); 4].map(|_| splitmix.next_u64()),
-        }
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        let s = &mut self.s;
-        let result = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
-        let t = s[1] << 17;
-        s[2] ^= s[0];
-        s[3] ^= s[1];
-        s[1] ^= s[2];
-        s[0] ^= s[3];
-        s[2] ^= t;
-        s[3] = s[3].rotate_left(45);
-        result
-    }
-
-    /// Uniform in [0, 1) with 53 random bits.
-    fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sampler(params: SamplingParams) -> Sampler {
-        Sampler::new(SamplingParams {
-            seed: Some(7),
-            ..params
-        })
-    }
-
-    #[test]
-    fn greedy_takes_the_first_largest() {
-        let mut s = sampler(SamplingParams::greedy());
-        assert_eq!(s.sample(&mut [1.0, 3.0, 3.0, -1.0], &[], &[]), 1);
-    }
-
-    #[test]
-    fn same_seed_same_draws_and_different_seeds_differ() {
-        let draws = |seed| {
-            let mut s = Sampler::new(SamplingParams {
-                seed: Some(seed),
-                ..SamplingParams::default()
-            });
-            (0..64)
-                .map(|_| s.sample(&mut [0.0; 50], &[], &[]))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(draws(1), draws(1));
-        assert_ne!(draws(1), draws(2));
-    }
-
-    #[test]
-    fn the_prng_stream_is_pinned() {
-        // xoshiro256** from SplitMix64(0): if this changes, seeded outputs change for users.
-        let mut r = Xoshiro256::new(0);
-        assert_eq!(r.next_u64(), 0x99EC_5F36_CB75_F2B4);
-    }
-
-    #[test]
-    fn top_k_one_and_tiny_top_p_are_greedy() {
-        let logits = [0.5, 2.0, 1.9, -3.0];
-        for params in [
-            SamplingParams {
-                top_k: Some(1),
-                ..SamplingParams::default()
-            },
-            SamplingParams {
-                top_p: 0.01,
-                ..SamplingParams::default()
-            },
-            SamplingParams {
-                min_p: 0.99,
-                ..SamplingParams::default()
-            },
-        ] {
-            let mut s = sampler(params);
-            for _ in 0..20 {
-                assert_eq!(s.sample(&mut logits.clone(), &[], &[]), 1);
-            }
-        }
-    }
-
-    #[test]
-    fn sampling_follows_the_distribution() {
-        // p = softmax([ln 1, ln 3]) = [0.25, 0.75].
-        let mut s = sampler(SamplingParams::default());
-        let n = 20_000;
-        let ones = (0..n)
-            .filter(|_| s.sample(&mut [0.0, 3f32.ln()], &[], &[]) == 1)
-            .count();
-        let share = ones as f64 / n as f64;
-        assert!((share - 0.75).abs() < 0.02, "{share}");
-    }
-
-    #[test]
-    fn penalties_and_bias_move_the_choice() {
-        let greedy = |params: SamplingParams, output: &[u32]| {
-            sampler(params).sample(&mut [2.0, 1.5, 1.0], &[], output)
-        };
-        let bias = HashMap::from([(2, 5.0)]);
-        assert_eq!(
-            greedy(
-                SamplingParams {
-                    logit_bias: bias,
-                    ..SamplingParams::greedy()
-                },
-                &[]
-            ),
-            2
-        );
-        let presence = SamplingParams {
-            presence_penalty: 1.0,
-            ..SamplingParams::greedy()
-        };
-        assert_eq!(greedy(presence, &[0]), 1);
-        let frequency = SamplingParams {
-            frequency_penalty: 0.3,
-            ..SamplingParams::greedy()
-        };
-        assert_eq!(greedy(frequency.clone(), &[0]), 0);
-        assert_eq!(greedy(frequency, &[0, 0]), 1);
-        let repetition = SamplingParams {
-            repetition_penalty: 1.5,
-            ..SamplingParams::greedy()
-        };
-        assert_eq!(greedy(repetition, &[0]), 1);
-    }
-
-    #[test]
-    fn log_softmax_top_normalizes_and_orders() {
-        let logits = [1.0, 3.0, 2.0, 3.0];
-        let (log_norm, top) = log_softmax_top(&logits, 3);
-        let total: f64 = logits.iter().map(|&l| (l as f64 - log_norm).exp()).sum();
-        assert!((total - 1.0).abs() < 1e-12);
-        assert_eq!(top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![1, 3, 2]);
-        assert!((top[0].1 as f64 - (3.0 - log_norm)).abs() < 1e-6);
-        assert_eq!(log_softmax_top(&logits, 0).1, vec![]);
-        assert_eq!(log_softmax_top(&logits, 9).1.len(), 4);
-    }
-
-    #[test]
-    fn out_of_range_settings_are_rejected() {
-        for bad in [
-            SamplingParams {
-                temperature: -1.0,
-                ..SamplingParams::default()
-            },
-            SamplingParams {
-                top_p: 1.5,
-                ..SamplingParams::default()
-            },
-            SamplingParams {
-                temperature: f32::NAN,
-                ..SamplingParams::default()
-            },
-        ] {
-            assert!(bad.validate().is_err());
-        }
-        assert!(SamplingParams::default().validate().is_ok());
-    }
-}
+mod tests;

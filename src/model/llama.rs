@@ -17,6 +17,7 @@ use super::kv_cache::KvCache;
 use super::plan::{KvFormat, PREFILL_CHUNK};
 use super::project::{Epilogue, RmsNorm, project};
 use super::rope::RopeTable;
+use super::top::{TopLogits, shortlist_on_device};
 use super::weights::{HostEmbedding, Linear, LoadProgress, TensorLoader};
 
 /// Which positions' logits a forward pass returns (and which tokens a projection runs).
@@ -182,15 +183,31 @@ impl Llama {
         Ok(argmax_on_device(self.head(&x, LogitsFor::Last), &self.device).await?)
     }
 
+    /// Like [`Llama::forward`] with [`LogitsFor::Last`], for sampling at `temperature` (> 0):
+    /// the step's shortlist — its most likely logits and the normalizer, found on the device, ~1
+    /// KB read back — with every logit kept on the device in case the sampler needs them.
+    pub async fn forward_top(
+        &self,
+        ids: &[u32],
+        positions: &[u64],
+        cache: &mut KvCache,
+        temperature: f32,
+    ) -> Result<TopLogits, ModelError> {
+        let x = self.run(ids, positions, cache, None)?;
+        shortlist_on_device(self.head(&x, LogitsFor::Last), &self.device, temperature).await
+    }
+
     /// Compiles every kernel variant generation runs — the first run of a kernel compiles it,
     /// seconds each on a software GPU — with a two-token prefill (the prefill tiles, the head
-    /// for one token, the logits read back) and one greedy step (the decode tiles and the
-    /// choice on the device), in a throwaway cache of `context_size` tokens in `format` (the
-    /// attention kernels are chosen by the cache's format and size).
+    /// for one token, the logits read back), one greedy step (the decode tiles and the choice
+    /// on the device) and one sampled step (the shortlist), in a throwaway cache of
+    /// `context_size` tokens in `format` (the attention kernels are chosen by the cache's
+    /// format and size).
     pub async fn warm_up(&self, context_size: usize, format: KvFormat) -> Result<(), ModelError> {
-        let mut cache = self.new_cache(context_size.max(3), format)?;
+        let mut cache = self.new_cache(context_size.max(4), format)?;
         self.prefill(&[0, 0], &mut cache).await?;
         self.forward_argmax(&[0], &[2], &mut cache).await?;
+        self.forward_top(&[0], &[3], &mut cache, 1.0).await?;
         Ok(())
     }
 

@@ -1,5 +1,5 @@
 //! The model layer: the Llama hyper-parameters and everything that touches Burn tensors. Burn
-//! types stay inside this module: the kernels (`argmax`, `attention`, `project`, `quant`) and
+//! types stay inside this module: the kernels (`argmax`, `attention`, `project`, `quant`, `top`) and
 //! the weights are crate-private, and no public item takes or returns a Burn type, so a Burn
 //! upgrade is not a breaking change; the layers above see plain Rust values.
 
@@ -27,7 +27,11 @@ pub mod rope;
 pub mod selftest;
 pub mod synthetic;
 #[cfg(feature = "gpu")]
+pub(crate) mod top;
+#[cfg(feature = "gpu")]
 pub(crate) mod weights;
 
+#[cfg(feature = "gpu")]
+pub use top::{Shortlist, TopLogits};
 #[cfg(feature = "gpu")]
 pub use weights::LoadProgress;

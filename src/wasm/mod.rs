@@ -102,11 +102,12 @@ pub async fn gpu_memory() -> Result<JsValue, JsError> {
     to_js(&device.memory_usage())
 }
 
-/// `benchmark(ggufBytes, promptLen, gen, kv?, context?)`: loads the model onto Burn's WebGPU
-/// device and resolves to the same JSON object as `llama-web bench` (prefill and decode tok/s,
-/// weight bytes per token, effective GB/s, the streaming-read roofline, peak GPU bytes). `kv` is
-/// the KV cache's format, `"f32"` or `"q8"` (default: the device's, q8); `context` the tokens
-/// the cache is allocated for (default: prompt + gen; the chat page's is 4096).
+/// `benchmark(ggufBytes, promptLen, gen, kv?, context?, sampled?)`: loads the model onto Burn's
+/// WebGPU device and resolves to the same JSON object as `llama-web bench` (prefill and decode
+/// tok/s, weight bytes per token, effective GB/s, the streaming-read roofline, peak GPU bytes).
+/// `kv` is the KV cache's format, `"f32"` or `"q8"` (default: the device's, q8); `context` the
+/// tokens the cache is allocated for (default: prompt + gen; the chat page's is 4096);
+/// `sampled` also times sampled decoding from the shortlist and from every logit (`--sampled`).
 #[wasm_bindgen(js_name = benchmark)]
 pub async fn benchmark(
     gguf: Vec<u8>,
@@ -114,6 +115,7 @@ pub async fn benchmark(
     gen_tokens: usize,
     kv: Option<String>,
     context: Option<usize>,
+    sampled: Option<bool>,
 ) -> Result<JsValue, JsError> {
     use crate::engine::bench::BenchParams;
     use crate::model::plan::KvFormat;
@@ -143,6 +145,7 @@ pub async fn benchmark(
         context,
         kv_format,
         compare_f32: false,
+        sampled: sampled.unwrap_or(false),
     };
     let report = crate::engine::bench::run(&model, name, params, &now, None)
         .await
