@@ -44,8 +44,8 @@ fn greedy_step(model: &Llama, prompt_len: usize, format: KvFormat) -> (u64, u64)
 }
 
 /// A seeded sampled generation through the engine (the fixture's run: temperature 1, top-k 40,
-/// top-p 0.95): its ids, and the bytes it reads back — the prompt's logits once, then a
-/// shortlist a step, every one decided without the logits.
+/// top-p 0.95): its ids, and the bytes it reads back — a shortlist for the prompt's last token
+/// and one a step, every one decided without the logits.
 fn sampled_generation_reads_back_shortlists() {
     let recorded = json_fixture("tiny_llama31/seeded_sample.json");
     let mut engine = load_engine(
@@ -69,9 +69,8 @@ fn sampled_generation_reads_back_shortlists() {
     let readback = counters.readback_bytes();
     drop(counters);
     assert_eq!(completion.ids, ids(&recorded["ids"]));
-    let vocab = engine.model().config().vocab_size as u64;
-    let steps = request.max_tokens as u64 - 1;
-    assert_eq!(readback, vocab * 4 + steps * 4 * (4 + 2 * 128));
+    let tokens = request.max_tokens as u64;
+    assert_eq!(readback, tokens * 4 * (4 + 2 * 128));
 }
 
 #[test]

@@ -12,6 +12,7 @@ use super::{
     Completion, Delta, Engine, EngineError, FinishReason, GenerateRequest, TokenLogprob,
     TokenLogprobs, Usage,
 };
+use crate::model::TopLogits;
 use crate::model::error::ModelError;
 use crate::model::kv_cache::KvCache;
 use crate::model::llama::{Llama, LogitsFor};
@@ -113,11 +114,7 @@ impl Engine {
                 Some(kept) => kept,
                 None => (self.model.new_cache(self.context_size, self.kv_format)?, 0),
             };
-        let logits = self
-            .model
-            .prefill(&prompt[cached_tokens..], &mut cache)
-            .await?;
-        let sampler = Sampler::new(request.sampling.clone());
+        let mut sampler = Sampler::new(request.sampling.clone());
         let host_needs_logits = constraint.is_some() || request.logprobs.is_some();
         let readback = if host_needs_logits {
             Readback::Logits
@@ -127,6 +124,15 @@ impl Engine {
             Readback::Shortlist
         } else {
             Readback::Logits
+        };
+        let uncached = &prompt[cached_tokens..];
+        let first = match readback {
+            Readback::Shortlist => {
+                let temperature = request.sampling.temperature;
+                let top = self.model.prefill_top(uncached, &mut cache, temperature);
+                choose_from(top.await?, &mut sampler).await?
+            }
+            _ => Next::Logits(self.model.prefill(uncached, &mut cache).await?),
         };
         Ok(Generation {
             engine: self,
@@ -140,9 +146,7 @@ impl Engine {
             ids: Vec::new(),
             text: String::new(),
             stopped_by_string: false,
-            state: State::Running {
-                next: Some(Next::Logits(logits)),
-            },
+            state: State::Running { next: Some(first) },
             request,
         })
     }
@@ -338,6 +342,11 @@ pub(crate) async fn shortlist_step(
     let top = model
         .forward_top(&[id], &[position], cache, temperature)
         .await?;
+    choose_from(top, sampler).await
+}
+
+/// The id `sampler` draws from `top`'s shortlist, or every logit when it cannot decide.
+async fn choose_from(top: TopLogits, sampler: &mut Sampler) -> Result<Next, ModelError> {
     Ok(match sampler.sample_shortlist(&top.shortlist) {
         Some(id) => Next::Chosen(id),
         None => Next::Logits(top.read_all().await?),

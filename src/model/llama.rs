@@ -219,15 +219,45 @@ impl Llama {
         prompt: &[u32],
         cache: &mut KvCache,
     ) -> Result<Vec<f32>, ModelError> {
-        let mut logits = Vec::new();
-        for chunk in prompt.chunks(PREFILL_CHUNK) {
+        Ok(read_vec(self.prefill_to_head(prompt, cache).await?).await?)
+    }
+
+    /// Like [`Llama::prefill`], for sampling at `temperature` (> 0): the last token's shortlist,
+    /// as [`Llama::forward_top`] gives it.
+    pub async fn prefill_top(
+        &self,
+        prompt: &[u32],
+        cache: &mut KvCache,
+        temperature: f32,
+    ) -> Result<TopLogits, ModelError> {
+        let logits = self.prefill_to_head(prompt, cache).await?;
+        shortlist_on_device(logits, &self.device, temperature).await
+    }
+
+    /// [`Llama::prefill`] up to the last token's logits, left on the device (`[1, vocab]`); the
+    /// chunks before the last are waited for, their logits read back as before.
+    async fn prefill_to_head(
+        &self,
+        prompt: &[u32],
+        cache: &mut KvCache,
+    ) -> Result<Tensor<2>, ModelError> {
+        let chunks: Vec<&[u32]> = prompt.chunks(PREFILL_CHUNK).collect();
+        let Some((last, before)) = chunks.split_last() else {
+            return Err(ModelError::BadInput {
+                detail: "an empty prompt has no logits".into(),
+            });
+        };
+        let positions = |cache: &KvCache, n: usize| {
             let first = cache.len() as u64;
-            let positions: Vec<u64> = (first..first + chunk.len() as u64).collect();
-            logits = self
-                .forward(chunk, &positions, cache, LogitsFor::Last)
-                .await?;
+            (first..first + n as u64).collect::<Vec<u64>>()
+        };
+        for chunk in before {
+            let at = positions(cache, chunk.len());
+            self.forward(chunk, &at, cache, LogitsFor::Last).await?;
         }
-        Ok(logits)
+        let at = positions(cache, last.len());
+        let x = self.run(last, &at, cache, None)?;
+        Ok(self.head(&x, LogitsFor::Last))
     }
 
     /// Like [`Llama::forward`] with [`LogitsFor::All`], but returns the residual stream instead:
