@@ -234,8 +234,9 @@ impl Llama {
         shortlist_on_device(logits, &self.device, temperature).await
     }
 
-    /// [`Llama::prefill`] up to the last token's logits, left on the device (`[1, vocab]`); the
-    /// chunks before the last are waited for, their logits read back as before.
+    /// [`Llama::prefill`] up to the last token's logits, left on the device (`[1, vocab]`). The
+    /// chunks before the last only fill the cache: no head, nothing read back, so the device runs
+    /// them back to back (the queue stays in order; their activations are reused as they go).
     async fn prefill_to_head(
         &self,
         prompt: &[u32],
@@ -253,7 +254,7 @@ impl Llama {
         };
         for chunk in before {
             let at = positions(cache, chunk.len());
-            self.forward(chunk, &at, cache, LogitsFor::Last).await?;
+            self.run(chunk, &at, cache, None)?;
         }
         let at = positions(cache, last.len());
         let x = self.run(last, &at, cache, None)?;
