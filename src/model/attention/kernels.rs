@@ -9,6 +9,11 @@
 //! RoPE and the store happen in one kernel over the q/k/v projection. Attention is one pass with an online softmax (no score matrix in memory): a unit takes one
 //! query head, one query token and one segment of the keys it may see, and writes its running
 //! maximum, sum and weighted values; [`combine_kernel`] merges the segments.
+//!
+//! Every loop over a row's values is unrolled (`head_dim` is comptime), so the rows live in
+//! registers: a software GPU keeps a local array indexed by a loop variable in memory, each
+//! access a gather over its SIMD lanes — unrolling took SmolLM2's decode step on lavapipe from
+//! ~120 to ~80 ms (BENCHMARKS.md, session 14).
 
 use cubecl::prelude::*;
 
@@ -26,6 +31,7 @@ fn store_row(
 ) {
     if comptime![format == KvFormat::F32] {
         let dst = slot * head_dim;
+        #[unroll]
         for d in 0..head_dim {
             cache[dst + d] = u32::reinterpret(row[d]);
         }
@@ -33,6 +39,7 @@ fn store_row(
         let row_words = comptime![head_dim / 4 + 1];
         let dst = slot * row_words;
         let mut amax = 0.0f32;
+        #[unroll]
         for d in 0..head_dim {
             let a = f32::abs(row[d]);
             if a > amax {
@@ -44,8 +51,10 @@ fn store_row(
         if amax > 0.0f32 {
             inv = 127.0f32 / amax;
         }
+        #[unroll]
         for w in 0..comptime![head_dim / 4] {
             let mut word = 0u32;
+            #[unroll]
             for b in 0..4usize {
                 let q = f32::round(row[w * 4 + b] * inv) + 128.0f32;
                 word |= u32::cast_from(q) << ((b * 8) as u32);
@@ -91,6 +100,7 @@ pub fn rope_store_kernel(
     if head < heads + kv_heads {
         let cos_at = token * half;
         let sin_at = (n + token) * half;
+        #[unroll]
         for j in 0..half {
             let a = qkv[src + 2 * j];
             let b = qkv[src + 2 * j + 1];
@@ -100,12 +110,14 @@ pub fn rope_store_kernel(
             row[2 * j + 1] = b * c + a * s;
         }
     } else {
+        #[unroll]
         for d in 0..head_dim {
             row[d] = qkv[src + d];
         }
     }
     if head < heads {
         let dst = (head * n + token) * head_dim;
+        #[unroll]
         for d in 0..head_dim {
             q[dst + d] = row[d];
         }
@@ -140,6 +152,7 @@ fn load_row(
 ) {
     if comptime![format == KvFormat::F32] {
         let at = row * head_dim;
+        #[unroll]
         for d in 0..head_dim {
             out[d] = f32::reinterpret(cache[at + d]);
         }
@@ -147,8 +160,10 @@ fn load_row(
         let row_words = comptime![head_dim / 4 + 1];
         let at = row * row_words;
         let scale = f32::reinterpret(cache[at + comptime![head_dim / 4]]);
+        #[unroll]
         for w in 0..comptime![head_dim / 4] {
             let word = cache[at + w];
+            #[unroll]
             for b in 0..4usize {
                 let q = ((word >> ((b * 8) as u32)) & 0xFF) as i32 - 128;
                 out[w * 4 + b] = f32::cast_from(q) * scale;
@@ -195,6 +210,7 @@ pub fn attend_kernel(
     let mut row = Array::<f32>::new(head_dim);
     let mut acc = Array::<f32>::new(head_dim);
     let qa = (head * n + token) * head_dim;
+    #[unroll]
     for d in 0..head_dim {
         query[d] = q[qa + d];
         acc[d] = 0.0f32;
@@ -211,6 +227,7 @@ pub fn attend_kernel(
         let slot = kv_head * capacity + j;
         load_row(keys, slot, &mut row, head_dim, format);
         let mut dot = 0.0f32;
+        #[unroll]
         for d in 0..head_dim {
             dot += query[d] * row[d];
         }
@@ -218,6 +235,7 @@ pub fn attend_kernel(
         if s > max {
             let correction = f32::exp(max - s);
             sum *= correction;
+            #[unroll]
             for d in 0..head_dim {
                 acc[d] *= correction;
             }
@@ -226,6 +244,7 @@ pub fn attend_kernel(
         let p = f32::exp(s - max);
         sum += p;
         load_row(values, slot, &mut row, head_dim, format);
+        #[unroll]
         for d in 0..head_dim {
             acc[d] += p * row[d];
         }
@@ -233,11 +252,13 @@ pub fn attend_kernel(
     if comptime![direct] {
         // combine_kernel's arithmetic for one segment: its weight exp(max − max) is 1.
         let out = (token * heads + head) * head_dim;
+        #[unroll]
         for d in 0..head_dim {
             partial[out + d] = acc[d] / sum;
         }
     } else {
         let out = unit * comptime![head_dim + 2];
+        #[unroll]
         for d in 0..head_dim {
             partial[out + d] = acc[d];
         }

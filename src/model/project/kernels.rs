@@ -2,10 +2,10 @@
 //! input (q/k/v, or gate and up), with RMSNorm folded into the dot products and the
 //! activation or residual add applied before the store.
 //!
-//! A cube is 64 units, each computing a [`Tile`]: with one lane a unit takes whole rows for a
-//! few tokens (no barrier in the dot: software GPUs, and prefill), with 32 lanes the lanes of a
-//! row read neighbouring sub-blocks (coalesced: hardware GPUs, one token) and one of them adds
-//! their sums. Cube x walks the rows, cube y the tokens.
+//! A cube is [`Tile::units`] units, each computing a [`Tile`]: with one lane a unit takes whole
+//! rows for a few tokens (no barrier in the dot: software GPUs, and prefill), with 32 lanes the
+//! lanes of a row read neighbouring sub-blocks (coalesced: hardware GPUs, one token) and one of
+//! them adds their sums. Cube x walks the rows, cube y the tokens.
 //!
 //! RMSNorm: `W · (nw ⊙ x · r) = r · (W · (nw ⊙ x))` with `r = 1/√(mean(x²) + eps)`; the cube
 //! sums `x²` cooperatively (one barrier), every cube over the same partition, so every row
@@ -16,9 +16,6 @@ use cubecl::prelude::*;
 use crate::gguf::GgmlType;
 use crate::model::quant::kernels::{F32x4, group_values, load_subblock_x, natural_group};
 
-/// Units per cube.
-pub const CUBE_UNITS: u32 = 64;
-
 /// Epilogue codes (comptime): store the dot product as it is.
 pub const STORE: u32 = 0;
 /// Add the residual stream's value before storing.
@@ -27,9 +24,12 @@ pub const ADD_RESIDUAL: u32 = 1;
 pub const SWIGLU: u32 = 2;
 
 /// The tile a unit computes: `rows` consecutive rows (of each matrix, under SwiGLU) for
-/// `tokens` consecutive tokens, with `lanes` units sharing each row's sub-blocks.
+/// `tokens` consecutive tokens, with `lanes` units sharing each row's sub-blocks; and the
+/// cube's size in units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Tile {
+    /// Units per cube (a multiple of `lanes`).
+    pub units: u32,
     /// Units per row (1, or 32 for the cooperative GEMV).
     pub lanes: u32,
     /// Rows per unit.
@@ -176,14 +176,14 @@ pub fn project_kernel(
     #[comptime] f1: GgmlType,
     #[comptime] f2: GgmlType,
 ) {
-    let units = comptime![CUBE_UNITS as usize];
+    let units = comptime![tile.units as usize];
     let lanes = comptime![tile.lanes as usize];
     let per = comptime![tile.rows as usize];
     let tokens = comptime![tile.tokens as usize];
     let unit = UNIT_POS as usize;
     let lane = unit % lanes;
     let row0 =
-        (CUBE_POS_X as usize * comptime![(CUBE_UNITS / tile.lanes) as usize] + unit / lanes) * per;
+        (CUBE_POS_X as usize * comptime![(tile.units / tile.lanes) as usize] + unit / lanes) * per;
     let t0 = CUBE_POS_Y as usize * tokens;
 
     // Each token's input row, in fours (tokens past the input read its last one).
@@ -204,7 +204,7 @@ pub fn project_kernel(
     }
     if comptime![normed] {
         let mut squares =
-            Shared::<[f32]>::new_slice(comptime![(CUBE_UNITS * tile.tokens) as usize]);
+            Shared::<[f32]>::new_slice(comptime![(tile.units * tile.tokens) as usize]);
         #[unroll]
         for t in 0..tokens {
             let mut ss = 0.0f32;
@@ -326,8 +326,8 @@ pub fn project_kernel(
 
     if comptime![tile.lanes > 1] {
         // One row and one token per unit here (the cooperative GEMV's tile).
-        let mut sums = Shared::<[f32]>::new_slice(comptime![CUBE_UNITS as usize]);
-        let mut sums_up = Shared::<[f32]>::new_slice(comptime![CUBE_UNITS as usize]);
+        let mut sums = Shared::<[f32]>::new_slice(comptime![tile.units as usize]);
+        let mut sums_up = Shared::<[f32]>::new_slice(comptime![tile.units as usize]);
         sums[unit] = acc[0];
         sums_up[unit] = acc[1];
         sync_cube();

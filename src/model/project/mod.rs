@@ -231,7 +231,7 @@ impl ProjectOps for CubeBackend {
         let residual = into_contiguous(residual);
         let [p0, p1, p2] = spec.parts;
         let tile = tile_for(&spec, p0.decode);
-        let rows_per_cube = kernels::CUBE_UNITS / tile.lanes * tile.rows;
+        let rows_per_cube = tile.units / tile.lanes * tile.rows;
         let client = x.client.clone();
         kernels::project_kernel::launch(
             &client,
@@ -240,7 +240,7 @@ impl ProjectOps for CubeBackend {
                 (spec.tokens as u32).div_ceil(tile.tokens),
                 1,
             ),
-            CubeDim::new_1d(kernels::CUBE_UNITS),
+            CubeDim::new_1d(tile.units),
             x.into_tensor_arg(),
             norm_weight.into_tensor_arg(),
             w0.into_tensor_arg(),
@@ -286,6 +286,7 @@ impl ProjectOps for CubeBackend {
 fn tile_for(spec: &ProjectSpec, decode: DecodeKernel) -> kernels::Tile {
     if spec.tokens == 1 && decode == DecodeKernel::Cooperative {
         return kernels::Tile {
+            units: 64,
             lanes: 32,
             rows: 1,
             tokens: 1,
@@ -304,7 +305,15 @@ fn tile_for(spec: &ProjectSpec, decode: DecodeKernel) -> kernels::Tile {
             spec.epilogue == kernels::SWIGLU || inner.iter().all(|p| p.rows % rows as usize == 0)
         })
         .unwrap_or(1);
+    // One token on a software GPU: cubes of 8 units, one SIMD group of lavapipe's (AVX2), so
+    // that a matrix of a few hundred rows still splits into as many cubes as the CPU has cores
+    // (BENCHMARKS.md, session 14).
+    let units = match spec.tokens {
+        1 => 8,
+        _ => 64,
+    };
     kernels::Tile {
+        units,
         lanes: 1,
         rows,
         tokens,
