@@ -305,11 +305,12 @@ fn tile_for(spec: &ProjectSpec, decode: DecodeKernel) -> kernels::Tile {
             spec.epilogue == kernels::SWIGLU || inner.iter().all(|p| p.rows % rows as usize == 0)
         })
         .unwrap_or(1);
-    // One token on a software GPU: cubes of 8 units, one SIMD group of lavapipe's (AVX2), so
-    // that a matrix of a few hundred rows still splits into as many cubes as the CPU has cores
-    // (BENCHMARKS.md, session 14).
-    let units = match spec.tokens {
-        1 => 8,
+    // On a software GPU, cubes of 8 units (one SIMD group of lavapipe's, two of SwiftShader's),
+    // so that a matrix of a few hundred rows still splits into as many cubes as the CPU has
+    // cores: decode on lavapipe ~87 → ~76 ms a token, prefill in Chromium 17–18.6 → 19.7–20.4
+    // tok/s (BENCHMARKS.md, session 14).
+    let units = match (spec.tokens, decode) {
+        (1, _) | (_, DecodeKernel::RowPerUnit) => 8,
         _ => 64,
     };
     kernels::Tile {
