@@ -3,8 +3,9 @@
 # in headless Chromium (WebGPU; SwiftShader here), llama.cpp natively on the CPU (the `xllamacpp`
 # wheel: llama.cpp's own server code, in process, 1 and 2 threads), and wllama (llama.cpp in wasm)
 # in the same Chromium, on its CPU path and on WebGPU. Prints one Markdown table of prefill and
-# decode tok/s with our ratio to each peer (native against native, browser against browser); the
-# JSON reports are kept in target/peers/.
+# decode tok/s with our ratio to each peer (native against native, browser against browser), then
+# the floors of both devices measured with minimal hand-written kernels (examples/vulkan_floor.rs,
+# scripts/probe-webgpu.mjs); the JSON reports are kept in target/peers/.
 #
 #   scripts/bench-peers.sh                      SmolLM2-135M Q4_1, then the synthetic 8B Q4_K_M
 #   MODELS=smollm2 scripts/bench-peers.sh       one model (smollm2 | 8b)
@@ -169,16 +170,33 @@ for m in $MODELS; do
 done
 print_table | tee "$OUT/table.md"
 
-# The browser's WebGPU floor, measured with minimal hand-written kernels: what bounds the browser rows.
+# The floors, measured with minimal hand-written kernels on the same devices: what bounds our rows.
+say "the Vulkan floor on the same device (examples/vulkan_floor.rs)"
+if cargo build --quiet --example vulkan_floor && target/debug/examples/vulkan_floor >"$OUT/vulkan-floor.json" 2>"$OUT/vulkan-floor.log"; then
+  python3 - "$OUT/vulkan-floor.json" <<'PY' | tee -a "$OUT/table.md"
+import json, sys
+r = json.load(open(sys.argv[1]))
+gemv = max(v for k, v in r.items() if k.startswith("rows") and k.endswith("_gb_s"))
+print(f"\nVulkan floor (hand-written WGSL through wgpu, {r['rows']} × {r['cols']} Q4_1): "
+      f"{r['tiny_dispatch_ms']:.3f} ms a dispatch, streaming read {r['read_stream_gb_s']:.2f} GB/s, "
+      f"reading the rows alone {r['read_rows_gb_s']:.2f} GB/s, the best Q4_1 GEMV {gemv:.2f} GB/s of weights "
+      f"(one row a lane: {r['rows1_wg64_gb_s']:.2f}).")
+PY
+else
+  say "the Vulkan probe failed: $(tail -1 "$OUT/vulkan-floor.log")"
+fi
 say "the WebGPU floor in the same Chromium (scripts/probe-webgpu.mjs)"
 if node scripts/probe-webgpu.mjs >"$OUT/webgpu-floor.json" 2>"$OUT/webgpu-floor.log"; then
   python3 - "$OUT/webgpu-floor.json" <<'PY' | tee -a "$OUT/table.md"
 import json, sys
 r = json.load(open(sys.argv[1]))
+gemv = max(v for k, v in r.items() if k.startswith("q4_1_gemv") and k.endswith("_gb_s"))
+gemm = max(v for k, v in r.items() if k.startswith("q4_1_gemm"))
 print(f"\nWebGPU floor ({r['adapter']}, hand-written kernels): "
       f"{r['ms_per_dispatch_one_pass']:.3f} ms a dispatch ({r['ms_per_dispatch_own_pass']:.3f} in its own pass), "
-      f"streaming read {r['read_gb_s']:.2f} GB/s, a plain Q4_1 GEMV {r['q4_1_gemv_gb_s']:.3f} GB/s of weights "
-      f"({r['q4_1_gemv_interleaved_gb_s']:.3f} with rows interleaved); "
+      f"streaming read {r['read_gb_s']:.2f} GB/s, the best Q4_1 GEMV {gemv:.3f} GB/s of weights "
+      f"(one row a lane: {r['q4_1_gemv_gb_s']:.3f}), the best tiled Q4_1 GEMM as fast as a SmolLM2 prefill "
+      f"of {gemm:.1f} tok/s with nothing but its matrices; "
       f"shader-f16: {'shader-f16' in r['features']}, subgroups: {'subgroups' in r['features']}.")
 PY
 else
