@@ -273,8 +273,8 @@ impl ProjectOps for CubeBackend {
 }
 
 /// The tile a unit computes. One token on a hardware GPU: 32 lanes share each row (the
-/// cooperative GEMV). Otherwise one lane takes whole rows: for one token up to 8 rows (each
-/// input value loaded once for 8 rows); for several, up to 16 rows × 8 tokens in every format
+/// cooperative GEMV). Otherwise one lane takes whole rows: for one token up to 16 rows (each
+/// input value loaded once for 16 rows); for several, up to 16 rows × 8 tokens in every format
 /// (each block dequantized once for 8 tokens, each token's inputs loaded once for 16 rows) — as
 /// many rows as keep every unit's rows inside one part (each part but the last a whole number
 /// of units). The kernel unrolls its token loop, not its row loop, so rows cost no compile time.
@@ -282,7 +282,8 @@ impl ProjectOps for CubeBackend {
 /// Measured in Chromium on SwiftShader (SmolLM2, 64-token prompt): 4 × 4 → 8 × 8 → 16 × 8
 /// took prefill from 3.6 to 11.6 to 13.5 tok/s (BENCHMARKS.md, session 7); on lavapipe the 8B
 /// Q4_K_M's prefill from 0.38 to 0.81 tok/s with 16 × 8 over the K-quants too, whose groups of
-/// 2–4 sub-blocks double the warm-up (69 → 131 s; session 8).
+/// 2–4 sub-blocks double the warm-up (69 → 131 s; session 8). One token, 8 → 16 rows: decode
+/// in Chromium 2.92 → 3.32 tok/s (three runs each), on lavapipe the same (session 14).
 fn tile_for(spec: &ProjectSpec, decode: DecodeKernel) -> kernels::Tile {
     if spec.tokens == 1 && decode == DecodeKernel::Cooperative {
         return kernels::Tile {
@@ -294,7 +295,7 @@ fn tile_for(spec: &ProjectSpec, decode: DecodeKernel) -> kernels::Tile {
     }
     let used = &spec.parts[..spec.part_count as usize];
     let (most_rows, tokens) = match spec.tokens {
-        1 => (8, 1),
+        1 => (16, 1),
         _ => (16, 8),
     };
     let inner = &used[..used.len().saturating_sub(1)];
