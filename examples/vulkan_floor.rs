@@ -181,9 +181,10 @@ fn nibbles_lo(q: u32) -> vec4f { return vec4f(f32(q & 15u), f32((q >> 8u) & 15u)
 fn nibbles_hi(q: u32) -> vec4f { return vec4f(f32((q >> 4u) & 15u), f32((q >> 12u) & 15u), f32((q >> 20u) & 15u), f32(q >> 28u)); }
 ";
 
-fn header(rows: usize, cols: usize) -> String {
+/// The bindings and constants every GEMV shares, the weights bound as `array<{weight}>`.
+fn header(rows: usize, cols: usize, weight: &str) -> String {
     format!(
-        "@group(0) @binding(0) var<storage, read> w: array<u32>;
+        "@group(0) @binding(0) var<storage, read> w: array<{weight}>;
 @group(0) @binding(1) var<storage, read> x: array<vec4f>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 const ROWS: u32 = {rows}u;
@@ -193,26 +194,12 @@ const BLOCKS: u32 = {}u;
     )
 }
 
-/// `per` consecutive rows a unit, `wg` units a workgroup, the blocks in GGUF's order or
-/// interleaved across rows (word k of block b of every row side by side).
-fn gemv_rows(rows: usize, cols: usize, wg: u32, per: u32, interleaved: bool) -> String {
-    let word = |k: &str| {
-        if interleaved {
-            format!("(b * 5u + {k}) * ROWS + row")
-        } else {
-            format!("(row * BLOCKS + b) * 5u + {k}")
-        }
-    };
-    let (w0, wj) = (word("0u"), word("1u + j"));
-    let inner = format!(
-        "var sq = 0.0;
-      for (var j = 0u; j < 4u; j++) {{
-        let q = w[{wj}];
-        sq += dot(nibbles_lo(q), xs[j]) + dot(nibbles_hi(q), xs[4u + j]);
-      }}"
-    );
+/// A GEMV of `per` consecutive rows a unit, `wg` units a workgroup: block by block, the block's
+/// input values (`xs`, and their sum `sx`) loaded once for the unit's rows, then `block` run for
+/// each row (`row`, clamped to the last) to add the row's block dot to `acc[r]`.
+fn gemv_skeleton(header: String, wg: u32, per: u32, block: &str) -> String {
     format!(
-        "{}
+        "{header}
 @compute @workgroup_size({wg}) fn main(@builtin(global_invocation_id) g: vec3u) {{
   var acc: array<f32, {per}>;
   for (var b = 0u; b < BLOCKS; b++) {{
@@ -221,29 +208,93 @@ fn gemv_rows(rows: usize, cols: usize, wg: u32, per: u32, interleaved: bool) -> 
     for (var j = 0u; j < 8u; j++) {{ xs[j] = x[b * 8u + j]; sx += dot(xs[j], vec4f(1.0)); }}
     for (var r = 0u; r < {per}u; r++) {{
       let row = min(g.x * {per}u + r, ROWS - 1u);
-      let dm = unpack2x16float(w[{w0}]);
-      {inner}
-      acc[r] += dm.x * sq + dm.y * sx;
+      {block}
     }}
   }}
   for (var r = 0u; r < {per}u; r++) {{
     let row = g.x * {per}u + r;
     if (row < ROWS) {{ y[row] = acc[r]; }}
   }}
-}}",
-        header(rows, cols)
+}}"
+    )
+}
+
+/// `per` consecutive rows a unit, `wg` units a workgroup, the blocks in GGUF's order or
+/// interleaved across rows (word k of block b of every row side by side); `d·Σq·x + m·Σx`.
+fn gemv_rows(rows: usize, cols: usize, wg: u32, per: u32, interleaved: bool) -> String {
+    let word = |k: &str| match interleaved {
+        true => format!("(b * 5u + {k}) * ROWS + row"),
+        false => format!("(row * BLOCKS + b) * 5u + {k}"),
+    };
+    let block = format!(
+        "let dm = unpack2x16float(w[{}]);
+      var sq = 0.0;
+      for (var j = 0u; j < 4u; j++) {{
+        let q = w[{}];
+        sq += dot(nibbles_lo(q), xs[j]) + dot(nibbles_hi(q), xs[4u + j]);
+      }}
+      acc[r] += dm.x * sq + dm.y * sx;",
+        word("0u"),
+        word("1u + j")
+    );
+    gemv_skeleton(header(rows, cols, "u32"), wg, per, &block)
+}
+
+/// As `gemv_rows` in GGUF's order, but with the blocks repacked at load: every block's d and m
+/// word first (rows × blocks words), then every block's 16 bytes of nibbles as one aligned
+/// vec4: two loads a block instead of five.
+fn gemv_repacked(rows: usize, cols: usize, wg: u32, per: u32) -> String {
+    let nibbles = (rows * cols / 32).div_ceil(4);
+    let block = format!(
+        "let i = row * BLOCKS + b;
+      let dm = unpack2x16float(w[i >> 2u][i & 3u]);
+      let q = w[{nibbles}u + i];
+      let sq = dot(nibbles_lo(q.x), xs[0]) + dot(nibbles_hi(q.x), xs[4])
+        + dot(nibbles_lo(q.y), xs[1]) + dot(nibbles_hi(q.y), xs[5])
+        + dot(nibbles_lo(q.z), xs[2]) + dot(nibbles_hi(q.z), xs[6])
+        + dot(nibbles_lo(q.w), xs[3]) + dot(nibbles_hi(q.w), xs[7]);
+      acc[r] += dm.x * sq + dm.y * sx;"
+    );
+    gemv_skeleton(header(rows, cols, "vec4<u32>"), wg, per, &block)
+}
+
+/// As `gemv_rows` in GGUF's order, but the way our CubeCL kernel computes it: every element
+/// dequantized (`q · d + m`) before its product, the f16 scales decoded with integer operations
+/// and branches (exact, no `unpack2x16float`).
+fn gemv_elementwise(rows: usize, cols: usize, wg: u32, per: u32) -> String {
+    let f16 = "fn f16(h: u32) -> f32 {
+  let sign = (h >> 15u) & 1u; let e = (h >> 10u) & 31u; let mant = h & 1023u;
+  var bits = (sign << 31u) | ((e + 112u) << 23u) | (mant << 13u);
+  if (e == 31u) { bits = (sign << 31u) | (255u << 23u) | (mant << 13u); }
+  var v = bitcast<f32>(bits);
+  if (e == 0u) { v = f32(mant) * 5.9604645e-8; if (sign == 1u) { v = -v; } }
+  return v;
+}";
+    let block = "let base = (row * BLOCKS + b) * 5u;
+      let d = f16(w[base] & 65535u);
+      let m = f16(w[base] >> 16u);
+      var sum = 0.0;
+      for (var j = 0u; j < 4u; j++) {
+        let q = w[base + 1u + j];
+        sum += dot(nibbles_lo(q) * d + m, xs[j]) + dot(nibbles_hi(q) * d + m, xs[4u + j]);
+      }
+      acc[r] += sum;";
+    gemv_skeleton(
+        format!("{}\n{f16}", header(rows, cols, "u32")),
+        wg,
+        per,
+        block,
     )
 }
 
 /// `lanes` units share a row, each taking every `lanes`-th block; their sums are added through
-/// workgroup memory (one barrier) or a subgroup add.
+/// workgroup memory (one barrier) or a subgroup add (lanes = the subgroup's size).
 fn gemv_split(rows: usize, cols: usize, lanes: u32, subgroup: bool) -> String {
-    let reduce = if subgroup {
-        "let total = subgroupAdd(acc);
+    let reduce = match subgroup {
+        true => "let total = subgroupAdd(acc);
   if (lane == 0u && row < ROWS) { y[row] = total; }"
-            .to_string()
-    } else {
-        format!(
+            .to_string(),
+        false => format!(
             "sums[l.x] = acc;
   workgroupBarrier();
   if (lane == 0u && row < ROWS) {{
@@ -251,7 +302,7 @@ fn gemv_split(rows: usize, cols: usize, lanes: u32, subgroup: bool) -> String {
     for (var i = 0u; i < {lanes}u; i++) {{ total += sums[l.x + i]; }}
     y[row] = total;
   }}"
-        )
+        ),
     };
     format!(
         "{}
@@ -277,89 +328,7 @@ var<workgroup> sums: array<f32, 64>;
   }}
   {reduce}
 }}",
-        header(rows, cols)
-    )
-}
-
-/// As `gemv_rows` in GGUF's order, but with the blocks repacked at load: every block's d and m
-/// word first (`dm`, rows × blocks words), then every block's 16 bytes of nibbles as one aligned
-/// vec4 (`qs`): two loads a block instead of five.
-fn gemv_repacked(rows: usize, cols: usize, wg: u32, per: u32) -> String {
-    let blocks = cols / 32;
-    let qs0 = (rows * blocks).div_ceil(4);
-    format!(
-        "@group(0) @binding(0) var<storage, read> w: array<vec4<u32>>;
-@group(0) @binding(1) var<storage, read> x: array<vec4f>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-const ROWS: u32 = {rows}u;
-const BLOCKS: u32 = {blocks}u;
-{DOT_WORD}
-@compute @workgroup_size({wg}) fn main(@builtin(global_invocation_id) g: vec3u) {{
-  var acc: array<f32, {per}>;
-  for (var b = 0u; b < BLOCKS; b++) {{
-    var xs: array<vec4f, 8>;
-    var sx = 0.0;
-    for (var j = 0u; j < 8u; j++) {{ xs[j] = x[b * 8u + j]; sx += dot(xs[j], vec4f(1.0)); }}
-    for (var r = 0u; r < {per}u; r++) {{
-      let row = min(g.x * {per}u + r, ROWS - 1u);
-      let i = row * BLOCKS + b;
-      let dm = unpack2x16float(w[i >> 2u][i & 3u]);
-      let q = w[{qs0}u + i];
-      let sq = dot(nibbles_lo(q.x), xs[0]) + dot(nibbles_hi(q.x), xs[4])
-        + dot(nibbles_lo(q.y), xs[1]) + dot(nibbles_hi(q.y), xs[5])
-        + dot(nibbles_lo(q.z), xs[2]) + dot(nibbles_hi(q.z), xs[6])
-        + dot(nibbles_lo(q.w), xs[3]) + dot(nibbles_hi(q.w), xs[7]);
-      acc[r] += dm.x * sq + dm.y * sx;
-    }}
-  }}
-  for (var r = 0u; r < {per}u; r++) {{
-    let row = g.x * {per}u + r;
-    if (row < ROWS) {{ y[row] = acc[r]; }}
-  }}
-}}"
-    )
-}
-
-/// As `gemv_rows` (GGUF's order, `per` rows a unit, `wg` units a workgroup) but the way our
-/// CubeCL kernel computes it: every element dequantized (`q · d + m`) before its product, the
-/// f16 scales decoded with integer operations and branches (exact, no `unpack2x16float`).
-fn gemv_elementwise(rows: usize, cols: usize, wg: u32, per: u32) -> String {
-    let decode = "fn f16(h: u32) -> f32 {
-  let sign = (h >> 15u) & 1u; let e = (h >> 10u) & 31u; let mant = h & 1023u;
-  var bits = (sign << 31u) | ((e + 112u) << 23u) | (mant << 13u);
-  if (e == 31u) { bits = (sign << 31u) | (255u << 23u) | (mant << 13u); }
-  var v = bitcast<f32>(bits);
-  if (e == 0u) { v = f32(mant) * 5.9604645e-8; if (sign == 1u) { v = -v; } }
-  return v;
-}";
-    format!(
-        "{}
-{decode}
-@compute @workgroup_size({wg}) fn main(@builtin(global_invocation_id) g: vec3u) {{
-  var acc: array<f32, {per}>;
-  for (var b = 0u; b < BLOCKS; b++) {{
-    var xs: array<vec4f, 8>;
-    for (var j = 0u; j < 8u; j++) {{ xs[j] = x[b * 8u + j]; }}
-    for (var r = 0u; r < {per}u; r++) {{
-      let row = min(g.x * {per}u + r, ROWS - 1u);
-      let base = (row * BLOCKS + b) * 5u;
-      let head = w[base];
-      let d = f16(head & 65535u);
-      let m = f16(head >> 16u);
-      var dot_sum = 0.0;
-      for (var j = 0u; j < 4u; j++) {{
-        let q = w[base + 1u + j];
-        dot_sum += dot(nibbles_lo(q) * d + m, xs[j]) + dot(nibbles_hi(q) * d + m, xs[4u + j]);
-      }}
-      acc[r] += dot_sum;
-    }}
-  }}
-  for (var r = 0u; r < {per}u; r++) {{
-    let row = g.x * {per}u + r;
-    if (row < ROWS) {{ y[row] = acc[r]; }}
-  }}
-}}",
-        header(rows, cols)
+        header(rows, cols, "u32")
     )
 }
 
@@ -374,7 +343,7 @@ fn read_rows(rows: usize, cols: usize) -> String {
   for (var i = 0u; i < BLOCKS * 5u; i++) {{ acc ^= w[row * BLOCKS * 5u + i]; }}
   if (g.x < ROWS) {{ y[g.x] = f32(acc); }}
 }}",
-        header(rows, cols)
+        header(rows, cols, "u32")
     )
 }
 
