@@ -402,7 +402,14 @@ fn main() {
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @compute @workgroup_size(64) fn main(@builtin(global_invocation_id) g: vec3u) { if (g.x == 0u) { y[0] += 1.0; } }";
     measure("tiny_dispatch", tiny.into(), 64, 64);
-    measure("read_stream", read_stream(64 * 64), 64 * 64, 64);
+    // About eight vec4s a unit: few enough that a hardware GPU has threads to hide its latency.
+    let stream_units = ((bytes as usize / 16 / 8).max(64 * 64)).div_ceil(64) * 64;
+    measure(
+        "read_stream",
+        read_stream(stream_units as u32),
+        stream_units,
+        64,
+    );
     measure("read_rows", read_rows(rows, cols), rows, 64);
     for (wg, per) in [(64u32, 1u32), (64, 4), (64, 8), (8, 4), (8, 8)] {
         let units = rows.div_ceil(per as usize);

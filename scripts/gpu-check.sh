@@ -7,14 +7,20 @@
 # for 8k tokens (the budget's setting). JSON reports go to $OUT (or
 # ./gpu-check-out).
 #
-# Building burn on the device costs minutes of its budget: build the release binary here first
-# (`cargo build --release --bin llama-web`) and carry it, with the Vulkan loader, e.g.
-#   run(command="scripts/gpu-check.sh", carry=["target/release/llama-web"], timeout_s=540)
+# Then, when carried, the hand-written floor on the same device (examples/vulkan_floor.rs, a
+# 4096 × 4096 Q4_1 matrix): streaming read and the best hand-written GEMV, beside our kernels.
+#
+# Building burn on the device costs minutes of its budget: build the release binaries here first
+# (`cargo build --release --bin llama-web --example vulkan_floor`) and carry them, with the Vulkan
+# loader, e.g.
+#   run(command="scripts/gpu-check.sh", carry=["target/release/llama-web",
+#       "target/release/examples/vulkan_floor"], timeout_s=540)
 # A dry run on lavapipe works anywhere: GEN=2 PROMPT=4 scripts/gpu-check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BIN=${LLAMA_WEB_BIN:-target/release/llama-web}
+FLOOR=${VULKAN_FLOOR_BIN:-target/release/examples/vulkan_floor}
 OUT=${OUT:-gpu-check-out}
 GEN=${GEN:-32}
 PROMPT=${PROMPT:-16}
@@ -47,3 +53,21 @@ print(f"host per step     {r['host_ms_per_token']:.1f} ms CPU of the driving thr
 print(f"peak GPU bytes    {r['peak_gpu_bytes']}")
 PY
 done
+
+if [ -x "$FLOOR" ]; then
+  echo "== the hand-written floor (examples/vulkan_floor, 4096 × 4096 Q4_1)"
+  if "$FLOOR" 4096 4096 >"$OUT/vulkan-floor.json" 2>"$OUT/vulkan-floor.log"; then
+    python3 - "$OUT/vulkan-floor.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+gemv = {k[:-5]: v for k, v in r.items() if k.endswith("_gb_s") and k not in ("tiny_dispatch_gb_s",)}
+print(f"dispatch          {r['tiny_dispatch_ms']:.4f} ms")
+for name, rate in sorted(gemv.items(), key=lambda kv: -kv[1]):
+    print(f"{name:<24} {rate:.1f} GB/s")
+PY
+  else
+    echo "vulkan_floor failed:"; tail -5 "$OUT/vulkan-floor.log"
+  fi
+else
+  echo "== no hand-written floor ($FLOOR not carried)"
+fi
