@@ -294,14 +294,13 @@ fn tile_for(spec: &ProjectSpec, decode: DecodeKernel) -> kernels::Tile {
         };
     }
     let used = &spec.parts[..spec.part_count as usize];
-    let (most_rows, tokens) = match spec.tokens {
-        1 => (16, 1),
-        _ => (16, 8),
+    let tokens = match spec.tokens {
+        1 => 1,
+        _ => 8,
     };
     let inner = &used[..used.len().saturating_sub(1)];
     let rows = [16, 8, 4, 2]
         .into_iter()
-        .filter(|&rows| rows <= most_rows)
         .find(|&rows| {
             spec.epilogue == kernels::SWIGLU || inner.iter().all(|p| p.rows % rows as usize == 0)
         })
@@ -310,9 +309,9 @@ fn tile_for(spec: &ProjectSpec, decode: DecodeKernel) -> kernels::Tile {
     // so that a matrix of a few hundred rows still splits into as many cubes as the CPU has
     // cores: decode on lavapipe ~87 → ~76 ms a token, prefill in Chromium 17–18.6 → 19.7–20.4
     // tok/s (BENCHMARKS.md, session 14).
-    let units = match (spec.tokens, decode) {
-        (1, _) | (_, DecodeKernel::RowPerUnit) => 8,
-        _ => 64,
+    let units = match decode {
+        DecodeKernel::RowPerUnit => 8,
+        DecodeKernel::Cooperative => 64,
     };
     kernels::Tile {
         units,
