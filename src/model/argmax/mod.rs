@@ -26,12 +26,9 @@ pub(crate) trait ArgmaxOps: burn::backend::Backend {
 
 impl ArgmaxOps for CubeBackend {
     fn argmax(logits: FloatTensor<Self>) -> IntTensor<Self> {
-        let logits = into_contiguous(logits);
-        let len = logits.meta.shape().num_elements();
-        let client = logits.client.clone();
-        let out = empty_device::<u32>(client.clone(), logits.device.clone(), Shape::new([1]));
+        let (logits, len, out) = one_cube_over_logits(logits, 1);
         kernels::argmax_kernel::launch(
-            &client,
+            &logits.client.clone(),
             CubeCount::Static(1, 1, 1),
             CubeDim::new_1d(kernels::UNITS),
             logits.into_tensor_arg(),
@@ -40,6 +37,22 @@ impl ArgmaxOps for CubeBackend {
         );
         out
     }
+}
+
+/// What a one-cube kernel over a step's logits needs: the logits contiguous, how many there
+/// are, and an output of `words` u32s on their device (here and in `model::top`).
+pub(crate) fn one_cube_over_logits(
+    logits: FloatTensor<CubeBackend>,
+    words: usize,
+) -> (FloatTensor<CubeBackend>, usize, IntTensor<CubeBackend>) {
+    let logits = into_contiguous(logits);
+    let len = logits.meta.shape().num_elements();
+    let out = empty_device::<u32>(
+        logits.client.clone(),
+        logits.device.clone(),
+        Shape::new([words]),
+    );
+    (logits, len, out)
 }
 
 /// The index of the largest of `logits`' values (`[1, vocab]`) as the host rule [`argmax`]

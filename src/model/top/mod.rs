@@ -15,12 +15,11 @@
 
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Dispatch, backend_extension};
-use burn::tensor::{Int, Shape, Tensor};
+use burn::tensor::{Int, Tensor};
 use burn_cubecl::CubeBackend;
-use burn_cubecl::kernel::into_contiguous;
-use burn_cubecl::ops::numeric::empty_device;
 use cubecl::prelude::*;
 
+use super::argmax::one_cube_over_logits;
 use super::device::{ComputeDevice, DeviceChoice, read_vec};
 use super::error::ModelError;
 
@@ -37,13 +36,10 @@ pub(crate) trait ShortlistOps: burn::backend::Backend {
 
 impl ShortlistOps for CubeBackend {
     fn shortlist(logits: FloatTensor<Self>, inv_temperature: f32) -> IntTensor<Self> {
-        let logits = into_contiguous(logits);
-        let len = logits.meta.shape().num_elements();
-        let client = logits.client.clone();
         let words = (kernels::HEADER + 2 * kernels::TOP) as usize;
-        let out = empty_device::<u32>(client.clone(), logits.device.clone(), Shape::new([words]));
+        let (logits, len, out) = one_cube_over_logits(logits, words);
         kernels::shortlist_kernel::launch(
-            &client,
+            &logits.client.clone(),
             CubeCount::Static(1, 1, 1),
             CubeDim::new_1d(kernels::UNITS),
             logits.into_tensor_arg(),
