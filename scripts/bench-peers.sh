@@ -4,8 +4,10 @@
 # wheel: llama.cpp's own server code, in process, 1 and 2 threads), and wllama (llama.cpp in wasm)
 # in the same Chromium, on its CPU path and on WebGPU. Prints one Markdown table of prefill and
 # decode tok/s with our ratio to each peer (native against native, browser against browser), then
-# the floors of both devices measured with minimal hand-written kernels (examples/vulkan_floor.rs,
-# scripts/probe-webgpu.mjs); the JSON reports are kept in target/peers/.
+# the floors of both devices measured with minimal hand-written kernels (examples/vulkan_floor,
+# scripts/probe-webgpu.mjs); the JSON reports are kept in target/peers/. For SmolLM2 the table has
+# a row for the matrices of its decode step alone, multiplied by the best hand-written GEMVs on the
+# same Vulkan device right after our own bench: the floor a WGSL engine's step has there.
 #
 #   scripts/bench-peers.sh                      SmolLM2-135M Q4_1, then the synthetic 8B Q4_K_M
 #   MODELS=smollm2 scripts/bench-peers.sh       one model (smollm2 | 8b)
@@ -67,6 +69,7 @@ build_ours() {
     say "building llama-web (dev profile, as the tests build it)"
     cargo test --quiet --no-run --test cli
   fi
+  cargo build --quiet --example vulkan_floor
   [ -f pkg/llama_web_bg.wasm ] || scripts/dev.sh build release
   if [[ " $MODELS " == *" 8b "* ]] && [ ! -f "models/$SYNTH_8B" ]; then
     say "writing the synthetic Llama 3.1 8B Q4_K_M to models/$SYNTH_8B"
@@ -112,6 +115,11 @@ bench_model() {
   local llamacpp=(.peers/venv/bin/python scripts/bench-llamacpp.py "models/$file" --prompt-len "$PROMPT" --gen "$GEN")
   run_one "$name-1-ours-native" "llama-web" "native, Vulkan" \
     "$BIN" bench "models/$file" --prompt-len "$PROMPT" --gen "$GEN"
+  if [ "$name" = smollm2 ]; then
+    # The same step's matrices by the best hand-written GEMVs, in the same minutes.
+    run_one "$name-1f-floor-native" "hand-written matrices" "native, Vulkan" \
+      target/debug/examples/vulkan_floor
+  fi
   run_one "$name-2-llamacpp-t1" "llama.cpp" "native CPU, 1 thread" "${llamacpp[@]}" --threads 1
   run_one "$name-3-llamacpp-t2" "llama.cpp" "native CPU, 2 threads" "${llamacpp[@]}" --threads 2
   if [ "$name" = 8b ]; then
@@ -144,6 +152,8 @@ for model in ["smollm2", "8b"]:
         continue
     ours = {("browser" if "Chromium" in r["where"] else "native"): r for r in rows if r["engine"] == "llama-web"}
     for r in rows:
+        if "step_tok_s" in r:  # examples/vulkan_floor: a step's matrices alone, decode only
+            r.update(prefill_tok_s=None, decode_tok_s=r["step_tok_s"])
         name = "SmolLM2-135M Q4_1" if model == "smollm2" else "synthetic 8B Q4_K_M"
         if "error" in r:
             print(f"| {name} | {r['engine']} | {r['where']} | {r['error']} | | | |")
@@ -151,9 +161,16 @@ for model in ["smollm2", "8b"]:
         ratio = ["", ""]
         mine = ours.get("browser" if "Chromium" in r["where"] else "native")
         if r["engine"] != "llama-web" and mine and "error" not in mine:
-            ratio = [f"{mine[k] / r[k]:.3f}" for k in ("prefill_tok_s", "decode_tok_s")]
+            ratio = [f"{mine[k] / r[k]:.3f}" if r[k] else "" for k in ("prefill_tok_s", "decode_tok_s")]
         print(f"| {name} | {r['engine']} | {r['where']} | {fmt(r['prefill_tok_s'])} | "
               f"{fmt(r['decode_tok_s'])} | {ratio[0]} | {ratio[1]} |")
+    floor = next((r for r in rows if "step_tok_s" in r), None)
+    cpu = next((r for r in rows if r["where"] == "native CPU, 1 thread" and "error" not in r), None)
+    native = ours.get("native", {})
+    if floor and cpu and "error" not in floor:
+        print(f"\nThe hand-written matrices of a step (no attention, no norms) ÷ llama.cpp on one thread, "
+              f"decode: {floor['step_tok_s'] / cpu['decode_tok_s']:.3f}"
+              + (f"; ours ÷ them: {native['decode_tok_s'] / floor['step_tok_s']:.3f}." if "decode_tok_s" in native else "."))
 PY
 }
 
@@ -172,7 +189,7 @@ print_table | tee "$OUT/table.md"
 
 # The floors, measured with minimal hand-written kernels on the same devices: what bounds our rows.
 say "the Vulkan floor on the same device (examples/vulkan_floor.rs)"
-if cargo build --quiet --example vulkan_floor && target/debug/examples/vulkan_floor >"$OUT/vulkan-floor.json" 2>"$OUT/vulkan-floor.log"; then
+if target/debug/examples/vulkan_floor >"$OUT/vulkan-floor.json" 2>"$OUT/vulkan-floor.log"; then
   python3 - "$OUT/vulkan-floor.json" <<'PY' | tee -a "$OUT/table.md"
 import json, sys
 r = json.load(open(sys.argv[1]))

@@ -64,6 +64,8 @@ gemv = {k[:-5]: v for k, v in r.items() if k.endswith("_gb_s") and k not in ("ti
 print(f"dispatch          {r['tiny_dispatch_ms']:.4f} ms")
 for name, rate in sorted(gemv.items(), key=lambda kv: -kv[1]):
     print(f"{name:<24} {rate:.1f} GB/s")
+print(f"SmolLM2 step's matrices {r['step_ms_median']:.2f} ms median ({r['step_tok_s']:.0f} tok/s, "
+      f"{r['step_weight_bytes'] / r['step_ms_median'] / 1e6:.1f} GB/s)")
 PY
   else
     echo "vulkan_floor failed:"; tail -5 "$OUT/vulkan-floor.log"
