@@ -126,8 +126,9 @@ impl Llama {
         &self.device
     }
 
-    /// Bytes the weights take on the device: the file's bytes for block-quantized matrices (wgpu),
-    /// 4 per element for dense ones and the norms. The embedding table is on the host.
+    /// Bytes the weights take on the device: the file's bytes (and the last superblock's padding)
+    /// for block-quantized matrices (wgpu), 4 per element for dense ones and the norms. The
+    /// embedding table is on the host.
     pub fn weight_bytes(&self) -> u64 {
         let norms = |n: &RmsNorm| n.weight.shape().num_elements() as u64 * 4;
         let blocks: u64 = self

@@ -121,7 +121,7 @@ impl MemoryPlan {
                 "token_embd.weight" => {
                     host_bytes += t.n_bytes;
                     if config.tied_embeddings {
-                        let bytes = device_bytes_for(t.n_bytes);
+                        let bytes = device_bytes_for(t);
                         weight_bytes += bytes;
                         largest_tensor_bytes = largest_tensor_bytes.max(bytes);
                     }
@@ -131,7 +131,7 @@ impl MemoryPlan {
                     // matrices as their blocks (counted as one chunk each).
                     let bytes = match t.dims.len() {
                         1 => t.n_elements * 4,
-                        _ => device_bytes_for(t.n_bytes),
+                        _ => device_bytes_for(t),
                     };
                     weight_bytes += bytes;
                     largest_tensor_bytes = largest_tensor_bytes.max(bytes);

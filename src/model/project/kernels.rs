@@ -14,7 +14,7 @@
 use cubecl::prelude::*;
 
 use crate::gguf::GgmlType;
-use crate::model::quant::kernels::{F32x4, group_values, load_subblock_x, natural_group};
+use crate::model::quant::kernels::{F32x4, U32x4, group_values, load_subblock_x, natural_group};
 
 /// Epilogue codes (comptime): store the dot product as it is.
 pub const STORE: u32 = 0;
@@ -39,7 +39,7 @@ pub struct Tile {
 }
 
 /// Adds to `acc[t · rows + r]` the dot products of rows `row0 + r` of `a` (rows of
-/// `a_row_bytes` bytes in format `fa`) with tokens `t` of the tile, over the groups of
+/// `a_row_blocks` blocks in format `fa`) with tokens `t` of the tile, over the groups of
 /// sub-blocks `lane, lane + lanes, …` — and, when `paired`, those of the same rows of `b` to
 /// `acc[(tokens + t) · rows + r]` (gate and up). A group is the sub-blocks that share block
 /// bytes ([`natural_group`]), so each byte is loaded once; each group is dequantized once for
@@ -48,10 +48,10 @@ pub struct Tile {
 #[cube]
 #[allow(clippy::too_many_arguments)]
 fn tile_dot(
-    a: &Tensor<u32>,
-    a_row_bytes: usize,
-    b: &Tensor<u32>,
-    b_row_bytes: usize,
+    a: &Tensor<U32x4>,
+    a_row_blocks: usize,
+    b: &Tensor<U32x4>,
+    b_row_blocks: usize,
     row0: usize,
     last: usize,
     x: &Tensor<F32x4>,
@@ -100,10 +100,10 @@ fn tile_dot(
             if row > last {
                 row = last;
             }
-            group_values(a, row * a_row_bytes, g, &mut wv, group, fa);
+            group_values(a, row * a_row_blocks, g, &mut wv, group, fa);
             add_token_dots(&xs, &wv, acc, r, 0usize, tile, width);
             if comptime![paired] {
-                group_values(b, row * b_row_bytes, g, &mut wv, group, fb);
+                group_values(b, row * b_row_blocks, g, &mut wv, group, fb);
                 add_token_dots(&xs, &wv, acc, r, tokens, tile, width);
             }
         }
@@ -137,7 +137,7 @@ fn add_token_dots(
 
 /// `out[t, offset + r] = epilogue(r_t · Σ_k x[first + t, k] · nw[k] · W[r, k])` for the rows
 /// `r < rows` of the parts laid end to end (`W = [w0; w1; w2]`, part `i` having `rows_i` rows of
-/// `row_bytes_i` bytes in format `f_i`) and the tokens `t < tokens`, or, under [`SWIGLU`],
+/// `row_blocks_i` blocks in format `f_i`, in the device layout) and the tokens `t < tokens`, or, under [`SWIGLU`],
 /// `silu(gate_r) · up_r` with gate rows from `w0` and up rows from `w1`. Without `normed`,
 /// `r_t = 1` and `nw` is not read; `residual` is read only under [`ADD_RESIDUAL`] (same shape
 /// as `out`).
@@ -151,17 +151,17 @@ fn add_token_dots(
 pub fn project_kernel(
     x: &Tensor<F32x4>,
     nw: &Tensor<F32x4>,
-    w0: &Tensor<u32>,
-    w1: &Tensor<u32>,
-    w2: &Tensor<u32>,
+    w0: &Tensor<U32x4>,
+    w1: &Tensor<U32x4>,
+    w2: &Tensor<U32x4>,
     residual: &Tensor<f32>,
     out: &mut Tensor<f32>,
     rows: usize,
     rows0: usize,
     rows1: usize,
-    row_bytes0: usize,
-    row_bytes1: usize,
-    row_bytes2: usize,
+    row_blocks0: usize,
+    row_blocks1: usize,
+    row_blocks2: usize,
     cols: usize,
     first: usize,
     n: usize,
@@ -242,9 +242,9 @@ pub fn project_kernel(
         if comptime![epilogue == SWIGLU] {
             tile_dot(
                 w0,
-                row_bytes0,
+                row_blocks0,
                 w1,
-                row_bytes1,
+                row_blocks1,
                 row0,
                 rows - 1,
                 x,
@@ -262,9 +262,9 @@ pub fn project_kernel(
         } else if row0 < rows0 {
             tile_dot(
                 w0,
-                row_bytes0,
+                row_blocks0,
                 w0,
-                row_bytes0,
+                row_blocks0,
                 row0,
                 rows0 - 1,
                 x,
@@ -283,9 +283,9 @@ pub fn project_kernel(
             if row0 < rows0 + rows1 {
                 tile_dot(
                     w1,
-                    row_bytes1,
+                    row_blocks1,
                     w1,
-                    row_bytes1,
+                    row_blocks1,
                     row0 - rows0,
                     rows1 - 1,
                     x,
@@ -303,9 +303,9 @@ pub fn project_kernel(
             } else if comptime![parts > 2] {
                 tile_dot(
                     w2,
-                    row_bytes2,
+                    row_blocks2,
                     w2,
-                    row_bytes2,
+                    row_blocks2,
                     row0 - rows0 - rows1,
                     rows - rows0 - rows1 - 1,
                     x,

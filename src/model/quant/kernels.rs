@@ -1,22 +1,20 @@
-//! CubeCL kernels over GGUF blocks as the file stores them (uploaded as little-endian u32
-//! words), compiled to WGSL for WebGPU/Vulkan.
+//! CubeCL kernels over GGUF blocks in the device layout of [`super::layout`] (every load an
+//! aligned `vec4<u32>`), compiled to WGSL for WebGPU/Vulkan.
 //!
 //! Every scale is decoded from its f16 bits with integer operations, so nothing needs the
 //! `shader-f16` feature (SwiftShader has none). Each element decoder mirrors the host reference
 //! in `gguf::dequant` operation by operation, so dequantization is bit-identical to ggml's.
 //!
-//! A row of a weight matrix is `cols / block_elements` consecutive blocks starting at byte
-//! `row * row_bytes`; blocks are not word-aligned (Q4_0 is 18 bytes), so bytes are read by
-//! shifting words.
+//! A row of a weight matrix is `cols / device_block elements` consecutive blocks: block `i` of a
+//! chunk is row `i / row_blocks`'s; blocks are found through their superblock.
 
 use cubecl::prelude::*;
 
+use super::layout::{device_block, field_unit, superblock_blocks, superblock_units};
 use crate::gguf::GgmlType;
 
-/// Bytes in one block of `format` (comptime).
-fn block_bytes(format: GgmlType) -> usize {
-    format.block_bytes() as usize
-}
+/// Four words, loaded together: the unit of every weight load.
+pub type U32x4 = Vector<u32, Const<4>>;
 
 /// Whether [`group_values`] decodes `format`: every [`GgmlType`], by an exhaustive match, so a
 /// format added to the reader does not compile until the kernels decode it.
@@ -27,22 +25,38 @@ pub fn decodes(format: GgmlType) -> bool {
     }
 }
 
-/// `count` little-endian words of the bytes from byte `at` (any offset: blocks of 18, 22, 34
-/// or 210 bytes are only 2-aligned), each aligned word loaded once (`count + 1` loads).
-/// Weight buffers carry padding words, so the last load stays inside the buffer.
+/// `out[4u + c] = w[unit + u].c` for `u < units`: whole units as words.
 #[cube]
-fn load_window(w: &Tensor<u32>, at: usize, out: &mut Array<u32>, #[comptime] count: usize) {
-    let a = at / 4;
-    // Half the bit shift, applied twice: a shift by 32 would be a shift by 0 in WGSL.
-    let h = ((at % 4) * 4) as u32;
-    let k = 16u32 - h;
-    let mut lo = w[a];
+fn load_units(w: &Tensor<U32x4>, unit: usize, out: &mut Array<u32>, #[comptime] units: usize) {
     #[unroll]
-    for i in 0..count {
-        let hi = w[a + i + 1];
-        out[i] = ((lo >> h) >> h) | ((hi << k) << k);
-        lo = hi;
+    for u in 0..units {
+        let v = w[unit + u];
+        #[unroll]
+        for c in 0..4usize {
+            out[comptime![4 * u + c]] = v.extract(c);
+        }
     }
+}
+
+/// Component `c` (< 4, known only at run time) of `v`, by selects.
+#[cube]
+fn component(v: U32x4, c: usize) -> u32 {
+    let mut out = select(c == 1, v.extract(1usize), v.extract(0usize));
+    out = select(c == 2, v.extract(2usize), out);
+    select(c == 3, v.extract(3usize), out)
+}
+
+/// The `len`-byte value (2 or 4 bytes, zero-extended) of block `j` of a superblock, in the field
+/// of such values that starts at `unit`.
+#[cube]
+fn small_field(w: &Tensor<U32x4>, unit: usize, j: usize, #[comptime] len: usize) -> u32 {
+    let byte = j * len;
+    let word = component(w[unit + byte / 16], (byte % 16) / 4);
+    let mut out = word;
+    if comptime![len == 2] {
+        out = (word >> (((byte % 4) * 8) as u32)) & 0xFFFF;
+    }
+    out
 }
 
 /// Byte `b` (comptime) of a window of words.
@@ -126,11 +140,12 @@ pub fn natural_group(format: GgmlType) -> usize {
 }
 
 /// `out[i] = W[row][32·group·g + i]`, i < 32·group: `group` consecutive sub-blocks (a multiple
-/// of the format's [`natural_group`]) of the row whose bytes start at `base`, dequantized.
+/// of the format's [`natural_group`]) of the row whose first block is block `first` of the
+/// chunk, dequantized.
 #[cube]
 pub fn group_values(
-    w: &Tensor<u32>,
-    base: usize,
+    w: &Tensor<U32x4>,
+    first: usize,
     g: usize,
     out: &mut Array<f32>,
     #[comptime] group: usize,
@@ -140,116 +155,141 @@ pub fn group_values(
     let per = comptime![group / natural_group(format)];
     #[unroll]
     for c in 0..per {
-        natural_values(w, base, g * per + c, out, comptime![32 * n * c], format);
+        natural_values(w, first, g * per + c, out, comptime![32 * n * c], format);
     }
 }
 
-/// `out[at + i] = W[row][32·n·s + i]`, i < 32·n: natural group `s` of the row whose bytes
-/// start at `base` — `n` = [`natural_group`] sub-blocks of 32 elements that share block bytes
+/// The first unit of block `i`'s superblock.
+#[cube]
+fn superblock_unit(i: usize, #[comptime] format: GgmlType) -> usize {
+    (i / comptime![superblock_blocks(format)]) * comptime![superblock_units(format)]
+}
+
+/// Block `i`'s place in its superblock.
+#[cube]
+fn in_superblock(i: usize, #[comptime] format: GgmlType) -> usize {
+    i % comptime![superblock_blocks(format)]
+}
+
+/// `out[at + i] = W[row][32·n·s + i]`, i < 32·n: natural group `s` of the row whose first block
+/// is block `first` — `n` = [`natural_group`] sub-blocks of 32 elements that share block bytes
 /// (one for the 32-element formats, a pair for Q4_K/Q5_K, a 128-element half for Q6_K) —
-/// dequantized into registers. Block data is read a whole word at a time, each word once;
+/// dequantized into registers. Block data is read a whole unit at a time, each unit once;
 /// scales are decoded once per group; each element is computed with the operations, in the
 /// order, of the host reference (`gguf::dequant`), so it is the same f32 value.
 #[cube]
 fn natural_values(
-    w: &Tensor<u32>,
-    base: usize,
+    w: &Tensor<U32x4>,
+    first: usize,
     s: usize,
     out: &mut Array<f32>,
     #[comptime] at: usize,
     #[comptime] format: GgmlType,
 ) {
     if comptime![format == GgmlType::Q8_0] {
-        let mut win = Array::<u32>::new(9usize);
-        load_window(w, base + s * 34, &mut win, 9usize);
-        let d = f16_to_f32(win[0] & 0xFFFF);
+        let base = superblock_unit(first + s, format);
+        let j = in_superblock(first + s, format);
+        let d = f16_to_f32(small_field(w, base, j, 2usize));
+        let mut q = Array::<u32>::new(8usize);
+        load_units(
+            w,
+            base + comptime![field_unit(format, 1)] + 2 * j,
+            &mut q,
+            2usize,
+        );
         #[unroll]
         for i in 0..32usize {
-            let v = signed_byte(window_byte(&win, comptime![i + 2]));
+            let v = signed_byte(window_byte(&q, i));
             out[comptime![at + i]] = f32::cast_from(v) * d;
         }
-    } else if comptime![format == GgmlType::Q4_0] {
-        let mut win = Array::<u32>::new(5usize);
-        load_window(w, base + s * 18, &mut win, 5usize);
-        let d = f16_to_f32(win[0] & 0xFFFF);
-        #[unroll]
-        for j in 0..16usize {
-            let q = window_byte(&win, comptime![j + 2]);
-            out[comptime![at + j]] = f32::cast_from((q & 0xF) as i32 - 8) * d;
-            out[comptime![at + j + 16]] = f32::cast_from((q >> 4) as i32 - 8) * d;
-        }
-    } else if comptime![format == GgmlType::Q4_1] {
-        let a = (base + s * 20) / 4;
-        let head = w[a];
-        let d = f16_to_f32(head & 0xFFFF);
-        let m = f16_to_f32(head >> 16);
-        let mut win = Array::<u32>::new(4usize);
-        #[unroll]
-        for k in 0..4usize {
-            win[k] = w[a + 1 + k];
-        }
-        #[unroll]
-        for j in 0..16usize {
-            let q = window_byte(&win, j);
-            out[comptime![at + j]] = f32::cast_from(q & 0xF) * d + m;
-            out[comptime![at + j + 16]] = f32::cast_from(q >> 4) * d + m;
-        }
-    } else if comptime![format == GgmlType::Q5_0 || format == GgmlType::Q5_1] {
-        let has_min = comptime![format == GgmlType::Q5_1];
-        // Both as a 6-word window: d (+ m), the 32 high bits, 16 bytes of nibbles.
-        let header = comptime![if format == GgmlType::Q5_1 {
+    } else if comptime![format == GgmlType::Q4_0 || format == GgmlType::Q4_1] {
+        let has_min = comptime![format == GgmlType::Q4_1];
+        let base = superblock_unit(first + s, format);
+        let j = in_superblock(first + s, format);
+        let scale_len = comptime![if format == GgmlType::Q4_1 {
             4usize
         } else {
             2usize
         }];
-        let mut win = Array::<u32>::new(6usize);
-        load_window(
-            w,
-            base + s * comptime![block_bytes(format)],
-            &mut win,
-            6usize,
-        );
-        let d = f16_to_f32(win[0] & 0xFFFF);
+        let head = small_field(w, base, j, scale_len);
+        let d = f16_to_f32(head & 0xFFFF);
         let mut m = 0.0f32;
         if has_min {
-            m = f16_to_f32(win[0] >> 16);
+            m = f16_to_f32(head >> 16);
         }
-        let mut qh = win[1];
-        if comptime![!has_min] {
-            qh = (win[0] >> 16) | (win[1] << 16);
-        }
+        let mut q = Array::<u32>::new(4usize);
+        load_units(
+            w,
+            base + comptime![field_unit(format, 1)] + j,
+            &mut q,
+            1usize,
+        );
         #[unroll]
-        for j in 0..16usize {
-            let q = window_byte(&win, comptime![header + 4 + j]);
-            let lo = (q & 0xF) | (((qh >> comptime![j as u32]) << 4) & 0x10);
-            let hi = (q >> 4) | ((qh >> comptime![j as u32 + 12]) & 0x10);
+        for i in 0..16usize {
+            let b = window_byte(&q, i);
             if has_min {
-                out[comptime![at + j]] = f32::cast_from(lo) * d + m;
-                out[comptime![at + j + 16]] = f32::cast_from(hi) * d + m;
+                out[comptime![at + i]] = f32::cast_from(b & 0xF) * d + m;
+                out[comptime![at + i + 16]] = f32::cast_from(b >> 4) * d + m;
             } else {
-                out[comptime![at + j]] = f32::cast_from(lo as i32 - 16) * d;
-                out[comptime![at + j + 16]] = f32::cast_from(hi as i32 - 16) * d;
+                out[comptime![at + i]] = f32::cast_from((b & 0xF) as i32 - 8) * d;
+                out[comptime![at + i + 16]] = f32::cast_from((b >> 4) as i32 - 8) * d;
+            }
+        }
+    } else if comptime![format == GgmlType::Q5_0 || format == GgmlType::Q5_1] {
+        let has_min = comptime![format == GgmlType::Q5_1];
+        let scale_len = comptime![if format == GgmlType::Q5_1 {
+            4usize
+        } else {
+            2usize
+        }];
+        let base = superblock_unit(first + s, format);
+        let j = in_superblock(first + s, format);
+        let head = small_field(w, base, j, scale_len);
+        let d = f16_to_f32(head & 0xFFFF);
+        let mut m = 0.0f32;
+        if has_min {
+            m = f16_to_f32(head >> 16);
+        }
+        let qh = small_field(w, base + comptime![field_unit(format, 1)], j, 4usize);
+        let mut q = Array::<u32>::new(4usize);
+        load_units(
+            w,
+            base + comptime![field_unit(format, 2)] + j,
+            &mut q,
+            1usize,
+        );
+        #[unroll]
+        for i in 0..16usize {
+            let b = window_byte(&q, i);
+            let lo = (b & 0xF) | (((qh >> comptime![i as u32]) << 4) & 0x10);
+            let hi = (b >> 4) | ((qh >> comptime![i as u32 + 12]) & 0x10);
+            if has_min {
+                out[comptime![at + i]] = f32::cast_from(lo) * d + m;
+                out[comptime![at + i + 16]] = f32::cast_from(hi) * d + m;
+            } else {
+                out[comptime![at + i]] = f32::cast_from(lo as i32 - 16) * d;
+                out[comptime![at + i + 16]] = f32::cast_from(hi as i32 - 16) * d;
             }
         }
     } else if comptime![format == GgmlType::Q4_K || format == GgmlType::Q5_K] {
         // Pair `s % 4` of a super-block: sub-blocks 2p and 2p + 1, the low and high nibbles of
-        // the same 32 bytes.
+        // the same 32 bytes. Unit 0: d, dmin and the 12 scale bytes; Q5_K's 32 bytes of high
+        // bits in units 1–2; the nibbles after them.
         let is_q5 = comptime![format == GgmlType::Q5_K];
-        let qs = comptime![if format == GgmlType::Q5_K {
-            48usize
+        let qs_unit = comptime![if format == GgmlType::Q5_K {
+            3usize
         } else {
-            16usize
+            1usize
         }];
-        let at_block = base + (s / 4) * comptime![block_bytes(format)];
-        let a = at_block / 4;
+        let block = (first + s / 4) * comptime![superblock_units(format)];
         let pair = s % 4;
-        let head = w[a];
-        let d = f16_to_f32(head & 0xFFFF);
-        let dmin = f16_to_f32(head >> 16);
+        let head = w[block];
+        let d = f16_to_f32(head.extract(0usize) & 0xFFFF);
+        let dmin = f16_to_f32(head.extract(0usize) >> 16);
         // ggml's get_scale_min_k4 over the 12 scale bytes (words 1–3), sub-blocks 2p, 2p + 1.
-        let s1 = w[a + 1];
-        let s2 = w[a + 2];
-        let s3 = w[a + 3];
+        let s1 = head.extract(1usize);
+        let s2 = head.extract(2usize);
+        let s3 = head.extract(3usize);
         let mut d1 = Array::<f32>::new(2usize);
         let mut m1 = Array::<f32>::new(2usize);
         #[unroll]
@@ -268,13 +308,18 @@ fn natural_values(
             d1[half] = d * f32::cast_from(sc);
             m1[half] = dmin * f32::cast_from(mn);
         }
-        let from = (at_block + qs) / 4 + pair * 8;
+        let mut qs = Array::<u32>::new(8usize);
+        load_units(w, block + qs_unit + pair * 2, &mut qs, 2usize);
+        let mut qh = Array::<u32>::new(8usize);
+        if is_q5 {
+            load_units(w, block + 1, &mut qh, 2usize);
+        }
         #[unroll]
         for k in 0..8usize {
-            let word = w[from + k];
+            let word = qs[k];
             let mut high = 0u32;
             if is_q5 {
-                high = w[a + 4 + k] >> ((2 * pair) as u32);
+                high = qh[k] >> ((2 * pair) as u32);
             }
             #[unroll]
             for half in 0..2usize {
@@ -292,18 +337,21 @@ fn natural_values(
     } else if comptime![format == GgmlType::Q6_K] {
         // Half `s % 2` of a super-block (128 elements): element r takes its low nibble from
         // byte r % 64 of the half's 64 (the high nibble when r ≥ 64), its high bits from byte
-        // r % 32 of the half's 32 at shift 2·(r / 32), its scale from byte r / 16 of 8.
-        let at_block = base + (s / 2) * 210;
+        // r % 32 of the half's 32 at shift 2·(r / 32), its scale from byte r / 16 of 8. The
+        // block's d is in its superblock's first unit, its other 208 bytes 13 units further on.
+        let base = superblock_unit(first + s / 2, format);
+        let j = in_superblock(first + s / 2, format);
         let half = s % 2;
-        let mut d_win = Array::<u32>::new(1usize);
-        load_window(w, at_block + 208, &mut d_win, 1usize);
-        let d = f16_to_f32(d_win[0] & 0xFFFF);
+        let d = f16_to_f32(small_field(w, base, j, 2usize));
+        let body = base + comptime![field_unit(format, 1)] + 13 * j;
+        let scale_unit = w[body + 12];
         let mut scales = Array::<u32>::new(2usize);
-        load_window(w, at_block + 192 + half * 8, &mut scales, 2usize);
+        scales[0] = component(scale_unit, 2 * half);
+        scales[1] = component(scale_unit, 2 * half + 1);
         let mut lo = Array::<u32>::new(16usize);
-        load_window(w, at_block + half * 64, &mut lo, 16usize);
+        load_units(w, body + 4 * half, &mut lo, 4usize);
         let mut hi = Array::<u32>::new(8usize);
-        load_window(w, at_block + 128 + half * 32, &mut hi, 8usize);
+        load_units(w, body + 8 + 2 * half, &mut hi, 2usize);
         #[unroll]
         for quarter in 0..4usize {
             #[unroll]
@@ -322,17 +370,19 @@ fn natural_values(
             }
         }
     } else if comptime![format == GgmlType::F32] {
-        let a = (base + s * 128) / 4;
+        let mut v = Array::<u32>::new(32usize);
+        load_units(w, (first + s) * 8, &mut v, 8usize);
         #[unroll]
         for i in 0..32usize {
-            out[comptime![at + i]] = f32::reinterpret(w[a + i]);
+            out[comptime![at + i]] = f32::reinterpret(v[i]);
         }
     } else if comptime![format == GgmlType::F16 || format == GgmlType::BF16] {
-        // Two values a word (rows are whole words: cols is a multiple of 32).
-        let a = (base + s * 64) / 4;
+        // Two values a word.
+        let mut v = Array::<u32>::new(16usize);
+        load_units(w, (first + s) * 4, &mut v, 4usize);
         #[unroll]
         for k in 0..16usize {
-            let word = w[a + k];
+            let word = v[k];
             let mut v0 = f32::reinterpret(word << 16);
             let mut v1 = f32::reinterpret(word & 0xFFFF0000);
             if comptime![format == GgmlType::F16] {
@@ -343,6 +393,12 @@ fn natural_values(
             out[comptime![at + 2 * k + 1]] = v1;
         }
     }
+}
+
+/// Device blocks in a row of `cols` elements of `format` (what a row's first block index is
+/// multiplied by).
+pub fn row_blocks(format: GgmlType, cols: usize) -> usize {
+    cols / device_block(format).0
 }
 
 /// The roofline probe: every unit reads `per_unit` words `units` apart (coalesced) and writes

@@ -1,11 +1,12 @@
 //! GGUF weights kept in their block formats on the GPU, and the kernels that use them.
 //!
-//! A [`QuantMatrix`] is a weight matrix uploaded as the file's bytes (no re-quantization),
-//! multiplied by activations with our CubeCL kernels through Burn's backend extension. This
+//! A [`QuantMatrix`] is a weight matrix uploaded as the file's blocks (no re-quantization; the
+//! blocks' fields regrouped into 16-byte units by [`layout`], the same bytes), multiplied by activations with our CubeCL kernels through Burn's backend extension. This
 //! works on the wgpu device (WebGPU in the browser, Vulkan natively); the CPU device has no
 //! CubeCL runtime, so there the model keeps dequantized f32 weights instead.
 
 pub(crate) mod kernels;
+pub(crate) mod layout;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests;
 
@@ -42,8 +43,8 @@ pub struct Layout {
     pub rows: usize,
     /// Elements per row (GGUF `ne[0]`).
     pub cols: usize,
-    /// Bytes per row.
-    pub row_bytes: usize,
+    /// Device blocks per row ([`layout::device_block`]).
+    pub row_blocks: usize,
     /// The block format.
     pub format: GgmlType,
     /// The kernel for a single token.
@@ -100,7 +101,7 @@ pub struct QuantMatrix {
 }
 
 impl QuantMatrix {
-    /// Uploads a 2-D tensor's bytes as they are in the file.
+    /// Uploads a 2-D tensor's blocks as they are in the file, in the device [`layout`].
     pub fn upload(
         info: &TensorInfo,
         bytes: &[u8],
@@ -133,7 +134,7 @@ impl QuantMatrix {
                 ),
             });
         }
-        if row_bytes > max_chunk_bytes {
+        if layout::device_bytes(t, row_bytes as u64) > max_chunk_bytes as u64 {
             return Err(ModelError::TooBig {
                 detail: format!(
                     "`{}`: one row is {row_bytes} bytes, more than a binding of {max_chunk_bytes}",
@@ -153,18 +154,24 @@ impl QuantMatrix {
         let layout = Layout {
             rows,
             cols,
-            row_bytes,
+            row_blocks: kernels::row_blocks(t, cols),
             format: t,
             decode: match device.is_software_gpu() {
                 true => DecodeKernel::RowPerUnit,
                 false => DecodeKernel::Cooperative,
             },
         };
-        let rows_per_chunk = max_chunk_bytes / row_bytes;
+        // As many rows as fit one binding with the last superblock's padding.
+        let mut rows_per_chunk = max_chunk_bytes / row_bytes;
+        while rows_per_chunk > 1
+            && layout::device_bytes(t, (rows_per_chunk * row_bytes) as u64) > max_chunk_bytes as u64
+        {
+            rows_per_chunk -= 1;
+        }
         let chunks = bytes
             .chunks(rows_per_chunk * row_bytes)
             .map(|chunk| {
-                let words = to_words(chunk);
+                let words = layout::repack(t, chunk);
                 let n = words.len();
                 let tensor = Tensor::<1, Int>::from_data(
                     TensorData::new(words, [n]),
@@ -180,8 +187,8 @@ impl QuantMatrix {
         Ok(Self { chunks })
     }
 
-    /// Bytes the blocks take on the device (the file's bytes, each chunk padded to whole words
-    /// and two padding words more).
+    /// Bytes the blocks take on the device (the file's bytes, each chunk padded to a whole
+    /// superblock: [`layout`]).
     pub fn device_bytes(&self) -> u64 {
         self.chunks
             .iter()
@@ -295,24 +302,7 @@ async fn f32_matmul_once(
     Ok(now() - start)
 }
 
-/// Zero words after a chunk's blocks: the kernels read a block's bytes through a window of
-/// whole words that may reach a word past the block's last byte.
-const PAD_WORDS: usize = 2;
-
-/// Bytes a matrix of `file_bytes` takes on the device when uploaded as one chunk.
-pub fn device_bytes_for(file_bytes: u64) -> u64 {
-    file_bytes.next_multiple_of(4) + PAD_WORDS as u64 * 4
-}
-
-/// Little-endian u32 words of `bytes`, the last one zero-padded, then [`PAD_WORDS`] zeros.
-fn to_words(bytes: &[u8]) -> Vec<u32> {
-    bytes
-        .chunks(4)
-        .map(|c| {
-            let mut w = [0u8; 4];
-            w[..c.len()].copy_from_slice(c);
-            u32::from_le_bytes(w)
-        })
-        .chain([0; PAD_WORDS])
-        .collect()
+/// Bytes `info`'s matrix takes on the device when uploaded as one chunk.
+pub fn device_bytes_for(info: &TensorInfo) -> u64 {
+    layout::device_bytes(info.ggml_type, info.n_bytes)
 }

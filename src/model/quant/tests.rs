@@ -158,8 +158,11 @@ fn row_chunks_give_the_same_product() {
         (m.chunk_count(), read(m.matmul(xt)))
     };
     let (one, whole) = product(usize::MAX);
-    let (five, chunked) = product(5 * row_bytes + 7);
-    assert_eq!((one, five), (1, 5), "23 rows in chunks of 5");
+    // Four rows of two Q6_K blocks are one whole superblock on the device.
+    let four_rows = super::layout::device_bytes(t, 4 * row_bytes as u64) as usize;
+    assert_eq!(four_rows, 4 * row_bytes);
+    let (six, chunked) = product(four_rows + 7);
+    assert_eq!((one, six), (1, 6), "23 rows in chunks of 4");
     assert_eq!(whole, chunked);
     assert!(QuantMatrix::upload_chunked(&info, &bytes, &device, row_bytes - 1).is_err());
     assert!(QuantMatrix::upload(&info, &bytes[1..], &device).is_err());
