@@ -188,7 +188,7 @@ done
 print_table | tee "$OUT/table.md"
 
 # The floors, measured with minimal hand-written kernels on the same devices: what bounds our rows.
-say "the Vulkan floor on the same device (examples/vulkan_floor.rs)"
+say "the Vulkan floor on the same device (examples/vulkan_floor/)"
 if target/debug/examples/vulkan_floor >"$OUT/vulkan-floor.json" 2>"$OUT/vulkan-floor.log"; then
   python3 - "$OUT/vulkan-floor.json" <<'PY' | tee -a "$OUT/table.md"
 import json, sys

@@ -7,7 +7,7 @@
 # for 8k tokens (the budget's setting). JSON reports go to $OUT (or
 # ./gpu-check-out).
 #
-# Then, when carried, the hand-written floor on the same device (examples/vulkan_floor.rs, a
+# Then, when carried, the hand-written floor on the same device (examples/vulkan_floor/, a
 # 4096 × 4096 Q4_1 matrix): streaming read and the best hand-written GEMV, beside our kernels.
 #
 # Building burn on the device costs minutes of its budget: build the release binaries here first
