@@ -137,8 +137,8 @@ fn add_token_dots(
 
 /// `out[t, offset + r] = epilogue(r_t · Σ_k x[first + t, k] · nw[k] · W[r, k])` for the rows
 /// `r < rows` of the parts laid end to end (`W = [w0; w1; w2]`, part `i` having `rows_i` rows of
-/// `row_blocks_i` blocks in format `f_i`, in the device layout) and the tokens `t < tokens`, or, under [`SWIGLU`],
-/// `silu(gate_r) · up_r` with gate rows from `w0` and up rows from `w1`. Without `normed`,
+/// `row_blocks_i` blocks in format `f_i`, in the device layout) and the tokens `t < tokens`, or,
+/// under [`SWIGLU`], `silu(gate_r) · up_r` with gate rows from `w0` and up rows from `w1`. Without `normed`,
 /// `r_t = 1` and `nw` is not read; `residual` is read only under [`ADD_RESIDUAL`] (same shape
 /// as `out`).
 ///

@@ -5,12 +5,12 @@
 //! `shader-f16` feature (SwiftShader has none). Each element decoder mirrors the host reference
 //! in `gguf::dequant` operation by operation, so dequantization is bit-identical to ggml's.
 //!
-//! A row of a weight matrix is `cols / device_block elements` consecutive blocks: block `i` of a
+//! A row of a weight matrix is `layout::row_blocks` consecutive blocks: block `i` of a
 //! chunk is row `i / row_blocks`'s; blocks are found through their superblock.
 
 use cubecl::prelude::*;
 
-use super::layout::{device_block, field_unit, superblock_blocks, superblock_units};
+use super::layout::{field_unit, superblock_blocks, superblock_units};
 use crate::gguf::GgmlType;
 
 /// Four words, loaded together: the unit of every weight load.
@@ -371,7 +371,12 @@ fn natural_values(
         }
     } else if comptime![format == GgmlType::F32] {
         let mut v = Array::<u32>::new(32usize);
-        load_units(w, (first + s) * 8, &mut v, 8usize);
+        load_units(
+            w,
+            (first + s) * comptime![superblock_units(format)],
+            &mut v,
+            8usize,
+        );
         #[unroll]
         for i in 0..32usize {
             out[comptime![at + i]] = f32::reinterpret(v[i]);
@@ -379,7 +384,12 @@ fn natural_values(
     } else if comptime![format == GgmlType::F16 || format == GgmlType::BF16] {
         // Two values a word.
         let mut v = Array::<u32>::new(16usize);
-        load_units(w, (first + s) * 4, &mut v, 4usize);
+        load_units(
+            w,
+            (first + s) * comptime![superblock_units(format)],
+            &mut v,
+            4usize,
+        );
         #[unroll]
         for k in 0..16usize {
             let word = v[k];
@@ -393,12 +403,6 @@ fn natural_values(
             out[comptime![at + 2 * k + 1]] = v1;
         }
     }
-}
-
-/// Device blocks in a row of `cols` elements of `format` (what a row's first block index is
-/// multiplied by).
-pub fn row_blocks(format: GgmlType, cols: usize) -> usize {
-    cols / device_block(format).0
 }
 
 /// The roofline probe: every unit reads `per_unit` words `units` apart (coalesced) and writes

@@ -27,6 +27,12 @@ pub fn device_block(format: GgmlType) -> (usize, usize) {
     }
 }
 
+/// Device blocks in a row of `cols` elements of `format` (what a row's first block index is
+/// multiplied by).
+pub fn row_blocks(format: GgmlType, cols: usize) -> usize {
+    cols / device_block(format).0
+}
+
 /// Blocks a superblock holds: enough that it is a whole number of 16-byte units.
 pub fn superblock_blocks(format: GgmlType) -> usize {
     use GgmlType::*;

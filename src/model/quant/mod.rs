@@ -1,8 +1,9 @@
 //! GGUF weights kept in their block formats on the GPU, and the kernels that use them.
 //!
 //! A [`QuantMatrix`] is a weight matrix uploaded as the file's blocks (no re-quantization; the
-//! blocks' fields regrouped into 16-byte units by [`layout`], the same bytes), multiplied by activations with our CubeCL kernels through Burn's backend extension. This
-//! works on the wgpu device (WebGPU in the browser, Vulkan natively); the CPU device has no
+//! blocks' fields regrouped into 16-byte units by [`layout`], the same bytes), multiplied by
+//! activations with our CubeCL kernels through Burn's backend extension. This works on the
+//! wgpu device (WebGPU in the browser, Vulkan natively); the CPU device has no
 //! CubeCL runtime, so there the model keeps dequantized f32 weights instead.
 
 pub(crate) mod kernels;
@@ -154,7 +155,7 @@ impl QuantMatrix {
         let layout = Layout {
             rows,
             cols,
-            row_blocks: kernels::row_blocks(t, cols),
+            row_blocks: layout::row_blocks(t, cols),
             format: t,
             decode: match device.is_software_gpu() {
                 true => DecodeKernel::RowPerUnit,
