@@ -24,6 +24,9 @@ pub struct KvLayout {
     pub capacity: usize,
     /// How a row is stored.
     pub format: KvFormat,
+    /// Units per cube of the cache kernels: one of lavapipe's SIMD groups on a software GPU,
+    /// so that a decode step's 9 to 32 heads still split over the CPU's cores; 64 on hardware.
+    pub cube_units: u32,
 }
 
 impl KvLayout {
@@ -82,6 +85,10 @@ impl KvCache {
                     head_dim: config.head_dim,
                     capacity,
                     format,
+                    cube_units: match device.is_software_gpu() {
+                        true => 8,
+                        false => 64,
+                    },
                 };
                 if format == KvFormat::Q8 && !config.head_dim.is_multiple_of(4) {
                     return Err(ModelError::Unsupported {

@@ -21,9 +21,6 @@ use cubecl::prelude::*;
 use super::kv_cache::{KvCache, KvLayout, Store};
 use super::plan::attention_segments;
 
-/// Units per workgroup of the attention kernels.
-const WORKGROUP: u32 = 64;
-
 /// The cache kernels, as a Burn backend extension.
 #[backend_extension(Cube)]
 pub(crate) trait AttentionOps: burn::backend::Backend {
@@ -75,8 +72,8 @@ impl AttentionOps for CubeBackend {
         let units = (n * (heads + 2 * layout.kv_heads)) as u32;
         kernels::rope_store_kernel::launch(
             &client,
-            CubeCount::Static(units.div_ceil(WORKGROUP), 1, 1),
-            CubeDim::new_1d(WORKGROUP),
+            CubeCount::Static(units.div_ceil(layout.cube_units), 1, 1),
+            CubeDim::new_1d(layout.cube_units),
             qkv.into_tensor_arg(),
             angles.into_tensor_arg(),
             q.clone().into_tensor_arg(),
@@ -123,8 +120,8 @@ impl AttentionOps for CubeBackend {
         let units = (heads * n * segments) as u32;
         kernels::attend_kernel::launch(
             &client,
-            CubeCount::Static(units.div_ceil(WORKGROUP), 1, 1),
-            CubeDim::new_1d(WORKGROUP),
+            CubeCount::Static(units.div_ceil(layout.cube_units), 1, 1),
+            CubeDim::new_1d(layout.cube_units),
             q.clone().into_tensor_arg(),
             keys.into_tensor_arg(),
             values.into_tensor_arg(),
@@ -147,8 +144,8 @@ impl AttentionOps for CubeBackend {
         let units = (n * heads * head_dim) as u32;
         kernels::combine_kernel::launch(
             &client,
-            CubeCount::Static(units.div_ceil(WORKGROUP), 1, 1),
-            CubeDim::new_1d(WORKGROUP),
+            CubeCount::Static(units.div_ceil(layout.cube_units), 1, 1),
+            CubeDim::new_1d(layout.cube_units),
             partial.into_tensor_arg(),
             out.clone().into_tensor_arg(),
             heads,

@@ -14,6 +14,7 @@
 use cubecl::prelude::*;
 
 use crate::gguf::GgmlType;
+use crate::model::quant::blocks::{block_quants, factors};
 use crate::model::quant::kernels::{F32x4, U32x4, group_values, load_subblock_x, natural_group};
 
 /// Epilogue codes (comptime): store the dot product as it is.
@@ -43,8 +44,13 @@ pub struct Tile {
 /// sub-blocks `lane, lane + lanes, …` — and, when `paired`, those of the same rows of `b` to
 /// `acc[(tokens + t) · rows + r]` (gate and up). A group is the sub-blocks that share block
 /// bytes ([`natural_group`]), so each byte is loaded once; each group is dequantized once for
-/// all the tokens, each token's input values loaded once for all the rows. Rows past `last`
-/// read row `last`, tokens past the input read its last token (their sums are not stored).
+/// all the tokens, each token's input values loaded once for all the rows. Blocks of a format
+/// that [`factors`] (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) are not dequantized: their integers are
+/// dotted with the inputs and the sum scaled once, `d·Σq·x + m·Σx` (each token's `Σx` taken
+/// once a block for all the rows) — one multiply an element fewer, ~6 % of a decode step's
+/// kernel time on lavapipe (BENCHMARKS.md, session 16), equal to the dequantized product up to
+/// rounding. Rows past `last` read row `last`, tokens past the input read its last token
+/// (their sums are not stored).
 #[cube]
 #[allow(clippy::too_many_arguments)]
 fn tile_dot(
@@ -76,6 +82,9 @@ fn tile_dot(
     let width = comptime![32 * group];
     let mut xs = Array::<f32>::new(comptime![32 * group * tile.tokens as usize]);
     let mut wv = Array::<f32>::new(comptime![32 * group]);
+    let factored = comptime![factors(fa) && (!paired || factors(fb))];
+    let mut sx = Array::<f32>::new(comptime![tile.tokens as usize]);
+    let mut scale = Array::<f32>::new(2usize);
     let mut g = lane;
     while g < cols / width {
         #[unroll]
@@ -93,6 +102,18 @@ fn tile_dot(
                 );
             }
         }
+        if comptime![factored] {
+            // Each token's Σx over the block, for the minimum's term.
+            #[unroll]
+            for t in 0..tokens {
+                let mut sum = 0.0f32;
+                #[unroll]
+                for i in 0..32usize {
+                    sum += xs[comptime![32 * t + i]];
+                }
+                sx[t] = sum;
+            }
+        }
         // Not unrolled: one copy of the dequantization per kernel. Unrolled per row it doubled
         // the compile time (SwiftShader's warm-up 25 s → 13 s) for no speed on lavapipe.
         for r in 0..rows {
@@ -100,11 +121,20 @@ fn tile_dot(
             if row > last {
                 row = last;
             }
-            group_values(a, row * a_row_blocks, g, &mut wv, group, fa);
-            add_token_dots(&xs, &wv, acc, r, 0usize, tile, width);
-            if comptime![paired] {
-                group_values(b, row * b_row_blocks, g, &mut wv, group, fb);
-                add_token_dots(&xs, &wv, acc, r, tokens, tile, width);
+            if comptime![factored] {
+                block_quants(a, row * a_row_blocks, g, &mut wv, &mut scale, fa);
+                add_scaled_dots(&xs, &wv, &sx, &scale, acc, r, 0usize, tile);
+                if comptime![paired] {
+                    block_quants(b, row * b_row_blocks, g, &mut wv, &mut scale, fb);
+                    add_scaled_dots(&xs, &wv, &sx, &scale, acc, r, tokens, tile);
+                }
+            } else {
+                group_values(a, row * a_row_blocks, g, &mut wv, group, fa);
+                add_token_dots(&xs, &wv, acc, r, 0usize, tile, width);
+                if comptime![paired] {
+                    group_values(b, row * b_row_blocks, g, &mut wv, group, fb);
+                    add_token_dots(&xs, &wv, acc, r, tokens, tile, width);
+                }
             }
         }
         g += comptime![tile.lanes as usize];
@@ -135,6 +165,33 @@ fn add_token_dots(
     }
 }
 
+/// `acc[(slot + t) · rows + r] += d · Σ_i xs[32t + i] · q[i] + m · sx[t]` for every token `t`
+/// of the tile: one block of row `r` in a format that [`factors`] (`q` its integers, `scale`
+/// its `d` and `m`) against each token's input values and their sum.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn add_scaled_dots(
+    xs: &Array<f32>,
+    q: &Array<f32>,
+    sx: &Array<f32>,
+    scale: &Array<f32>,
+    acc: &mut Array<f32>,
+    r: usize,
+    #[comptime] slot: usize,
+    #[comptime] tile: Tile,
+) {
+    let rows = comptime![tile.rows as usize];
+    #[unroll]
+    for t in 0..comptime![tile.tokens as usize] {
+        let mut dot = 0.0f32;
+        #[unroll]
+        for i in 0..32usize {
+            dot += xs[comptime![32 * t + i]] * q[i];
+        }
+        acc[(slot + t) * rows + r] += scale[0] * dot + scale[1] * sx[t];
+    }
+}
+
 /// `out[t, offset + r] = epilogue(r_t · Σ_k x[first + t, k] · nw[k] · W[r, k])` for the rows
 /// `r < rows` of the parts laid end to end (`W = [w0; w1; w2]`, part `i` having `rows_i` rows of
 /// `row_blocks_i` blocks in format `f_i`, in the device layout) and the tokens `t < tokens`, or,
@@ -146,7 +203,7 @@ fn add_token_dots(
 /// tile loads each token's inputs once for its rows and dequantizes each sub-block once for its
 /// tokens. Every part's row count must be a multiple of the tile's rows except the last's, so
 /// the rows of one unit are in one part.
-#[cube(launch)]
+#[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub fn project_kernel(
     x: &Tensor<F32x4>,

@@ -17,6 +17,7 @@ use burn_cubecl::kernel::into_contiguous;
 use cubecl::prelude::*;
 
 use super::llama::LogitsFor;
+use super::quant::layout::{superblock_blocks, superblock_units};
 use super::quant::{DecodeKernel, Layout, QuantMatrix};
 use super::weights::Linear;
 
@@ -233,43 +234,84 @@ impl ProjectOps for CubeBackend {
         let tile = tile_for(&spec, p0.decode);
         let rows_per_cube = tile.units / tile.lanes * tile.rows;
         let client = x.client.clone();
-        kernels::project_kernel::launch(
-            &client,
-            CubeCount::Static(
-                (spec.rows as u32).div_ceil(rows_per_cube),
-                (spec.tokens as u32).div_ceil(tile.tokens),
-                1,
-            ),
-            CubeDim::new_1d(tile.units),
-            x.into_tensor_arg(),
-            norm_weight.into_tensor_arg(),
-            w0.into_tensor_arg(),
-            w1.into_tensor_arg(),
-            w2.into_tensor_arg(),
-            residual.into_tensor_arg(),
-            out.clone().into_tensor_arg(),
-            spec.rows,
-            p0.rows,
-            p1.rows,
-            p0.row_blocks,
-            p1.row_blocks,
-            p2.row_blocks,
-            p0.cols,
-            spec.first,
-            spec.tokens,
-            spec.out_width,
-            spec.offset,
-            f32::from_bits(spec.eps_bits.unwrap_or(0)),
-            tile,
-            spec.eps_bits.is_some(),
-            spec.epilogue,
-            spec.part_count,
-            p0.format,
-            p1.format,
-            p2.format,
-        );
+        // Launched without CubeCL's per-index bounds checks (a compare and a select on every
+        // load, and a counter on every loop: ~3 % of a decode step's kernel time on lavapipe,
+        // BENCHMARKS.md session 16). SAFETY: every index the kernel forms is in bounds by
+        // construction — rows past a part's last read its last row, tokens past the input its
+        // last token, sub-blocks stop at `cols`, and every store is guarded by `row < rows`
+        // and `tok < n` — and `check_spec` refuses any spec whose parts do not fit the tensors
+        // passed. (A browser's WebGPU adds its own bounds checks to every shader regardless.)
+        check_spec(&spec, [&x, &norm_weight, &residual, &out], [&w0, &w1, &w2]);
+        unsafe {
+            kernels::project_kernel::launch_unchecked(
+                &client,
+                CubeCount::Static(
+                    (spec.rows as u32).div_ceil(rows_per_cube),
+                    (spec.tokens as u32).div_ceil(tile.tokens),
+                    1,
+                ),
+                CubeDim::new_1d(tile.units),
+                x.into_tensor_arg(),
+                norm_weight.into_tensor_arg(),
+                w0.into_tensor_arg(),
+                w1.into_tensor_arg(),
+                w2.into_tensor_arg(),
+                residual.into_tensor_arg(),
+                out.clone().into_tensor_arg(),
+                spec.rows,
+                p0.rows,
+                p1.rows,
+                p0.row_blocks,
+                p1.row_blocks,
+                p2.row_blocks,
+                p0.cols,
+                spec.first,
+                spec.tokens,
+                spec.out_width,
+                spec.offset,
+                f32::from_bits(spec.eps_bits.unwrap_or(0)),
+                tile,
+                spec.eps_bits.is_some(),
+                spec.epilogue,
+                spec.part_count,
+                p0.format,
+                p1.format,
+                p2.format,
+            )
+        };
         out
     }
+}
+
+/// Panics unless every index the projection kernel forms for `spec` lies inside the tensors
+/// passed (`x`, the norm weight, the residual stream, the output; the parts' words): the
+/// invariant its unchecked launch rests on, kept by [`project_quant`].
+fn check_spec(
+    spec: &ProjectSpec,
+    [x, nw, residual, out]: [&FloatTensor<CubeBackend>; 4],
+    words: [&IntTensor<CubeBackend>; 3],
+) {
+    let len = |t: &FloatTensor<CubeBackend>| t.meta.shape().num_elements();
+    let cols = spec.parts[0].cols;
+    let used = &spec.parts[..spec.part_count as usize];
+    let rows: usize = match spec.epilogue {
+        kernels::SWIGLU => used[0].rows,
+        _ => used.iter().map(|p| p.rows).sum(),
+    };
+    let fits = cols.is_multiple_of(32)
+        && used.iter().all(|p| p.cols == cols)
+        && rows == spec.rows
+        && len(x) >= (spec.first + spec.tokens) * cols
+        && (spec.eps_bits.is_none() || len(nw) >= cols)
+        && spec.offset + spec.rows <= spec.out_width
+        && len(out) >= spec.tokens * spec.out_width
+        && (spec.epilogue != kernels::ADD_RESIDUAL || len(residual) >= len(out))
+        && used.iter().zip(words).all(|(p, w)| {
+            let units = (p.rows * p.row_blocks).div_ceil(superblock_blocks(p.format))
+                * superblock_units(p.format);
+            w.meta.shape().num_elements() >= units * 4
+        });
+    assert!(fits, "a projection launch outside its tensors: {spec:?}");
 }
 
 /// The tile a unit computes. One token on a hardware GPU: 32 lanes share each row (the

@@ -6,6 +6,7 @@
 //! wgpu device (WebGPU in the browser, Vulkan natively); the CPU device has no
 //! CubeCL runtime, so there the model keeps dequantized f32 weights instead.
 
+pub(crate) mod blocks;
 pub(crate) mod kernels;
 pub(crate) mod layout;
 #[cfg(all(test, not(target_arch = "wasm32")))]
