@@ -141,6 +141,22 @@ fn tile_dot(
     }
 }
 
+/// `Σ_i xs[width · t + i] · v[i]`, i < `width`: token `t`'s input values against a group's.
+#[cube]
+fn token_dot(
+    xs: &Array<f32>,
+    v: &Array<f32>,
+    #[comptime] t: usize,
+    #[comptime] width: usize,
+) -> f32 {
+    let mut dot = 0.0f32;
+    #[unroll]
+    for i in 0..width {
+        dot += xs[comptime![width * t + i]] * v[i];
+    }
+    dot
+}
+
 /// `acc[(slot + t) · rows + r] += Σ_i xs[width · t + i] · wv[i]` for every token `t` of the tile:
 /// one dequantized group of row `r` against each token's input values.
 #[cube]
@@ -156,12 +172,7 @@ fn add_token_dots(
     let rows = comptime![tile.rows as usize];
     #[unroll]
     for t in 0..comptime![tile.tokens as usize] {
-        let mut dot = 0.0f32;
-        #[unroll]
-        for i in 0..width {
-            dot += xs[comptime![width * t + i]] * wv[i];
-        }
-        acc[(slot + t) * rows + r] += dot;
+        acc[(slot + t) * rows + r] += token_dot(xs, wv, t, width);
     }
 }
 
@@ -183,12 +194,7 @@ fn add_scaled_dots(
     let rows = comptime![tile.rows as usize];
     #[unroll]
     for t in 0..comptime![tile.tokens as usize] {
-        let mut dot = 0.0f32;
-        #[unroll]
-        for i in 0..32usize {
-            dot += xs[comptime![32 * t + i]] * q[i];
-        }
-        acc[(slot + t) * rows + r] += scale[0] * dot + scale[1] * sx[t];
+        acc[(slot + t) * rows + r] += scale[0] * token_dot(xs, q, t, 32usize) + scale[1] * sx[t];
     }
 }
 

@@ -189,90 +189,19 @@ pub(crate) fn natural_values(
     #[comptime] at: usize,
     #[comptime] format: GgmlType,
 ) {
-    if comptime![format == GgmlType::Q8_0] {
-        let base = superblock_unit(first + s, format);
-        let j = in_superblock(first + s, format);
-        let d = f16_to_f32(small_field(w, base, j, 2usize));
-        let mut q = Array::<u32>::new(8usize);
-        load_units(
-            w,
-            base + comptime![field_unit(format, 1)] + 2 * j,
-            &mut q,
-            2usize,
-        );
+    if comptime![factors(format)] {
+        // q · d (+ m): the integers and scales of `block_quants`, in the host's order.
+        let has_min = comptime![format == GgmlType::Q4_1 || format == GgmlType::Q5_1];
+        let mut q = Array::<f32>::new(32usize);
+        let mut scale = Array::<f32>::new(2usize);
+        block_quants(w, first, s, &mut q, &mut scale, format);
         #[unroll]
         for i in 0..32usize {
-            let v = signed_byte(window_byte(&q, i));
-            out[comptime![at + i]] = f32::cast_from(v) * d;
-        }
-    } else if comptime![format == GgmlType::Q4_0 || format == GgmlType::Q4_1] {
-        let has_min = comptime![format == GgmlType::Q4_1];
-        let base = superblock_unit(first + s, format);
-        let j = in_superblock(first + s, format);
-        let scale_len = comptime![if format == GgmlType::Q4_1 {
-            4usize
-        } else {
-            2usize
-        }];
-        let head = small_field(w, base, j, scale_len);
-        let d = f16_to_f32(head & 0xFFFF);
-        let mut m = 0.0f32;
-        if has_min {
-            m = f16_to_f32(head >> 16);
-        }
-        let mut q = Array::<u32>::new(4usize);
-        load_units(
-            w,
-            base + comptime![field_unit(format, 1)] + j,
-            &mut q,
-            1usize,
-        );
-        #[unroll]
-        for i in 0..16usize {
-            let b = window_byte(&q, i);
+            let mut v = q[i] * scale[0];
             if has_min {
-                out[comptime![at + i]] = f32::cast_from(b & 0xF) * d + m;
-                out[comptime![at + i + 16]] = f32::cast_from(b >> 4) * d + m;
-            } else {
-                out[comptime![at + i]] = f32::cast_from((b & 0xF) as i32 - 8) * d;
-                out[comptime![at + i + 16]] = f32::cast_from((b >> 4) as i32 - 8) * d;
+                v = q[i] * scale[0] + scale[1];
             }
-        }
-    } else if comptime![format == GgmlType::Q5_0 || format == GgmlType::Q5_1] {
-        let has_min = comptime![format == GgmlType::Q5_1];
-        let scale_len = comptime![if format == GgmlType::Q5_1 {
-            4usize
-        } else {
-            2usize
-        }];
-        let base = superblock_unit(first + s, format);
-        let j = in_superblock(first + s, format);
-        let head = small_field(w, base, j, scale_len);
-        let d = f16_to_f32(head & 0xFFFF);
-        let mut m = 0.0f32;
-        if has_min {
-            m = f16_to_f32(head >> 16);
-        }
-        let qh = small_field(w, base + comptime![field_unit(format, 1)], j, 4usize);
-        let mut q = Array::<u32>::new(4usize);
-        load_units(
-            w,
-            base + comptime![field_unit(format, 2)] + j,
-            &mut q,
-            1usize,
-        );
-        #[unroll]
-        for i in 0..16usize {
-            let b = window_byte(&q, i);
-            let lo = (b & 0xF) | (((qh >> comptime![i as u32]) << 4) & 0x10);
-            let hi = (b >> 4) | ((qh >> comptime![i as u32 + 12]) & 0x10);
-            if has_min {
-                out[comptime![at + i]] = f32::cast_from(lo) * d + m;
-                out[comptime![at + i + 16]] = f32::cast_from(hi) * d + m;
-            } else {
-                out[comptime![at + i]] = f32::cast_from(lo as i32 - 16) * d;
-                out[comptime![at + i + 16]] = f32::cast_from(hi as i32 - 16) * d;
-            }
+            out[comptime![at + i]] = v;
         }
     } else if comptime![format == GgmlType::Q4_K || format == GgmlType::Q5_K] {
         // Pair `s % 4` of a super-block: sub-blocks 2p and 2p + 1, the low and high nibbles of
