@@ -16,6 +16,7 @@ use cubecl::prelude::*;
 use crate::gguf::GgmlType;
 use crate::model::quant::blocks::{block_quants, factors};
 use crate::model::quant::kernels::{F32x4, U32x4, group_values, load_subblock_x, natural_group};
+use crate::model::quant::layout::row_blocks;
 
 /// Epilogue codes (comptime): store the dot product as it is.
 pub const STORE: u32 = 0;
@@ -200,7 +201,7 @@ fn add_scaled_dots(
 
 /// `out[t, offset + r] = epilogue(r_t · Σ_k x[first + t, k] · nw[k] · W[r, k])` for the rows
 /// `r < rows` of the parts laid end to end (`W = [w0; w1; w2]`, part `i` having `rows_i` rows of
-/// `row_blocks_i` blocks in format `f_i`, in the device layout) and the tokens `t < tokens`, or,
+/// `cols` elements in format `f_i`, in the device layout) and the tokens `t < tokens`, or,
 /// under [`SWIGLU`], `silu(gate_r) · up_r` with gate rows from `w0` and up rows from `w1`. Without `normed`,
 /// `r_t = 1` and `nw` is not read; `residual` is read only under [`ADD_RESIDUAL`] (same shape
 /// as `out`).
@@ -208,7 +209,9 @@ fn add_scaled_dots(
 /// A unit computes a [`Tile`] of rows × tokens: what a software GPU pays for is loads, and a
 /// tile loads each token's inputs once for its rows and dequantizes each sub-block once for its
 /// tokens. Every part's row count must be a multiple of the tile's rows except the last's, so
-/// the rows of one unit are in one part.
+/// the rows of one unit are in one part. `cols` is known when the kernel compiles (one kernel per
+/// row width): its loop bounds and every row's offset are then constants, ~10 % of a decode
+/// step's shader time on lavapipe (BENCHMARKS.md, session 16).
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub fn project_kernel(
@@ -222,10 +225,6 @@ pub fn project_kernel(
     rows: usize,
     rows0: usize,
     rows1: usize,
-    row_blocks0: usize,
-    row_blocks1: usize,
-    row_blocks2: usize,
-    cols: usize,
     first: usize,
     n: usize,
     out_width: usize,
@@ -238,7 +237,11 @@ pub fn project_kernel(
     #[comptime] f0: GgmlType,
     #[comptime] f1: GgmlType,
     #[comptime] f2: GgmlType,
+    #[comptime] cols: usize,
 ) {
+    let row_blocks0 = comptime![row_blocks(f0, cols)];
+    let row_blocks1 = comptime![row_blocks(f1, cols)];
+    let row_blocks2 = comptime![row_blocks(f2, cols)];
     let units = comptime![tile.units as usize];
     let lanes = comptime![tile.lanes as usize];
     let per = comptime![tile.rows as usize];

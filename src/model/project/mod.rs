@@ -17,7 +17,7 @@ use burn_cubecl::kernel::into_contiguous;
 use cubecl::prelude::*;
 
 use super::llama::LogitsFor;
-use super::quant::layout::{superblock_blocks, superblock_units};
+use super::quant::layout::{row_blocks, superblock_blocks, superblock_units};
 use super::quant::{DecodeKernel, Layout, QuantMatrix};
 use super::weights::Linear;
 
@@ -261,10 +261,6 @@ impl ProjectOps for CubeBackend {
                 spec.rows,
                 p0.rows,
                 p1.rows,
-                p0.row_blocks,
-                p1.row_blocks,
-                p2.row_blocks,
-                p0.cols,
                 spec.first,
                 spec.tokens,
                 spec.out_width,
@@ -277,6 +273,7 @@ impl ProjectOps for CubeBackend {
                 p0.format,
                 p1.format,
                 p2.format,
+                p0.cols,
             )
         };
         out
@@ -299,7 +296,9 @@ fn check_spec(
         _ => used.iter().map(|p| p.rows).sum(),
     };
     let fits = cols.is_multiple_of(32)
-        && used.iter().all(|p| p.cols == cols)
+        && used
+            .iter()
+            .all(|p| p.cols == cols && p.row_blocks == row_blocks(p.format, cols))
         && rows == spec.rows
         && len(x) >= (spec.first + spec.tokens) * cols
         && (spec.eps_bits.is_none() || len(nw) >= cols)
