@@ -17,7 +17,7 @@ use burn_cubecl::kernel::into_contiguous;
 use cubecl::prelude::*;
 
 use super::llama::LogitsFor;
-use super::quant::layout::{row_blocks, superblock_blocks, superblock_units};
+use super::quant::layout::{device_block, device_bytes, row_blocks};
 use super::quant::{DecodeKernel, Layout, QuantMatrix};
 use super::weights::Linear;
 
@@ -296,9 +296,7 @@ fn check_spec(
         _ => used.iter().map(|p| p.rows).sum(),
     };
     let fits = cols.is_multiple_of(32)
-        && used
-            .iter()
-            .all(|p| p.cols == cols && p.row_blocks == row_blocks(p.format, cols))
+        && used.iter().all(|p| p.cols == cols)
         && rows == spec.rows
         && len(x) >= (spec.first + spec.tokens) * cols
         && (spec.eps_bits.is_none() || len(nw) >= cols)
@@ -306,9 +304,8 @@ fn check_spec(
         && len(out) >= spec.tokens * spec.out_width
         && (spec.epilogue != kernels::ADD_RESIDUAL || len(residual) >= len(out))
         && used.iter().zip(words).all(|(p, w)| {
-            let units = (p.rows * p.row_blocks).div_ceil(superblock_blocks(p.format))
-                * superblock_units(p.format);
-            w.meta.shape().num_elements() >= units * 4
+            let file_bytes = p.rows * row_blocks(p.format, cols) * device_block(p.format).1;
+            w.meta.shape().num_elements() as u64 * 4 >= device_bytes(p.format, file_bytes as u64)
         });
     assert!(fits, "a projection launch outside its tensors: {spec:?}");
 }

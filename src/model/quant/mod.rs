@@ -45,8 +45,6 @@ pub struct Layout {
     pub rows: usize,
     /// Elements per row (GGUF `ne[0]`).
     pub cols: usize,
-    /// Device blocks per row ([`layout::device_block`]).
-    pub row_blocks: usize,
     /// The block format.
     pub format: GgmlType,
     /// The kernel for a single token.
@@ -156,7 +154,6 @@ impl QuantMatrix {
         let layout = Layout {
             rows,
             cols,
-            row_blocks: layout::row_blocks(t, cols),
             format: t,
             decode: match device.is_software_gpu() {
                 true => DecodeKernel::RowPerUnit,
