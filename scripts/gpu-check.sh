@@ -7,14 +7,22 @@
 # for 8k tokens (the budget's setting). JSON reports go to $OUT (or
 # ./gpu-check-out).
 #
+# First the fidelity checks on the same device (scripts/gpu-fidelity.py: the hardware kernels
+# against HF transformers' goldens).
+#
 # Then, when carried, the hand-written floor on the same device (examples/vulkan_floor/, a
 # 4096 × 4096 Q4_1 matrix): streaming read and the best hand-written GEMV, beside our kernels.
 #
+# Last, where python3 has PyTorch with CUDA (the lent machine has), the PyTorch peer
+# (scripts/gpu-torch-peer.py): a random-weight 8B in bf16 decoding through transformers, and
+# CUDA's own streaming-read bandwidth beside ours. Each step has a time limit (STEP_S seconds).
+#
 # Building burn on the device costs minutes of its budget: build the release binaries here first
 # (`cargo build --release --bin llama-web --example vulkan_floor`) and carry them, with the Vulkan
-# loader, e.g.
-#   run(command="scripts/gpu-check.sh", carry=["target/release/llama-web",
-#       "target/release/examples/vulkan_floor"], timeout_s=540)
+# loader (.gl: the Debian packages ../.library/device/README.md names), e.g.
+#   run(command="for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig; scripts/gpu-check.sh",
+#       carry=["target/release/llama-web", "target/release/examples/vulkan_floor", ".gl"],
+#       timeout_s=480)
 # A dry run on lavapipe works anywhere: GEN=2 PROMPT=4 scripts/gpu-check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +32,7 @@ FLOOR=${VULKAN_FLOOR_BIN:-target/release/examples/vulkan_floor}
 OUT=${OUT:-gpu-check-out}
 GEN=${GEN:-32}
 PROMPT=${PROMPT:-16}
+STEP_S=${STEP_S:-150}
 mkdir -p "$OUT"
 
 echo "== machine"
@@ -34,10 +43,13 @@ if [ ! -x "$BIN" ]; then
   cargo build --release --bin llama-web
 fi
 
+echo "== fidelity on this device (scripts/gpu-fidelity.py: tiny Llama 3.1 against HF, wgpu against cpu)"
+timeout "$STEP_S" python3 scripts/gpu-fidelity.py "$BIN" || echo "fidelity: FAILED (above)"
+
 for quant in Q4_K_M Q4_0; do
   echo "== synthetic llama3.1-8b:$quant, prompt $PROMPT, decode $GEN"
   report="$OUT/bench-8b-$quant.json"
-  "$BIN" bench --synthetic "llama3.1-8b:$quant" --device wgpu --context 8192 --kv q8 \
+  timeout "$STEP_S" "$BIN" bench --synthetic "llama3.1-8b:$quant" --device wgpu --context 8192 --kv q8 \
     --prompt-len "$PROMPT" --gen "$GEN" >"$report" 2>"$OUT/bench-8b-$quant.log" || {
     echo "bench failed:"; tail -20 "$OUT/bench-8b-$quant.log"; continue; }
   python3 - "$report" <<'PY'
@@ -56,7 +68,7 @@ done
 
 if [ -x "$FLOOR" ]; then
   echo "== the hand-written floor (examples/vulkan_floor, 4096 × 4096 Q4_1)"
-  if "$FLOOR" 4096 4096 >"$OUT/vulkan-floor.json" 2>"$OUT/vulkan-floor.log"; then
+  if timeout "$STEP_S" "$FLOOR" 4096 4096 >"$OUT/vulkan-floor.json" 2>"$OUT/vulkan-floor.log"; then
     python3 - "$OUT/vulkan-floor.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
@@ -72,4 +84,22 @@ PY
   fi
 else
   echo "== no hand-written floor ($FLOOR not carried)"
+fi
+
+if python3 -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+  echo "== the PyTorch peer (random-weight 8B, bf16, transformers eager), prompt $PROMPT, decode $GEN"
+  if timeout "$STEP_S" python3 scripts/gpu-torch-peer.py "$PROMPT" "$GEN" >"$OUT/torch-peer.json" 2>"$OUT/torch-peer.log"; then
+    python3 - "$OUT/torch-peer.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"device            {r['device']} (torch {r['torch']})")
+print(f"decode            {r['decode_tok_s']:.2f} tok/s, {r['weight_bytes_per_token'] / 1e9:.2f} GB a token "
+      f"-> {r['effective_gb_s']:.1f} GB/s")
+print(f"CUDA read         {r['cuda_read_bandwidth_gb_s']:.1f} GB/s (a sum over 4 GiB)")
+PY
+  else
+    echo "PyTorch peer failed:"; tail -5 "$OUT/torch-peer.log"
+  fi
+else
+  echo "== no PyTorch with CUDA here: no PyTorch peer"
 fi
