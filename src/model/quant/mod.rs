@@ -10,7 +10,7 @@ pub(crate) mod blocks;
 pub(crate) mod kernels;
 pub(crate) mod layout;
 #[cfg(all(test, not(target_arch = "wasm32")))]
-mod tests;
+pub(crate) mod tests;
 
 use burn::backend::tensor::IntTensor;
 use burn::backend::{Dispatch, backend_extension};
@@ -61,6 +61,14 @@ const STREAM_PER_UNIT: usize = 16;
 /// The same on a software GPU, where each invocation has a fixed cost: SwiftShader reads 64 MiB
 /// at 0.31 GB/s with 16 words a lane and 0.64 GB/s with 256 (hand-written WGSL, same page).
 const STREAM_PER_UNIT_SOFTWARE: usize = 256;
+
+/// Buffers a hardware GPU's probe reads in turn: four outgrow a large L2 (60 MB on an H200).
+/// A software GPU reads one buffer once a run.
+const STREAM_BUFFERS: usize = 4;
+
+/// Reads per timed run on a hardware GPU: a run of ~4 GB dwarfs the submit and read-back round
+/// trip (an H200 reads 120 MiB in ~30 µs).
+const STREAM_READS_PER_RUN: usize = 32;
 
 /// The bandwidth probe, as a Burn backend extension (implemented for the CubeCL backend).
 #[backend_extension(Cube)]
@@ -220,43 +228,50 @@ impl QuantMatrix {
     }
 }
 
-/// Measures the device's streaming-read bandwidth in GB/s (10^9 bytes): a buffer of about
-/// `bytes` is read once per run (a warm-up, then `runs` timed runs, each read back), the
-/// roofline for the matmul kernels. `now` is a clock in seconds.
+/// Measures the device's streaming-read bandwidth in GB/s (10^9 bytes): buffers of about
+/// `bytes` each are read in turn (a warm-up, then `runs` timed runs, each read back at its end;
+/// on a hardware GPU a run is [`STREAM_READS_PER_RUN`] reads over [`STREAM_BUFFERS`] buffers),
+/// the roofline for the matmul kernels. `now` is a clock in seconds.
 pub async fn streaming_read_gb_s(
     device: &ComputeDevice,
     bytes: usize,
     runs: usize,
     now: &dyn Fn() -> f64,
 ) -> Result<f64, ModelError> {
-    let per_unit = match device.is_software_gpu() {
-        true => STREAM_PER_UNIT_SOFTWARE,
-        false => STREAM_PER_UNIT,
+    let (per_unit, buffers, reads_per_run) = match device.is_software_gpu() {
+        true => (STREAM_PER_UNIT_SOFTWARE, 1, 1),
+        false => (STREAM_PER_UNIT, STREAM_BUFFERS, STREAM_READS_PER_RUN),
     };
     let units = (bytes / 4 / per_unit).max(1);
     let n = units * per_unit;
     // Not zeros: a fresh zeroed buffer can be the same physical page mapped over and over,
     // which a software GPU then reads from cache.
-    let values: Vec<u32> = (0..n as u32)
-        .map(|i| i.wrapping_mul(2_654_435_761))
+    let buffers: Vec<Tensor<1, Int>> = (0..buffers as u32)
+        .map(|b| {
+            let values: Vec<u32> = (0..n as u32)
+                .map(|i| (i ^ b.rotate_left(24)).wrapping_mul(2_654_435_761))
+                .collect();
+            Tensor::<1, Int>::from_data(TensorData::new(values, [n]), (device.burn(), DType::U32))
+        })
         .collect();
-    let words =
-        Tensor::<1, Int>::from_data(TensorData::new(values, [n]), (device.burn(), DType::U32));
-    let run = |words: Tensor<1, Int>, salt: u32| {
-        Tensor::<1, Int>::from_dispatch(<Dispatch as QuantOps>::stream_read(
-            words.into_dispatch(),
-            per_unit,
-            salt,
-        ))
-        .slice(0..1)
+    // One run: every read queued, only the last one's first word read back.
+    let run = |salt: u32| {
+        let mut last = None;
+        for read in 0..reads_per_run {
+            let words = buffers[read % buffers.len()].clone();
+            last = Some(Tensor::<1, Int>::from_dispatch(
+                <Dispatch as QuantOps>::stream_read(words.into_dispatch(), per_unit, salt),
+            ));
+        }
+        read_vec::<u32, 1, Int>(last.expect("at least one read a run").slice(0..1))
     };
-    read_vec::<u32, 1, Int>(run(words.clone(), 0)).await?;
+    run(0).await?;
     let start = now();
     for salt in 1..=runs as u32 {
-        read_vec::<u32, 1, Int>(run(words.clone(), salt)).await?;
+        run(salt).await?;
     }
     let seconds = now() - start;
-    Ok((n * 4 * runs) as f64 / seconds / 1e9)
+    Ok((n * 4 * reads_per_run * runs) as f64 / seconds / 1e9)
 }
 
 /// Seconds Burn's own f32 matmul (its default kernel on this device; no autotune) takes for
