@@ -3,9 +3,9 @@
 //! activation or residual add applied before the store.
 //!
 //! A cube is [`Tile::units`] units, each computing a [`Tile`]: with one lane a unit takes whole
-//! rows for a few tokens (no barrier in the dot: software GPUs, and prefill), with 32 lanes the
-//! lanes of a row read neighbouring sub-blocks (coalesced: hardware GPUs, one token) and one of
-//! them adds their sums. Cube x walks the rows, cube y the tokens.
+//! rows for a few tokens (no barrier in the dot: software GPUs), with 32 lanes the lanes of a
+//! row read neighbouring sub-blocks (coalesced: hardware GPUs) and then add up their partial
+//! sums, one lane per output. Cube x walks the rows, cube y the tokens.
 //!
 //! RMSNorm: `W · (nw ⊙ x · r) = r · (W · (nw ⊙ x))` with `r = 1/√(mean(x²) + eps)`; the cube
 //! sums `x²` cooperatively (one barrier), every cube over the same partition, so every row
@@ -391,42 +391,100 @@ pub fn project_kernel(
     }
 
     if comptime![tile.lanes > 1] {
-        // One row and one token per unit here (the cooperative GEMV's tile).
-        let mut sums = Shared::<[f32]>::new_slice(comptime![tile.units as usize]);
-        let mut sums_up = Shared::<[f32]>::new_slice(comptime![tile.units as usize]);
-        sums[unit] = acc[0];
-        sums_up[unit] = acc[1];
+        // The lanes of a row hold partial sums of each of its outputs (token × row, and the up
+        // row's under SWIGLU): through workgroup memory, lane `o` adds up output `o` and stores
+        // it. Slot `i` of unit `u` is at `i · (units + 1) + u` (padded: the lanes reading one
+        // unit's slots hit different banks).
+        let outputs = comptime![(tile.rows * tile.tokens) as usize];
+        let slots = comptime![
+            (if epilogue == SWIGLU { 2 } else { 1 }) * (tile.rows * tile.tokens) as usize
+        ];
+        let stride = comptime![tile.units as usize + 1];
+        let mut sums = Shared::<[f32]>::new_slice(comptime![slots * (tile.units as usize + 1)]);
+        #[unroll]
+        for i in 0..slots {
+            sums[i * stride + unit] = acc[i];
+        }
         sync_cube();
-        if lane == 0 {
-            let mut a = 0.0f32;
-            let mut b = 0.0f32;
-            for i in 0..lanes {
-                a += sums[unit + i];
-                b += sums_up[unit + i];
+        if lane < outputs {
+            let first_lane = unit - lane;
+            let mut gate = 0.0f32;
+            let mut up = 0.0f32;
+            for l in 0..lanes {
+                gate += sums[lane * stride + first_lane + l];
+                if comptime![epilogue == SWIGLU] {
+                    up += sums[(outputs + lane) * stride + first_lane + l];
+                }
             }
-            acc[0] = a;
-            acc[1] = b;
+            let t = lane / per;
+            let r = lane % per;
+            store_output(
+                out,
+                residual,
+                gate,
+                up,
+                scale[t],
+                row0 + r,
+                t0 + t,
+                rows,
+                n,
+                out_width,
+                offset,
+                epilogue,
+            );
+        }
+    } else {
+        #[unroll]
+        for t in 0..tokens {
+            #[unroll]
+            for r in 0..per {
+                store_output(
+                    out,
+                    residual,
+                    acc[comptime![t * per + r]],
+                    acc[comptime![(tokens + t) * per + r]],
+                    scale[t],
+                    row0 + r,
+                    t0 + t,
+                    rows,
+                    n,
+                    out_width,
+                    offset,
+                    epilogue,
+                );
+            }
         }
     }
+}
 
-    #[unroll]
-    for t in 0..tokens {
-        #[unroll]
-        for r in 0..per {
-            let row = row0 + r;
-            let tok = t0 + t;
-            if lane == 0 && row < rows && tok < n {
-                let mut value = acc[comptime![t * per + r]] * scale[t];
-                if comptime![epilogue == SWIGLU] {
-                    let up = acc[comptime![(tokens + t) * per + r]] * scale[t];
-                    value = value / (1.0f32 + f32::exp(-value)) * up;
-                }
-                let at = tok * out_width + offset + row;
-                if comptime![epilogue == ADD_RESIDUAL] {
-                    value += residual[at];
-                }
-                out[at] = value;
-            }
+/// Stores output `[tok, offset + row]` from its dot product `gate` (and, under [`SWIGLU`], the
+/// up row's `up`), both scaled by the token's RMSNorm factor `scale`: `gate`, `silu(gate) · up`,
+/// or `gate` plus the residual stream's value. Nothing past `rows` or the `n` tokens is stored.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn store_output(
+    out: &mut Tensor<f32>,
+    residual: &Tensor<f32>,
+    gate: f32,
+    up: f32,
+    scale: f32,
+    row: usize,
+    tok: usize,
+    rows: usize,
+    n: usize,
+    out_width: usize,
+    offset: usize,
+    #[comptime] epilogue: u32,
+) {
+    if row < rows && tok < n {
+        let mut value = gate * scale;
+        if comptime![epilogue == SWIGLU] {
+            value = value / (1.0f32 + f32::exp(-value)) * (up * scale);
         }
+        let at = tok * out_width + offset + row;
+        if comptime![epilogue == ADD_RESIDUAL] {
+            value += residual[at];
+        }
+        out[at] = value;
     }
 }

@@ -7,6 +7,8 @@
 //! `silu(gate) · up`, the output and down projections add the residual stream as they store.
 
 pub(crate) mod kernels;
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests;
 
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Dispatch, backend_extension};
@@ -310,12 +312,16 @@ fn check_spec(
     assert!(fits, "a projection launch outside its tensors: {spec:?}");
 }
 
-/// The tile a unit computes. One token on a hardware GPU: 32 lanes share each row (the
-/// cooperative GEMV). Otherwise one lane takes whole rows: for one token up to 16 rows (each
-/// input value loaded once for 16 rows); for several, up to 16 rows × 8 tokens in every format
-/// (each block dequantized once for 8 tokens, each token's inputs loaded once for 16 rows) — as
-/// many rows as keep every unit's rows inside one part (each part but the last a whole number
-/// of units). The kernel unrolls its token loop, not its row loop, so rows cost no compile time.
+/// The tile a unit computes. On a hardware GPU 32 lanes share each row (the cooperative GEMV),
+/// for one token or for up to 8 (each block dequantized once for 8 tokens): cubes of 2 rows,
+/// thousands of them for a matrix. (The software GPU's tile below gave the H200 a 4096-row
+/// matrix in 8 cubes of 64 units for a 16-token prefill: 6.6 tok/s for the 8B Q4_K_M,
+/// BENCHMARKS.md session 17.) On a software GPU one lane takes whole rows: for one token up to
+/// 16 rows (each input value loaded once for 16 rows); for several, up to 16 rows × 8 tokens in
+/// every format (each block dequantized once for 8 tokens, each token's inputs loaded once for
+/// 16 rows) — as many rows as keep every unit's rows inside one part (each part but the last a
+/// whole number of units). The kernel unrolls its token loop, not its row loop, so rows cost no
+/// compile time.
 ///
 /// Measured in Chromium on SwiftShader (SmolLM2, 64-token prompt): 4 × 4 → 8 × 8 → 16 × 8
 /// took prefill from 3.6 to 11.6 to 13.5 tok/s (BENCHMARKS.md, session 7); on lavapipe the 8B
@@ -323,19 +329,19 @@ fn check_spec(
 /// 2–4 sub-blocks double the warm-up (69 → 131 s; session 8). One token, 8 → 16 rows: decode
 /// in Chromium 2.92 → 3.32 tok/s (three runs each), on lavapipe the same (session 14).
 fn tile_for(spec: &ProjectSpec, decode: DecodeKernel) -> kernels::Tile {
-    if spec.tokens == 1 && decode == DecodeKernel::Cooperative {
-        return kernels::Tile {
-            units: 64,
-            lanes: 32,
-            rows: 1,
-            tokens: 1,
-        };
-    }
-    let used = &spec.parts[..spec.part_count as usize];
     let tokens = match spec.tokens {
         1 => 1,
         _ => 8,
     };
+    if decode == DecodeKernel::Cooperative {
+        return kernels::Tile {
+            units: 64,
+            lanes: 32,
+            rows: 1,
+            tokens,
+        };
+    }
+    let used = &spec.parts[..spec.part_count as usize];
     let inner = &used[..used.len().saturating_sub(1)];
     let rows = [16, 8, 4, 2]
         .into_iter()
@@ -347,12 +353,8 @@ fn tile_for(spec: &ProjectSpec, decode: DecodeKernel) -> kernels::Tile {
     // so that a matrix of a few hundred rows still splits into as many cubes as the CPU has
     // cores: decode on lavapipe ~87 → ~76 ms a token, prefill in Chromium 17–18.6 → 19.7–20.4
     // tok/s (BENCHMARKS.md, session 14).
-    let units = match decode {
-        DecodeKernel::RowPerUnit => 8,
-        DecodeKernel::Cooperative => 64,
-    };
     kernels::Tile {
-        units,
+        units: 8,
         lanes: 1,
         rows,
         tokens,

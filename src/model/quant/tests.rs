@@ -12,10 +12,10 @@ use crate::model::device::{ComputeDevice, DeviceChoice};
 use crate::rng::SplitMix64;
 
 /// Random test data from the crate's SplitMix64.
-struct Rng(SplitMix64);
+pub(crate) struct Rng(pub(crate) SplitMix64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0.next_u64()
     }
 
@@ -32,7 +32,7 @@ impl Rng {
 }
 
 /// `rows` rows of random `t` blocks with finite scales, `cols` elements each.
-fn random_rows(t: GgmlType, rows: usize, cols: usize, rng: &mut Rng) -> Vec<u8> {
+pub(crate) fn random_rows(t: GgmlType, rows: usize, cols: usize, rng: &mut Rng) -> Vec<u8> {
     let (be, bb) = (t.block_elements() as usize, t.block_bytes() as usize);
     let mut out = Vec::new();
     for _ in 0..rows * cols / be {
@@ -63,7 +63,8 @@ fn random_rows(t: GgmlType, rows: usize, cols: usize, rng: &mut Rng) -> Vec<u8> 
     out
 }
 
-fn info(t: GgmlType, rows: usize, cols: usize) -> TensorInfo {
+/// The tensor entry of a `rows × cols` matrix in format `t`.
+pub(crate) fn info(t: GgmlType, rows: usize, cols: usize) -> TensorInfo {
     TensorInfo {
         name: format!("test.{t}"),
         dims: vec![cols as u64, rows as u64],
@@ -74,18 +75,20 @@ fn info(t: GgmlType, rows: usize, cols: usize) -> TensorInfo {
     }
 }
 
-fn wgpu() -> ComputeDevice {
+/// The native wgpu device (lavapipe in CI).
+pub(crate) fn wgpu() -> ComputeDevice {
     ComputeDevice::init_native(DeviceChoice::Wgpu).unwrap()
 }
 
 /// Fills the memory pool with NaN buffers of `len` floats, so a kernel that skips an output
 /// element leaves NaN behind instead of a stale right answer.
-fn poison(device: &ComputeDevice, len: usize) {
+pub(crate) fn poison(device: &ComputeDevice, len: usize) {
     let nan = Tensor::<1>::from_data(TensorData::new(vec![f32::NAN; len], [len]), device.burn());
     let _ = nan.into_data();
 }
 
-fn read(t: Tensor<2>) -> Vec<f32> {
+/// A 2-D tensor's values.
+pub(crate) fn read(t: Tensor<2>) -> Vec<f32> {
     t.into_data().try_to_vec::<f32>().unwrap()
 }
 

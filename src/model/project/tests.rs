@@ -1,0 +1,142 @@
+//! The fused projection kernel against the reference path (the same weights dequantized, Burn's
+//! f32 operations in HF's order) on the wgpu device (lavapipe): every epilogue, with and without
+//! RMSNorm, one to three parts in different formats, both decode kernels (the cooperative one
+//! is what hardware GPUs run), one token and several (a whole tile of 8 and a part), outputs
+//! poisoned beforehand.
+
+use burn::tensor::{Tensor, TensorData};
+
+use super::{Epilogue, RmsNorm, project};
+use crate::gguf::GgmlType;
+use crate::gguf::dequant::dequantize;
+use crate::model::device::ComputeDevice;
+use crate::model::llama::LogitsFor;
+use crate::model::quant::tests::{Rng, info, poison, random_rows, read, wgpu};
+use crate::model::quant::{DecodeKernel, QuantMatrix};
+use crate::model::weights::Linear;
+use crate::rng::SplitMix64;
+
+const COLS: usize = 512;
+
+/// Random values in [-1, 1].
+fn values(rng: &mut Rng, len: usize) -> Vec<f32> {
+    (0..len)
+        .map(|_| (rng.next() % 2001) as f32 / 1000.0 - 1.0)
+        .collect()
+}
+
+fn tensor(device: &ComputeDevice, values: Vec<f32>, shape: [usize; 2]) -> Tensor<2> {
+    Tensor::from_data(TensorData::new(values, shape), device.burn())
+}
+
+/// A random `rows × COLS` matrix in format `t`: as blocks for the kernel, dequantized for the
+/// reference.
+fn matrix(
+    device: &ComputeDevice,
+    t: GgmlType,
+    rows: usize,
+    rng: &mut Rng,
+) -> (QuantMatrix, Linear) {
+    let bytes = random_rows(t, rows, COLS, rng);
+    let quant = QuantMatrix::upload(&info(t, rows, COLS), &bytes, device).unwrap();
+    let dense = dequantize(t, &bytes, rows * COLS).unwrap();
+    (
+        quant,
+        Linear::Dense(Box::new(tensor(device, dense, [rows, COLS]))),
+    )
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Case {
+    Store,
+    AddResidual,
+    SwiGlu,
+}
+
+#[test]
+fn the_fused_projection_matches_the_reference_for_every_epilogue() {
+    let device = wgpu();
+    let mut rng = Rng(SplitMix64::new(11));
+    let norm = RmsNorm {
+        weight: Tensor::from_data(
+            TensorData::new(values(&mut rng, COLS), [COLS]),
+            device.burn(),
+        ),
+        eps: 1e-5,
+    };
+    // (epilogue, parts as (format, rows), normed, which tokens)
+    let cases = [
+        (
+            Case::Store,
+            vec![
+                (GgmlType::Q4_K, 64),
+                (GgmlType::Q6_K, 32),
+                (GgmlType::Q8_0, 35),
+            ],
+            true,
+            LogitsFor::All,
+        ),
+        (
+            Case::Store,
+            vec![(GgmlType::Q4_0, 67)],
+            false,
+            LogitsFor::Last,
+        ),
+        (
+            Case::AddResidual,
+            vec![(GgmlType::Q5_K, 48)],
+            false,
+            LogitsFor::All,
+        ),
+        (
+            Case::SwiGlu,
+            vec![(GgmlType::Q4_K, 40), (GgmlType::Q5_0, 40)],
+            true,
+            LogitsFor::All,
+        ),
+    ];
+    for (case, parts, normed, which) in cases {
+        let matrices: Vec<(QuantMatrix, Linear)> = parts
+            .iter()
+            .map(|&(t, rows)| matrix(&device, t, rows, &mut rng))
+            .collect();
+        let width: usize = match case {
+            Case::SwiGlu => parts[0].1,
+            _ => parts.iter().map(|p| p.1).sum(),
+        };
+        for n in [1, 5, 11] {
+            let x = tensor(&device, values(&mut rng, n * COLS), [n, COLS]);
+            let outputs = match which {
+                LogitsFor::All => n,
+                LogitsFor::Last => 1,
+            };
+            let residual = tensor(&device, values(&mut rng, outputs * width), [outputs, width]);
+            let epilogue = match case {
+                Case::Store => Epilogue::Store,
+                Case::AddResidual => Epilogue::AddTo(&residual),
+                Case::SwiGlu => Epilogue::SwiGlu,
+            };
+            let norm = normed.then_some(&norm);
+            let dense: Vec<&Linear> = matrices.iter().map(|(_, d)| d).collect();
+            let expected = read(project(&x, norm, &dense, epilogue, which));
+            let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
+            for kernel in [DecodeKernel::Cooperative, DecodeKernel::RowPerUnit] {
+                let quant: Vec<Linear> = matrices
+                    .iter()
+                    .map(|(q, _)| Linear::Quant(q.clone().with_decode_kernel(kernel)))
+                    .collect();
+                let quant: Vec<&Linear> = quant.iter().collect();
+                poison(&device, outputs * width);
+                let actual = read(project(&x, norm, &quant, epilogue, which));
+                assert_eq!(actual.len(), outputs * width);
+                for (i, (a, e)) in actual.iter().zip(&expected).enumerate() {
+                    assert!(
+                        (a - e).abs() <= 1e-5 * scale,
+                        "{case:?} {parts:?} normed {normed} {which:?}, {n} tokens, {kernel:?}: \
+                         output {i} is {a}, expected {e} (largest {scale})"
+                    );
+                }
+            }
+        }
+    }
+}
