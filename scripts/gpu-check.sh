@@ -4,8 +4,8 @@
 # (the same WGSL as the browser) with the synthetic Llama 3.1 8B in Q4_K_M and Q4_0, and prints,
 # per model: decode tok/s, effective GB/s of weights, the streaming-read bandwidth measured on
 # the same device (our roofline) and the fraction of it reached, with the 8-bit KV cache allocated
-# for 8k tokens (the budget's setting). JSON reports go to $OUT (or
-# ./gpu-check-out).
+# for 8k tokens (the budget's setting), and the step's device time stage by stage (`--stages`).
+# JSON reports go to $OUT (or ./gpu-check-out).
 #
 # First the fidelity checks on the same device (scripts/gpu-fidelity.py: the hardware kernels
 # against HF transformers' goldens).
@@ -50,7 +50,7 @@ for quant in Q4_K_M Q4_0; do
   echo "== synthetic llama3.1-8b:$quant, prompt $PROMPT, decode $GEN"
   report="$OUT/bench-8b-$quant.json"
   timeout "$STEP_S" "$BIN" bench --synthetic "llama3.1-8b:$quant" --device wgpu --context 8192 --kv q8 \
-    --prompt-len "$PROMPT" --gen "$GEN" >"$report" 2>"$OUT/bench-8b-$quant.log" || {
+    --prompt-len "$PROMPT" --gen "$GEN" --stages >"$report" 2>"$OUT/bench-8b-$quant.log" || {
     echo "bench failed:"; tail -20 "$OUT/bench-8b-$quant.log"; continue; }
   python3 - "$report" <<'PY'
 import json, sys
@@ -63,6 +63,13 @@ print(f"streaming read    {r['read_bandwidth_gb_s']:.1f} GB/s  -> fraction {100 
 print(f"per decode step   {r['dispatches_per_token']:.0f} dispatches, {r['submits_per_token']:.0f} submit(s), {r['readback_bytes_per_token']:.0f} bytes read back")
 print(f"host per step     {r['host_ms_per_token']:.1f} ms CPU of the driving thread; warm-up {r['warmup_s']:.1f} s (compiling kernels)")
 print(f"peak GPU bytes    {r['peak_gpu_bytes']}")
+step = 1e3 / r['decode_tok_s']
+print(f"stages of a {step:.2f} ms step (each launched on its own, repeated; device ms a token):")
+for s in r.get('stages') or []:
+    print(f"  {s['stage']:<10} {s['launches_per_token']:>4} launches {s['ms_per_token']:8.3f} ms "
+          f"{100 * s['ms_per_token'] / step:5.1f} %")
+total = sum(s['ms_per_token'] for s in r.get('stages') or [])
+print(f"  sum        {total:8.3f} ms {100 * total / step:5.1f} % (the rest: hand-offs, the host, the choice)")
 PY
 done
 

@@ -395,10 +395,34 @@ fn bench_reports_its_counters_and_the_device_defaults() {
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
     };
 
-    let gpu = run(&["--compare-f32", "--sampled"]);
+    let gpu = run(&["--compare-f32", "--sampled", "--stages"]);
     assert_eq!(gpu["kv_format"], "q8", "the wgpu default");
     // Two blocks of 6 launches (attention over 7 keys is one segment), the head, the choice.
     assert_eq!(gpu["dispatches_per_token"], 14.0);
+    // The stages cover the step: every launch but the greedy choice's, in the step's order.
+    let stages = gpu["stages"].as_array().unwrap();
+    let names: Vec<&str> = stages
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["qkv", "attention", "output", "gate_up", "down", "head"]
+    );
+    let launches: Vec<u64> = stages
+        .iter()
+        .map(|s| s["launches_per_token"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        launches,
+        [2, 4, 2, 2, 2, 1],
+        "RoPE/store and attention a block"
+    );
+    assert!(
+        stages
+            .iter()
+            .all(|s| s["ms_per_token"].as_f64().is_some_and(f64::is_finite))
+    );
     assert_eq!(gpu["readback_bytes_per_token"], 4.0);
     for key in ["warmup_s", "host_ms_per_token", "burn_f32_matmul_tok_s"] {
         let value = gpu[key].as_f64().unwrap_or(f64::NAN);
@@ -426,6 +450,7 @@ fn bench_reports_its_counters_and_the_device_defaults() {
     assert_eq!(cpu["kv_format"], "f32", "the CPU device's only format");
     assert!(cpu["burn_f32_matmul_tok_s"].is_null(), "not asked for");
     assert!(cpu["sampled"].is_null(), "not asked for");
+    assert!(cpu["stages"].is_null(), "not asked for");
     assert!(cpu["dispatches_per_token"].is_null());
 }
 

@@ -175,6 +175,10 @@ mod cli {
             /// from every logit read back: `sampled`.
             #[arg(long)]
             sampled: bool,
+            /// Also time a decode step stage by stage (q/k/v, attention, output, gate/up, down,
+            /// head; each launched on its own, repeated): `stages`. wgpu only.
+            #[arg(long)]
+            stages: bool,
         },
         /// Write a synthetic model (`llama3.1-8b:Q4_K_M` or `llama3.1-8b:Q4_0`) as a real GGUF
         /// file, for other engines to run the very same shapes; print `{"out", "bytes"}`.
@@ -254,6 +258,7 @@ mod cli {
                 gen_tokens,
                 compare_f32,
                 sampled,
+                stages,
             } => {
                 let params = BenchParams {
                     prompt_len,
@@ -262,6 +267,7 @@ mod cli {
                     kv_format: kv.unwrap_or(KvFormat::default_for(device)),
                     compare_f32,
                     sampled,
+                    stages,
                 };
                 bench(model, synthetic, device, params)
             }

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::model::device::{DeviceChoice, DeviceCounters, TASKS_PER_SUBMIT};
 use crate::model::error::ModelError;
-use crate::model::llama::{Llama, LogitsFor};
+use crate::model::llama::{Llama, LogitsFor, StageTime};
 use crate::model::plan::KvFormat;
 use crate::model::quant::{f32_matmul_seconds, streaming_read_gb_s};
 
@@ -74,6 +74,10 @@ pub struct BenchReport {
     pub burn_f32_matmul_tok_s: Option<f64>,
     /// With [`BenchParams::sampled`]: sampled decoding timed both ways.
     pub sampled: Option<SampledReport>,
+    /// With [`BenchParams::stages`], on the wgpu device: a decode step's device time stage by
+    /// stage, each stage launched [`STAGE_REPEATS`] times on its own after the decoded tokens
+    /// (`Llama::stage_times`).
+    pub stages: Option<Vec<StageTime>>,
 }
 
 /// Sampled decoding (the chat page's temperature 0.7, no other filter, a fixed seed) of `gen`
@@ -98,6 +102,9 @@ pub struct SampledReport {
 /// read from cache at 70 GB/s here), under every adapter's binding limit (lavapipe: 128 MiB).
 const PROBE_BYTES: usize = 120 << 20;
 
+/// Launches of each stage per timing with [`BenchParams::stages`].
+pub const STAGE_REPEATS: usize = 8;
+
 /// What to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BenchParams {
@@ -114,6 +121,8 @@ pub struct BenchParams {
     pub compare_f32: bool,
     /// Also time sampled decoding both ways (`sampled`).
     pub sampled: bool,
+    /// Also time a decode step stage by stage (`stages`; wgpu device only).
+    pub stages: bool,
 }
 
 /// Prefills `params.prompt_len` tokens (as the engine does) and decodes `params.gen_tokens`
@@ -132,7 +141,8 @@ pub async fn run(
     let prompt: Vec<u32> = (0..params.prompt_len.max(1))
         .map(|_| (rng.next_u64() % vocab) as u32)
         .collect();
-    let needed = prompt.len() + gen_tokens;
+    // The stage timing writes one row past the decoded tokens.
+    let needed = prompt.len() + gen_tokens + usize::from(params.stages);
     let context = params.context.unwrap_or(needed).max(needed);
     // Warm-up: compiles every kernel variant the timed runs use.
     let start = now();
@@ -157,7 +167,6 @@ pub async fn run(
         peak.sample();
     }
     let decode_s = now() - start;
-    drop(cache);
     let steps = gen_tokens.max(1) as f64;
     let host_ms_per_token = thread_cpu
         .zip(cpu_start)
@@ -166,6 +175,11 @@ pub async fn run(
     let readback_bytes_per_token = counters.readback_bytes() as f64 / steps;
     drop(counters);
     let on_gpu = model.device().choice() == DeviceChoice::Wgpu;
+    let stages = match params.stages && on_gpu {
+        true => Some(model.stage_times(&mut cache, STAGE_REPEATS, now).await?),
+        false => None,
+    };
+    drop(cache);
 
     let read_bandwidth_gb_s = match model.device().choice() {
         DeviceChoice::Wgpu => Some(streaming_read_gb_s(model.device(), PROBE_BYTES, 5, now).await?),
@@ -231,6 +245,7 @@ pub async fn run(
         roofline_fraction: read_bandwidth_gb_s.map(|roof| effective_gb_s / roof),
         burn_f32_matmul_tok_s,
         sampled,
+        stages,
     })
 }
 

@@ -20,6 +20,9 @@ use super::rope::RopeTable;
 use super::top::{TopLogits, shortlist_on_device};
 use super::weights::{HostEmbedding, Linear, LoadProgress, TensorLoader};
 
+mod stages;
+pub use stages::StageTime;
+
 /// Which positions' logits a forward pass returns (and which tokens a projection runs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogitsFor {
@@ -296,15 +299,8 @@ impl Llama {
         let past = cache.len();
 
         let mut x = self.embedding.lookup(ids, &self.device)?;
-
-        let half = self.config.head_dim / 2;
-        let (mut angles, sin) = self.rope.cos_sin(positions);
-        angles.extend(sin);
-        let step = Step {
-            angles: Tensor::from_data(TensorData::new(angles, [2, n, half]), device),
-            mask: (n > 1 && cache.needs_mask()).then(|| causal_mask(n, past, device)),
-            config: &self.config,
-        };
+        let mut step = self.step(positions);
+        step.mask = (n > 1 && cache.needs_mask()).then(|| causal_mask(n, past, device));
 
         for (layer, block) in self.blocks.iter().enumerate() {
             if let Some(t) = trace.as_deref_mut() {
@@ -318,6 +314,21 @@ impl Llama {
             t.push(x.clone());
         }
         Ok(x)
+    }
+
+    /// The inputs every block shares for tokens at `positions` (their RoPE angles; no mask).
+    fn step(&self, positions: &[u64]) -> Step<'_> {
+        let half = self.config.head_dim / 2;
+        let (mut angles, sin) = self.rope.cos_sin(positions);
+        angles.extend(sin);
+        Step {
+            angles: Tensor::from_data(
+                TensorData::new(angles, [2, positions.len(), half]),
+                self.device.burn(),
+            ),
+            mask: None,
+            config: &self.config,
+        }
     }
 
     /// The final norm and the output head over the residual stream `x`: `[tokens, vocab]`.

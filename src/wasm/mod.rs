@@ -146,6 +146,7 @@ pub async fn benchmark(
         kv_format,
         compare_f32: false,
         sampled: sampled.unwrap_or(false),
+        stages: false,
     };
     let report = crate::engine::bench::run(&model, name, params, &now, None)
         .await
