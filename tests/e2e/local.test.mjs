@@ -127,7 +127,12 @@ test("local answers: a whole completion, abort, bad requests and context overflo
     let seen = 0;
     let aborted = null;
     try {
-      const s = await client.chat.completions.create({ messages, stream: true, max_tokens: 40, signal: controller.signal });
+      // Greedy: the tiny model answers "hello" with 40 tokens and no end token (`llama-web
+      // generate … --max-tokens 40` on either device), so the abort always lands mid-answer; a
+      // sampled answer could end within two chunks and leave nothing to abort.
+      const s = await client.chat.completions.create({
+        messages, stream: true, max_tokens: 40, temperature: 0, signal: controller.signal,
+      });
       for await (const _ of s) {
         seen += 1;
         if (seen === 2) controller.abort();
