@@ -262,19 +262,24 @@ fn main() {
         rows.div_ceil(8),
         8,
     );
-    measure(
-        "split8_barrier",
-        gemv_split(rows, cols, 8, false),
-        rows * 8,
-        64,
-    );
-    if gpu.subgroup_size == Some(8) {
+    // 8 lanes a row (a software GPU's SIMD width), and 32 (a hardware GPU's warp: each warp
+    // reads 640 contiguous bytes a step), summed through workgroup memory, or through subgroup
+    // operations where the adapter's subgroups are that wide.
+    for lanes in [8u32, 32] {
         measure(
-            "split8_subgroup",
-            gemv_split(rows, cols, 8, true),
-            rows * 8,
+            &format!("split{lanes}_barrier"),
+            gemv_split(rows, cols, lanes, false),
+            rows * lanes as usize,
             64,
         );
+        if gpu.subgroup_size == Some(lanes) {
+            measure(
+                &format!("split{lanes}_subgroup"),
+                gemv_split(rows, cols, lanes, true),
+                rows * lanes as usize,
+                64,
+            );
+        }
     }
     let step = step::measure(&gpu, &mut seed);
     eprintln!(
