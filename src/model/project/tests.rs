@@ -4,15 +4,16 @@
 //! is what hardware GPUs run), one token and several (a whole tile of 8 and a part), outputs
 //! poisoned beforehand.
 
+use burn::backend::Dispatch;
 use burn::tensor::{Tensor, TensorData};
 
-use super::{Epilogue, RmsNorm, project};
+use super::{Epilogue, ProjectOps, ProjectSpec, RmsNorm, kernels, project};
 use crate::gguf::GgmlType;
 use crate::gguf::dequant::dequantize;
 use crate::model::device::ComputeDevice;
 use crate::model::llama::LogitsFor;
 use crate::model::quant::tests::{Rng, info, poison, random_rows, read, wgpu};
-use crate::model::quant::{DecodeKernel, QuantMatrix};
+use crate::model::quant::{DecodeKernel, Layout, QuantMatrix};
 use crate::model::weights::Linear;
 use crate::rng::SplitMix64;
 
@@ -139,4 +140,43 @@ fn the_fused_projection_matches_the_reference_for_every_epilogue() {
             }
         }
     }
+}
+
+/// The guard of the kernel's unchecked launch: a spec with more rows than the weights' words
+/// hold is refused before anything is launched (the same launch with the right rows runs).
+#[test]
+#[should_panic(expected = "a projection launch outside its tensors")]
+fn a_projection_launch_outside_its_tensors_is_refused() {
+    let device = wgpu();
+    let mut rng = Rng(SplitMix64::new(3));
+    let (quant, _) = matrix(&device, GgmlType::Q4_0, 8, &mut rng);
+    let (words, layout) = quant.chunks()[0].clone();
+    let x = tensor(&device, values(&mut rng, COLS), [1, COLS]);
+    let launch = |rows: usize| {
+        let spec = ProjectSpec {
+            parts: [Layout { rows, ..layout }; 3],
+            part_count: 1,
+            rows,
+            tokens: 1,
+            first: 0,
+            out_width: rows,
+            offset: 0,
+            eps_bits: None,
+            epilogue: kernels::STORE,
+        };
+        let out = Tensor::<2>::empty([1, rows], &x.device());
+        let words = || words.clone().into_dispatch();
+        read(Tensor::from_dispatch(<Dispatch as ProjectOps>::project(
+            x.clone().into_dispatch(),
+            x.clone().reshape([-1]).into_dispatch(),
+            words(),
+            words(),
+            words(),
+            x.clone().into_dispatch(),
+            out.into_dispatch(),
+            spec,
+        )))
+    };
+    assert_eq!(launch(8).len(), 8);
+    launch(9);
 }

@@ -27,14 +27,16 @@ use super::llama::LogitsFor;
 use super::project::{Epilogue, project};
 use super::weights::Linear;
 
-/// How a single token (decode) is multiplied.
+/// How a matrix is multiplied, chosen by the kind of GPU: named for the single token (decode)
+/// it was made for, it also shapes the tile for several tokens (prefill).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DecodeKernel {
     /// The lanes of a workgroup share a row and read neighbouring blocks (coalesced), then
-    /// reduce: the GEMV for hardware GPUs.
+    /// reduce: the GEMV for hardware GPUs, for one token or eight at a time.
     Cooperative,
     /// One unit per row, no barrier: faster on software GPUs, where a barrier is expensive
-    /// (lavapipe: 1.5 vs 0.9 tok/s on SmolLM2, 0.088 vs 0.062 on the 8B Q4_0).
+    /// (lavapipe: 1.5 vs 0.9 tok/s on SmolLM2, 0.088 vs 0.062 on the 8B Q4_0); for several
+    /// tokens, a unit takes up to 16 rows × 8 tokens.
     RowPerUnit,
 }
 
@@ -47,7 +49,7 @@ pub struct Layout {
     pub cols: usize,
     /// The block format.
     pub format: GgmlType,
-    /// The kernel for a single token.
+    /// The kernel shape (by the kind of GPU).
     pub decode: DecodeKernel,
 }
 
