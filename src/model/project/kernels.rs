@@ -14,9 +14,11 @@
 use cubecl::prelude::*;
 
 use crate::gguf::GgmlType;
-use crate::model::quant::blocks::{block_quants, factors};
-use crate::model::quant::kernels::{F32x4, U32x4, group_values, load_subblock_x, natural_group};
+use crate::model::quant::kernels::{F32x4, U32x4, natural_group};
 use crate::model::quant::layout::row_blocks;
+
+use super::rows_tile::rows_tile_dot;
+use super::shared_row::shared_row_dots;
 
 /// Epilogue codes (comptime): store the dot product as it is.
 pub const STORE: u32 = 0;
@@ -44,14 +46,15 @@ pub struct Tile {
 /// `a_row_blocks` blocks in format `fa`) with tokens `t` of the tile, over the groups of
 /// sub-blocks `lane, lane + lanes, …` — and, when `paired`, those of the same rows of `b` to
 /// `acc[(tokens + t) · rows + r]` (gate and up). A group is the sub-blocks that share block
-/// bytes ([`natural_group`]), so each byte is loaded once; each group is dequantized once for
-/// all the tokens, each token's input values loaded once for all the rows. Blocks of a format
-/// that [`factors`] (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) are not dequantized: their integers are
-/// dotted with the inputs and the sum scaled once, `d·Σq·x + m·Σx` (each token's `Σx` taken
-/// once a block for all the rows) — one multiply an element fewer, ~6 % of a decode step's
-/// kernel time on lavapipe (BENCHMARKS.md, session 16), equal to the dequantized product up to
-/// rounding. Rows past `last` read row `last`, tokens past the input read its last token
-/// (their sums are not stored).
+/// bytes ([`natural_group`]), so each byte is loaded once, and each group is dequantized once
+/// for all the tokens: with one lane a row, each token's input values are loaded once for all
+/// the rows (`rows_tile`); with lanes sharing a row, one token's at a time
+/// (`shared_row`). Blocks of a format that `factors` (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) are not
+/// dequantized: their integers are dotted with the inputs and the sum scaled once, `d·Σq·x +
+/// m·Σx` — one multiply an element fewer, ~6 % of a decode step's kernel time on lavapipe
+/// (BENCHMARKS.md, session 16), equal to the dequantized product up to rounding. Rows past
+/// `last` read row `last`, tokens past the input read its last token (their sums are not
+/// stored).
 #[cube]
 #[allow(clippy::too_many_arguments)]
 fn tile_dot(
@@ -73,129 +76,70 @@ fn tile_dot(
     #[comptime] fa: GgmlType,
     #[comptime] fb: GgmlType,
 ) {
-    let rows = comptime![tile.rows as usize];
     let tokens = comptime![tile.tokens as usize];
     let group = comptime![if paired {
         natural_group(fa).max(natural_group(fb))
     } else {
         natural_group(fa)
     }];
-    let width = comptime![32 * group];
-    let mut xs = Array::<f32>::new(comptime![32 * group * tile.tokens as usize]);
-    let mut wv = Array::<f32>::new(comptime![32 * group]);
-    let factored = comptime![factors(fa) && (!paired || factors(fb))];
-    let mut sx = Array::<f32>::new(comptime![tile.tokens as usize]);
-    let mut scale = Array::<f32>::new(2usize);
-    let mut g = lane;
-    while g < cols / width {
-        #[unroll]
-        for t in 0..tokens {
-            #[unroll]
-            for c in 0..group {
-                load_subblock_x(
-                    x,
-                    token_rows[t],
-                    nw,
-                    g * group + c,
-                    &mut xs,
-                    comptime![width * t + 32 * c],
-                    normed,
-                );
-            }
+    if comptime![tile.lanes > 1] {
+        // The cooperative tile: one row a unit (see `shared_row`).
+        let mut row = row0;
+        if row > last {
+            row = last;
         }
-        if comptime![factored] {
-            // Each token's Σx over the block, for the minimum's term.
-            #[unroll]
-            for t in 0..tokens {
-                let mut sum = 0.0f32;
-                #[unroll]
-                for i in 0..32usize {
-                    sum += xs[comptime![32 * t + i]];
-                }
-                sx[t] = sum;
-            }
+        shared_row_dots(
+            a,
+            row * a_row_blocks,
+            x,
+            token_rows,
+            nw,
+            cols,
+            lane,
+            acc,
+            0usize,
+            tile,
+            normed,
+            group,
+            fa,
+        );
+        if comptime![paired] {
+            shared_row_dots(
+                b,
+                row * b_row_blocks,
+                x,
+                token_rows,
+                nw,
+                cols,
+                lane,
+                acc,
+                tokens,
+                tile,
+                normed,
+                group,
+                fb,
+            );
         }
-        // Not unrolled: one copy of the dequantization per kernel. Unrolled per row it doubled
-        // the compile time (SwiftShader's warm-up 25 s → 13 s) for no speed on lavapipe.
-        for r in 0..rows {
-            let mut row = row0 + r;
-            if row > last {
-                row = last;
-            }
-            if comptime![factored] {
-                block_quants(a, row * a_row_blocks, g, &mut wv, &mut scale, fa);
-                add_scaled_dots(&xs, &wv, &sx, &scale, acc, r, 0usize, tile);
-                if comptime![paired] {
-                    block_quants(b, row * b_row_blocks, g, &mut wv, &mut scale, fb);
-                    add_scaled_dots(&xs, &wv, &sx, &scale, acc, r, tokens, tile);
-                }
-            } else {
-                group_values(a, row * a_row_blocks, g, &mut wv, group, fa);
-                add_token_dots(&xs, &wv, acc, r, 0usize, tile, width);
-                if comptime![paired] {
-                    group_values(b, row * b_row_blocks, g, &mut wv, group, fb);
-                    add_token_dots(&xs, &wv, acc, r, tokens, tile, width);
-                }
-            }
-        }
-        g += comptime![tile.lanes as usize];
-    }
-}
-
-/// `Σ_i xs[width · t + i] · v[i]`, i < `width`: token `t`'s input values against a group's.
-#[cube]
-fn token_dot(
-    xs: &Array<f32>,
-    v: &Array<f32>,
-    #[comptime] t: usize,
-    #[comptime] width: usize,
-) -> f32 {
-    let mut dot = 0.0f32;
-    #[unroll]
-    for i in 0..width {
-        dot += xs[comptime![width * t + i]] * v[i];
-    }
-    dot
-}
-
-/// `acc[(slot + t) · rows + r] += Σ_i xs[width · t + i] · wv[i]` for every token `t` of the tile:
-/// one dequantized group of row `r` against each token's input values.
-#[cube]
-fn add_token_dots(
-    xs: &Array<f32>,
-    wv: &Array<f32>,
-    acc: &mut Array<f32>,
-    r: usize,
-    #[comptime] slot: usize,
-    #[comptime] tile: Tile,
-    #[comptime] width: usize,
-) {
-    let rows = comptime![tile.rows as usize];
-    #[unroll]
-    for t in 0..comptime![tile.tokens as usize] {
-        acc[(slot + t) * rows + r] += token_dot(xs, wv, t, width);
-    }
-}
-
-/// `acc[(slot + t) · rows + r] += d · Σ_i xs[32t + i] · q[i] + m · sx[t]` for every token `t`
-/// of the tile: one block of row `r` in a format that [`factors`] (`q` its integers, `scale`
-/// its `d` and `m`) against each token's input values and their sum.
-#[cube]
-#[allow(clippy::too_many_arguments)]
-fn add_scaled_dots(
-    xs: &Array<f32>,
-    q: &Array<f32>,
-    sx: &Array<f32>,
-    scale: &Array<f32>,
-    acc: &mut Array<f32>,
-    r: usize,
-    #[comptime] slot: usize,
-    #[comptime] tile: Tile,
-) {
-    let rows = comptime![tile.rows as usize];
-    #[unroll]
-    for t in 0..comptime![tile.tokens as usize] {
-        acc[(slot + t) * rows + r] += scale[0] * token_dot(xs, q, t, 32usize) + scale[1] * sx[t];
+    } else {
+        rows_tile_dot(
+            a,
+            a_row_blocks,
+            b,
+            b_row_blocks,
+            row0,
+            last,
+            x,
+            token_rows,
+            nw,
+            cols,
+            acc,
+            tile,
+            normed,
+            paired,
+            fa,
+            fb,
+            group,
+        );
     }
 }
 

@@ -7,6 +7,8 @@
 //! `silu(gate) · up`, the output and down projections add the residual stream as they store.
 
 pub(crate) mod kernels;
+mod rows_tile;
+mod shared_row;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests;
 

@@ -1,0 +1,80 @@
+//! The dot products of the cooperative tile (hardware GPUs): 32 lanes share one row, each lane
+//! taking every 32nd group of sub-blocks, for one token or several. With one row a unit there
+//! is nothing to share an input load with, so the order is the other way round from the
+//! software GPU's tile: each group is dequantized once, then each token's inputs are loaded and
+//! dotted with it straight away. A lane then holds one group's weights and one token's inputs
+//! (64–256 floats) instead of every token's (up to 1,024 for Q6_K over 8 tokens), which a GPU
+//! keeps in registers rather than spilling to memory.
+
+use cubecl::prelude::*;
+
+use crate::gguf::GgmlType;
+use crate::model::quant::blocks::{block_quants, factors};
+use crate::model::quant::kernels::{F32x4, U32x4, group_values, load_subblock_x};
+
+use super::kernels::Tile;
+
+/// Adds to `acc[slot + t]` the dot products of one row of `w` (its first block at `first`,
+/// format `f`) with tokens `t` of the tile, over the groups `lane, lane + lanes, …` of `group`
+/// sub-blocks. Blocks of a format that [`factors`] (with groups of one sub-block) are dotted as
+/// integers and scaled once, `d·Σq·x + m·Σx`, as the software GPU's tile does.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+pub fn shared_row_dots(
+    w: &Tensor<U32x4>,
+    first: usize,
+    x: &Tensor<F32x4>,
+    token_rows: &Array<usize>,
+    nw: &Tensor<F32x4>,
+    cols: usize,
+    lane: usize,
+    acc: &mut Array<f32>,
+    #[comptime] slot: usize,
+    #[comptime] tile: Tile,
+    #[comptime] normed: bool,
+    #[comptime] group: usize,
+    #[comptime] f: GgmlType,
+) {
+    let width = comptime![32 * group];
+    let factored = comptime![factors(f) && group == 1];
+    let mut xs = Array::<f32>::new(comptime![32 * group]);
+    let mut wv = Array::<f32>::new(comptime![32 * group]);
+    let mut scale = Array::<f32>::new(2usize);
+    let mut g = lane;
+    while g < cols / width {
+        if comptime![factored] {
+            block_quants(w, first, g, &mut wv, &mut scale, f);
+        } else {
+            group_values(w, first, g, &mut wv, group, f);
+        }
+        #[unroll]
+        for t in 0..comptime![tile.tokens as usize] {
+            #[unroll]
+            for c in 0..group {
+                load_subblock_x(
+                    x,
+                    token_rows[t],
+                    nw,
+                    g * group + c,
+                    &mut xs,
+                    comptime![32 * c],
+                    normed,
+                );
+            }
+            let mut dot = 0.0f32;
+            let mut sum = 0.0f32;
+            #[unroll]
+            for i in 0..width {
+                dot += xs[i] * wv[i];
+                if comptime![factored] {
+                    sum += xs[i];
+                }
+            }
+            if comptime![factored] {
+                dot = scale[0] * dot + scale[1] * sum;
+            }
+            acc[comptime![slot + t]] += dot;
+        }
+        g += comptime![tile.lanes as usize];
+    }
+}
