@@ -6,7 +6,7 @@ use cubecl::prelude::*;
 
 use crate::gguf::GgmlType;
 use crate::model::quant::blocks::{block_quants, factors};
-use crate::model::quant::kernels::{F32x4, U32x4, group_values, load_subblock_x};
+use crate::model::quant::kernels::{F32x4, U32x4, group_values, load_group_x};
 
 use super::kernels::Tile;
 
@@ -46,18 +46,16 @@ pub fn rows_tile_dot(
     while g < cols / width {
         #[unroll]
         for t in 0..tokens {
-            #[unroll]
-            for c in 0..group {
-                load_subblock_x(
-                    x,
-                    token_rows[t],
-                    nw,
-                    g * group + c,
-                    &mut xs,
-                    comptime![width * t + 32 * c],
-                    normed,
-                );
-            }
+            load_group_x(
+                x,
+                token_rows[t],
+                nw,
+                g,
+                &mut xs,
+                comptime![width * t],
+                group,
+                normed,
+            );
         }
         if comptime![factored] {
             // Each token's Σx over the block, for the minimum's term.

@@ -10,7 +10,7 @@ use cubecl::prelude::*;
 
 use crate::gguf::GgmlType;
 use crate::model::quant::blocks::{block_quants, factors};
-use crate::model::quant::kernels::{F32x4, U32x4, group_values, load_subblock_x};
+use crate::model::quant::kernels::{F32x4, U32x4, group_values, load_group_x};
 
 use super::kernels::Tile;
 
@@ -49,18 +49,7 @@ pub fn shared_row_dots(
         }
         #[unroll]
         for t in 0..comptime![tile.tokens as usize] {
-            #[unroll]
-            for c in 0..group {
-                load_subblock_x(
-                    x,
-                    token_rows[t],
-                    nw,
-                    g * group + c,
-                    &mut xs,
-                    comptime![32 * c],
-                    normed,
-                );
-            }
+            load_group_x(x, token_rows[t], nw, g, &mut xs, 0usize, group, normed);
             let mut dot = 0.0f32;
             let mut sum = 0.0f32;
             #[unroll]

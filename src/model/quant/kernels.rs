@@ -54,6 +54,26 @@ pub fn load_subblock_x(
     }
 }
 
+/// `xs[at + 32c + i]`, c < `group`, i < 32: the input values of group `g`'s sub-blocks, each as
+/// [`load_subblock_x`] loads it.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+pub fn load_group_x(
+    x: &Tensor<F32x4>,
+    xi: usize,
+    nw: &Tensor<F32x4>,
+    g: usize,
+    xs: &mut Array<f32>,
+    #[comptime] at: usize,
+    #[comptime] group: usize,
+    #[comptime] normed: bool,
+) {
+    #[unroll]
+    for c in 0..group {
+        load_subblock_x(x, xi, nw, g * group + c, xs, comptime![at + 32 * c], normed);
+    }
+}
+
 /// Sub-blocks of 32 elements that share block bytes (the nibbles of a Q4_K/Q5_K byte belong to
 /// two sub-blocks, the bytes of a Q6_K half to four): a dot product steps over them together so
 /// each byte is loaded once.
