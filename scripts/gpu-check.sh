@@ -23,7 +23,7 @@
 #   run(command="for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig; scripts/gpu-check.sh",
 #       carry=["target/release/llama-web", "target/release/examples/vulkan_floor", ".gl"],
 #       timeout_s=480)
-# A dry run on lavapipe works anywhere: GEN=2 PROMPT=4 scripts/gpu-check.sh
+# A dry run on lavapipe works anywhere: GEN=2 PROMPT=4 PROMPT_LONG=8 scripts/gpu-check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +32,7 @@ FLOOR=${VULKAN_FLOOR_BIN:-target/release/examples/vulkan_floor}
 OUT=${OUT:-gpu-check-out}
 GEN=${GEN:-32}
 PROMPT=${PROMPT:-16}
+PROMPT_LONG=${PROMPT_LONG:-128}
 STEP_S=${STEP_S:-150}
 mkdir -p "$OUT"
 
@@ -47,10 +48,12 @@ echo "== fidelity on this device (scripts/gpu-fidelity.py: tiny Llama 3.1 agains
 timeout "$STEP_S" python3 scripts/gpu-fidelity.py "$BIN" || echo "fidelity: FAILED (above)"
 
 for quant in Q4_K_M Q4_0; do
-  echo "== synthetic llama3.1-8b:$quant, prompt $PROMPT, decode $GEN"
+  # The Q4_0 run prefills a chat-sized prompt (PROMPT_LONG), the Q4_K_M run a short one.
+  if [ "$quant" = Q4_0 ]; then prompt=$PROMPT_LONG; else prompt=$PROMPT; fi
+  echo "== synthetic llama3.1-8b:$quant, prompt $prompt, decode $GEN"
   report="$OUT/bench-8b-$quant.json"
   timeout "$STEP_S" "$BIN" bench --synthetic "llama3.1-8b:$quant" --device wgpu --context 8192 --kv q8 \
-    --prompt-len "$PROMPT" --gen "$GEN" --stages >"$report" 2>"$OUT/bench-8b-$quant.log" || {
+    --prompt-len "$prompt" --gen "$GEN" --stages >"$report" 2>"$OUT/bench-8b-$quant.log" || {
     echo "bench failed:"; tail -20 "$OUT/bench-8b-$quant.log"; continue; }
   python3 - "$report" <<'PY'
 import json, sys

@@ -11,7 +11,7 @@ use super::config::LlamaConfig;
 use super::device::{ComputeDevice, DeviceChoice};
 use super::error::ModelError;
 use super::plan::KvFormat;
-use super::quant::MAX_CHUNK_BYTES;
+use super::quant::{DecodeKernel, MAX_CHUNK_BYTES};
 
 /// The shape of a preallocated cache, as the kernels see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,8 +24,8 @@ pub struct KvLayout {
     pub capacity: usize,
     /// How a row is stored.
     pub format: KvFormat,
-    /// Units per cube of the cache kernels: one of lavapipe's SIMD groups on a software GPU,
-    /// so that a decode step's 9 to 32 heads still split over the CPU's cores; 64 on hardware.
+    /// Units per cube of the cache kernels (`DecodeKernel::cube_units`: 8 on a software GPU, 64
+    /// on hardware).
     pub cube_units: u32,
 }
 
@@ -85,10 +85,7 @@ impl KvCache {
                     head_dim: config.head_dim,
                     capacity,
                     format,
-                    cube_units: match device.is_software_gpu() {
-                        true => 8,
-                        false => 64,
-                    },
+                    cube_units: DecodeKernel::for_device(device).cube_units(),
                 };
                 if format == KvFormat::Q8 && !config.head_dim.is_multiple_of(4) {
                     return Err(ModelError::Unsupported {

@@ -337,7 +337,7 @@ fn tile_for(spec: &ProjectSpec, decode: DecodeKernel) -> kernels::Tile {
     };
     if decode == DecodeKernel::Cooperative {
         return kernels::Tile {
-            units: 64,
+            units: decode.cube_units(),
             lanes: 32,
             rows: 1,
             tokens,
@@ -351,12 +351,8 @@ fn tile_for(spec: &ProjectSpec, decode: DecodeKernel) -> kernels::Tile {
             spec.epilogue == kernels::SWIGLU || inner.iter().all(|p| p.rows % rows as usize == 0)
         })
         .unwrap_or(1);
-    // On a software GPU, cubes of 8 units (one SIMD group of lavapipe's, two of SwiftShader's),
-    // so that a matrix of a few hundred rows still splits into as many cubes as the CPU has
-    // cores: decode on lavapipe ~87 → ~76 ms a token, prefill in Chromium 17–18.6 → 19.7–20.4
-    // tok/s (BENCHMARKS.md, session 14).
     kernels::Tile {
-        units: 8,
+        units: decode.cube_units(),
         lanes: 1,
         rows,
         tokens,

@@ -40,6 +40,28 @@ pub enum DecodeKernel {
     RowPerUnit,
 }
 
+impl DecodeKernel {
+    /// The kernel for `device`'s kind of GPU.
+    pub fn for_device(device: &ComputeDevice) -> Self {
+        match device.is_software_gpu() {
+            true => DecodeKernel::RowPerUnit,
+            false => DecodeKernel::Cooperative,
+        }
+    }
+
+    /// Units per cube of the kernels on this kind of GPU (the projections and the KV cache's):
+    /// 64 on a hardware GPU; 8 on a software GPU (one SIMD group of lavapipe's, two of
+    /// SwiftShader's), so that a matrix of a few hundred rows, or a decode step's 9 to 32 heads,
+    /// still split into as many cubes as the CPU has cores — decode on lavapipe ~87 → ~76 ms a
+    /// token, prefill in Chromium 17–18.6 → 19.7–20.4 tok/s (BENCHMARKS.md, session 14).
+    pub fn cube_units(self) -> u32 {
+        match self {
+            DecodeKernel::Cooperative => 64,
+            DecodeKernel::RowPerUnit => 8,
+        }
+    }
+}
+
 /// Where a matrix's rows lie in its word buffer, and their format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
@@ -165,10 +187,7 @@ impl QuantMatrix {
             rows,
             cols,
             format: t,
-            decode: match device.is_software_gpu() {
-                true => DecodeKernel::RowPerUnit,
-                false => DecodeKernel::Cooperative,
-            },
+            decode: DecodeKernel::for_device(device),
         };
         // As many rows as fit one binding with the last superblock's padding.
         let mut rows_per_chunk = max_chunk_bytes / row_bytes;
