@@ -128,6 +128,8 @@ async fn timed(
     now: &dyn Fn() -> f64,
     mut launch: impl FnMut() -> Tensor<2>,
 ) -> Result<Tensor<2>, ModelError> {
+    // Once untimed: its launches counted (the read-back's left out), the stage's buffers in the
+    // pool before the timed runs.
     let counters = DeviceCounters::start();
     let out = launch();
     stage.launches_per_token += counters.launches();
