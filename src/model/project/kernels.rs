@@ -49,10 +49,12 @@ pub struct Tile {
 /// bytes ([`natural_group`]), so each byte is loaded once, and each group is dequantized once
 /// for all the tokens: with one lane a row, each token's input values are loaded once for all
 /// the rows (`rows_tile`); with lanes sharing a row, one token's at a time
-/// (`shared_row`). Blocks of a format that `factors` (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) are not
-/// dequantized: their integers are dotted with the inputs and the sum scaled once, `d·Σq·x +
-/// m·Σx` — one multiply an element fewer, ~6 % of a decode step's kernel time on lavapipe
-/// (BENCHMARKS.md, session 16), equal to the dequantized product up to rounding. Rows past
+/// (`shared_row`). Blocks of the quantized formats (those that `factors`) are not dequantized:
+/// their integers are dotted with the inputs and the sum scaled once a chunk of 32 (Q6_K: 16)
+/// elements, `d·Σq·x + m·Σx` — one multiply an element fewer (two for the K-quants with a
+/// minimum): ~6 % of a decode step's kernel time on lavapipe for the 32-element formats
+/// (BENCHMARKS.md, session 16), 14–24 % of the 8B Q4_K_M's matrices (session 18); equal to the
+/// dequantized product up to rounding. Rows past
 /// `last` read row `last`, tokens past the input read its last token (their sums are not
 /// stored).
 #[cube]

@@ -22,7 +22,7 @@ use cubecl::prelude::*;
 
 use super::llama::LogitsFor;
 use super::quant::layout::{device_block, device_bytes, row_blocks};
-use super::quant::{DecodeKernel, Layout, QuantMatrix};
+use super::quant::{CHUNK_ROW_MULTIPLE, DecodeKernel, Layout, QuantMatrix};
 use super::weights::Linear;
 
 /// RMSNorm with a learned scale, as HF: `w · x / sqrt(mean(x²) + eps)`.
@@ -345,7 +345,7 @@ fn tile_for(spec: &ProjectSpec, decode: DecodeKernel) -> kernels::Tile {
     }
     let used = &spec.parts[..spec.part_count as usize];
     let inner = &used[..used.len().saturating_sub(1)];
-    let rows = [16, 8, 4, 2]
+    let rows = [CHUNK_ROW_MULTIPLE as u32, 8, 4, 2]
         .into_iter()
         .find(|&rows| {
             spec.epilogue == kernels::SWIGLU || inner.iter().all(|p| p.rows % rows as usize == 0)

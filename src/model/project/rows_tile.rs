@@ -5,8 +5,10 @@
 use cubecl::prelude::*;
 
 use crate::gguf::GgmlType;
-use crate::model::quant::blocks::{block_quants, factors};
-use crate::model::quant::kernels::{F32x4, U32x4, group_values, load_group_x};
+use crate::model::quant::blocks::{chunk_len, factors, has_min};
+use crate::model::quant::kernels::{
+    F32x4, U32x4, chunk_sums, factored_dot, group_chunks, group_quants, group_values, load_group_x,
+};
 
 use super::kernels::Tile;
 
@@ -39,9 +41,14 @@ pub fn rows_tile_dot(
     let width = comptime![32 * group];
     let mut xs = Array::<f32>::new(comptime![32 * group * tile.tokens as usize]);
     let mut wv = Array::<f32>::new(comptime![32 * group]);
-    let factored = comptime![factors(fa) && (!paired || factors(fb))];
-    let mut sx = Array::<f32>::new(comptime![tile.tokens as usize]);
-    let mut scale = Array::<f32>::new(2usize);
+    // Factored when both matrices are quantized with chunks of one length (gate and up are).
+    let factored =
+        comptime![factors(fa) && (!paired || (factors(fb) && chunk_len(fa) == chunk_len(fb)))];
+    let chunk = comptime![chunk_len(fa)];
+    let chunks = comptime![group_chunks(fa, group)];
+    let summed = comptime![factored && (has_min(fa) || (paired && has_min(fb)))];
+    let mut sx = Array::<f32>::new(comptime![group_chunks(fa, group) * tile.tokens as usize]);
+    let mut scales = Array::<f32>::new(comptime![2 * group_chunks(fa, group)]);
     let mut g = 0usize;
     while g < cols / width {
         #[unroll]
@@ -57,16 +64,18 @@ pub fn rows_tile_dot(
                 normed,
             );
         }
-        if comptime![factored] {
-            // Each token's Σx over the block, for the minimum's term.
+        if comptime![summed] {
+            // Each token's Σx over each chunk, for the minimum's term.
             #[unroll]
             for t in 0..tokens {
-                let mut sum = 0.0f32;
-                #[unroll]
-                for i in 0..32usize {
-                    sum += xs[comptime![32 * t + i]];
-                }
-                sx[t] = sum;
+                chunk_sums(
+                    &xs,
+                    &mut sx,
+                    comptime![width * t],
+                    comptime![chunks * t],
+                    chunk,
+                    chunks,
+                );
             }
         }
         // Not unrolled: one copy of the dequantization per kernel. Unrolled per row it doubled
@@ -77,11 +86,11 @@ pub fn rows_tile_dot(
                 row = last;
             }
             if comptime![factored] {
-                block_quants(a, row * a_row_blocks, g, &mut wv, &mut scale, fa);
-                add_scaled_dots(&xs, &wv, &sx, &scale, acc, r, 0usize, tile);
+                group_quants(a, row * a_row_blocks, g, &mut wv, &mut scales, group, fa);
+                add_factored_dots(&xs, &wv, &scales, &sx, acc, r, 0usize, tile, group, fa);
                 if comptime![paired] {
-                    block_quants(b, row * b_row_blocks, g, &mut wv, &mut scale, fb);
-                    add_scaled_dots(&xs, &wv, &sx, &scale, acc, r, tokens, tile);
+                    group_quants(b, row * b_row_blocks, g, &mut wv, &mut scales, group, fb);
+                    add_factored_dots(&xs, &wv, &scales, &sx, acc, r, tokens, tile, group, fb);
                 }
             } else {
                 group_values(a, row * a_row_blocks, g, &mut wv, group, fa);
@@ -131,24 +140,36 @@ fn add_token_dots(
     }
 }
 
-/// `acc[(slot + t) · rows + r] += d · Σ_i xs[32t + i] · q[i] + m · sx[t]` for every token `t`
-/// of the tile: one block of row `r` in a format that [`factors`] (`q` its integers, `scale`
-/// its `d` and `m`) against each token's input values and their sum.
+/// `acc[(slot + t) · rows + r] += factored_dot(…)` for every token `t` of the tile: one group
+/// of row `r` as integers and chunk scales (`q`, `scales`) against each token's input values
+/// and their chunk sums `sx`.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn add_scaled_dots(
+fn add_factored_dots(
     xs: &Array<f32>,
     q: &Array<f32>,
+    scales: &Array<f32>,
     sx: &Array<f32>,
-    scale: &Array<f32>,
     acc: &mut Array<f32>,
     r: usize,
     #[comptime] slot: usize,
     #[comptime] tile: Tile,
+    #[comptime] group: usize,
+    #[comptime] format: GgmlType,
 ) {
     let rows = comptime![tile.rows as usize];
+    let chunks = comptime![group_chunks(format, group)];
     #[unroll]
     for t in 0..comptime![tile.tokens as usize] {
-        acc[(slot + t) * rows + r] += scale[0] * token_dot(xs, q, t, 32usize) + scale[1] * sx[t];
+        acc[(slot + t) * rows + r] += factored_dot(
+            xs,
+            q,
+            scales,
+            sx,
+            comptime![32 * group * t],
+            comptime![chunks * t],
+            group,
+            format,
+        );
     }
 }

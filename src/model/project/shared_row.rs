@@ -9,15 +9,18 @@
 use cubecl::prelude::*;
 
 use crate::gguf::GgmlType;
-use crate::model::quant::blocks::{block_quants, factors};
-use crate::model::quant::kernels::{F32x4, U32x4, group_values, load_group_x};
+use crate::model::quant::blocks::{factors, has_min};
+use crate::model::quant::kernels::{
+    F32x4, U32x4, chunk_sums, factored_dot, group_chunks, group_quants, group_values, load_group_x,
+};
 
 use super::kernels::Tile;
 
 /// Adds to `acc[slot + t]` the dot products of one row of `w` (its first block at `first`,
 /// format `f`) with tokens `t` of the tile, over the groups `lane, lane + lanes, …` of `group`
-/// sub-blocks. Blocks of a format that [`factors`] (with groups of one sub-block) are dotted as
-/// integers and scaled once, `d·Σq·x + m·Σx`, as the software GPU's tile does.
+/// sub-blocks. Blocks of a format that [`factors`] are dotted as integers and scaled once a
+/// chunk, `d·Σq·x + m·Σx`, as the software GPU's tile does — but not for several tokens in a
+/// format with a minimum, where each token's `Σx` would cost more than dequantizing once.
 #[cube]
 #[allow(clippy::too_many_arguments)]
 pub fn shared_row_dots(
@@ -36,14 +39,16 @@ pub fn shared_row_dots(
     #[comptime] f: GgmlType,
 ) {
     let width = comptime![32 * group];
-    let factored = comptime![factors(f) && group == 1];
+    let chunks = comptime![group_chunks(f, group)];
+    let factored = comptime![factors(f) && (tile.tokens == 1 || !has_min(f))];
     let mut xs = Array::<f32>::new(comptime![32 * group]);
     let mut wv = Array::<f32>::new(comptime![32 * group]);
-    let mut scale = Array::<f32>::new(2usize);
+    let mut scales = Array::<f32>::new(comptime![2 * group_chunks(f, group)]);
+    let mut sums = Array::<f32>::new(comptime![group_chunks(f, group)]);
     let mut g = lane;
     while g < cols / width {
         if comptime![factored] {
-            block_quants(w, first, g, &mut wv, &mut scale, f);
+            group_quants(w, first, g, &mut wv, &mut scales, group, f);
         } else {
             group_values(w, first, g, &mut wv, group, f);
         }
@@ -51,16 +56,23 @@ pub fn shared_row_dots(
         for t in 0..comptime![tile.tokens as usize] {
             load_group_x(x, token_rows[t], nw, g, &mut xs, 0usize, group, normed);
             let mut dot = 0.0f32;
-            let mut sum = 0.0f32;
-            #[unroll]
-            for i in 0..width {
-                dot += xs[i] * wv[i];
-                if comptime![factored] {
-                    sum += xs[i];
-                }
-            }
             if comptime![factored] {
-                dot = scale[0] * dot + scale[1] * sum;
+                if comptime![has_min(f)] {
+                    chunk_sums(
+                        &xs,
+                        &mut sums,
+                        0usize,
+                        0usize,
+                        comptime![width / chunks],
+                        chunks,
+                    );
+                }
+                dot = factored_dot(&xs, &wv, &scales, &sums, 0usize, 0usize, group, f);
+            } else {
+                #[unroll]
+                for i in 0..width {
+                    dot += xs[i] * wv[i];
+                }
             }
             acc[comptime![slot + t]] += dot;
         }

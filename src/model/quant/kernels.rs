@@ -8,7 +8,7 @@
 
 use cubecl::prelude::*;
 
-use super::blocks::natural_values;
+use super::blocks::{chunk_len, has_min, natural_quants, natural_values};
 use crate::gguf::GgmlType;
 
 /// Four words, loaded together: the unit of every weight load.
@@ -103,6 +103,97 @@ pub fn group_values(
     for c in 0..per {
         natural_values(w, first, g * per + c, out, comptime![32 * n * c], format);
     }
+}
+
+/// Chunks of [`chunk_len`] elements in a group of `group` sub-blocks of `format`.
+pub fn group_chunks(format: GgmlType, group: usize) -> usize {
+    32 * group / chunk_len(format)
+}
+
+/// [`group_values`] as integers and chunk scales, for a format that `factors`: `q[i]` the
+/// group's integers, `scales[2c]`, `scales[2c + 1]` chunk `c`'s `d` and `m`
+/// ([`natural_quants`]).
+#[cube]
+pub fn group_quants(
+    w: &Tensor<U32x4>,
+    first: usize,
+    g: usize,
+    q: &mut Array<f32>,
+    scales: &mut Array<f32>,
+    #[comptime] group: usize,
+    #[comptime] format: GgmlType,
+) {
+    let n = comptime![natural_group(format)];
+    let per = comptime![group / natural_group(format)];
+    #[unroll]
+    for c in 0..per {
+        natural_quants(
+            w,
+            first,
+            g * per + c,
+            q,
+            scales,
+            comptime![32 * n * c],
+            comptime![2 * group_chunks(format, natural_group(format)) * c],
+            format,
+        );
+    }
+}
+
+/// `sums[at_sums + c] = Σ_i xs[at + chunk·c + i]`, i < `chunk`, c < `chunks`: the input's sum
+/// over each chunk, for the minimum's term of [`factored_dot`].
+#[cube]
+pub fn chunk_sums(
+    xs: &Array<f32>,
+    sums: &mut Array<f32>,
+    #[comptime] at: usize,
+    #[comptime] at_sums: usize,
+    #[comptime] chunk: usize,
+    #[comptime] chunks: usize,
+) {
+    #[unroll]
+    for c in 0..chunks {
+        let mut sum = 0.0f32;
+        #[unroll]
+        for i in 0..chunk {
+            sum += xs[comptime![at + chunk * c + i]];
+        }
+        sums[comptime![at_sums + c]] = sum;
+    }
+}
+
+/// `Σ_c d_c · Σ_i xs[at + chunk·c + i] · q[chunk·c + i] (+ m_c · sums[at_sums + c])`: a group
+/// of [`group_quants`] (its integers `q` and chunk scales) against one token's inputs `xs`,
+/// each chunk's integer dot scaled once — one multiply an element fewer than dequantizing, and
+/// equal to the dequantized product up to rounding. `sums` ([`chunk_sums`]) is read only in a
+/// format with a minimum.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+pub fn factored_dot(
+    xs: &Array<f32>,
+    q: &Array<f32>,
+    scales: &Array<f32>,
+    sums: &Array<f32>,
+    #[comptime] at: usize,
+    #[comptime] at_sums: usize,
+    #[comptime] group: usize,
+    #[comptime] format: GgmlType,
+) -> f32 {
+    let chunk = comptime![chunk_len(format)];
+    let mut total = 0.0f32;
+    #[unroll]
+    for c in 0..comptime![group_chunks(format, group)] {
+        let mut dot = 0.0f32;
+        #[unroll]
+        for i in 0..chunk {
+            dot += xs[comptime![at + chunk * c + i]] * q[comptime![chunk * c + i]];
+        }
+        total += scales[comptime![2 * c]] * dot;
+        if comptime![has_min(format)] {
+            total += scales[comptime![2 * c + 1]] * sums[comptime![at_sums + c]];
+        }
+    }
+    total
 }
 
 /// The roofline probe: every unit reads `per_unit` words `units` apart (coalesced) and writes

@@ -7,6 +7,7 @@
 //! CubeCL runtime, so there the model keeps dequantized f32 weights instead.
 
 pub(crate) mod blocks;
+pub(crate) mod k_quants;
 pub(crate) mod kernels;
 pub(crate) mod layout;
 #[cfg(all(test, not(target_arch = "wasm32")))]
@@ -125,6 +126,12 @@ impl QuantOps for CubeBackend {
 /// Larger matrices (the 8B's 430 MB `output.weight`) are split into row chunks.
 pub const MAX_CHUNK_BYTES: usize = 128 * 1024 * 1024 - 256;
 
+/// A chunk of a split matrix holds a multiple of this many rows: the projection's largest tile
+/// (`project`'s software-GPU tile takes up to 16 rows a unit, and only when every part but the
+/// last is a multiple of them). The 8B's head in 39,945-row chunks ran one row a unit, 5× slower
+/// an element than the other matrices on lavapipe (BENCHMARKS.md, session 18).
+pub const CHUNK_ROW_MULTIPLE: usize = 16;
+
 /// A weight matrix in its GGUF block format on the wgpu device, in row chunks that each fit
 /// one storage-buffer binding.
 #[derive(Debug, Clone)]
@@ -196,6 +203,9 @@ impl QuantMatrix {
         {
             rows_per_chunk -= 1;
         }
+        if rows_per_chunk > CHUNK_ROW_MULTIPLE {
+            rows_per_chunk -= rows_per_chunk % CHUNK_ROW_MULTIPLE;
+        }
         let chunks = bytes
             .chunks(rows_per_chunk * row_bytes)
             .map(|chunk| {
@@ -229,12 +239,6 @@ impl QuantMatrix {
     pub(crate) fn with_decode_kernel(mut self, decode: DecodeKernel) -> Self {
         self.chunks.iter_mut().for_each(|(_, l)| l.decode = decode);
         self
-    }
-
-    /// How many chunks the rows are split into.
-    #[cfg(test)]
-    pub(crate) fn chunk_count(&self) -> usize {
-        self.chunks.len()
     }
 
     /// The row chunks: each one's words and layout.

@@ -5,7 +5,7 @@
 use burn::backend::Dispatch;
 use burn::tensor::{DType, Int, Tensor, TensorData};
 
-use super::{DecodeKernel, QuantMatrix, QuantOps, streaming_read_gb_s};
+use super::{CHUNK_ROW_MULTIPLE, DecodeKernel, QuantMatrix, QuantOps, streaming_read_gb_s};
 use crate::gguf::dequant::dequantize;
 use crate::gguf::{GgmlType, TensorInfo};
 use crate::model::device::{ComputeDevice, DeviceChoice};
@@ -158,14 +158,23 @@ fn row_chunks_give_the_same_product() {
         let m = QuantMatrix::upload_chunked(&info, &bytes, &device, max_chunk_bytes).unwrap();
         poison(&device, n * rows);
         let xt = Tensor::<2>::from_data(TensorData::new(x.clone(), [n, cols]), device.burn());
-        (m.chunk_count(), read(m.matmul(xt)))
+        let chunk_rows: Vec<usize> = m.chunks.iter().map(|(_, l)| l.rows).collect();
+        (chunk_rows, read(m.matmul(xt)))
     };
     let (one, whole) = product(usize::MAX);
     // Four rows of two Q6_K blocks are one whole superblock on the device.
     let four_rows = super::layout::device_bytes(t, 4 * row_bytes as u64) as usize;
     assert_eq!(four_rows, 4 * row_bytes);
     let (six, chunked) = product(four_rows + 7);
-    assert_eq!((one, six), (1, 6), "23 rows in chunks of 4");
+    assert_eq!(
+        (one, six),
+        (vec![23], vec![4, 4, 4, 4, 4, 3]),
+        "23 rows in chunks of 4"
+    );
+    assert_eq!(whole, chunked);
+    // Room for 20 rows: a chunk takes 16, a multiple of the projection tile's rows.
+    let (two, chunked) = product(5 * four_rows + 7);
+    assert_eq!(two, [CHUNK_ROW_MULTIPLE, 23 - CHUNK_ROW_MULTIPLE]);
     assert_eq!(whole, chunked);
     assert!(QuantMatrix::upload_chunked(&info, &bytes, &device, row_bytes - 1).is_err());
     assert!(QuantMatrix::upload(&info, &bytes[1..], &device).is_err());
