@@ -14,7 +14,7 @@
 use cubecl::prelude::*;
 
 use crate::gguf::GgmlType;
-use crate::model::quant::kernels::{F32x4, U32x4, natural_group};
+use crate::model::quant::kernels::{F32x4, U32x4, dot_group, natural_group};
 use crate::model::quant::layout::row_blocks;
 
 use super::rows_tile::rows_tile_dot;
@@ -69,7 +69,7 @@ fn tile_dot(
     x: &Tensor<F32x4>,
     token_rows: &Array<usize>,
     nw: &Tensor<F32x4>,
-    cols: usize,
+    #[comptime] cols: usize,
     lane: usize,
     acc: &mut Array<f32>,
     #[comptime] tile: Tile,
@@ -79,11 +79,12 @@ fn tile_dot(
     #[comptime] fb: GgmlType,
 ) {
     let tokens = comptime![tile.tokens as usize];
-    let group = comptime![if paired {
-        natural_group(fa).max(natural_group(fb))
-    } else {
-        natural_group(fa)
+    let group = comptime![match (paired, fa == fb) {
+        (true, false) => natural_group(fa).max(natural_group(fb)),
+        _ => dot_group(fa, cols),
     }];
+    let runs_a = comptime![group == dot_group(fa, cols)];
+    let runs_b = comptime![group == dot_group(fb, cols)];
     if comptime![tile.lanes > 1] {
         // The cooperative tile: one row a unit (see `shared_row`).
         let mut row = row0;
@@ -103,6 +104,7 @@ fn tile_dot(
             tile,
             normed,
             group,
+            runs_a,
             fa,
         );
         if comptime![paired] {
@@ -119,6 +121,7 @@ fn tile_dot(
                 tile,
                 normed,
                 group,
+                runs_b,
                 fb,
             );
         }
@@ -141,6 +144,8 @@ fn tile_dot(
             fa,
             fb,
             group,
+            runs_a,
+            runs_b,
         );
     }
 }

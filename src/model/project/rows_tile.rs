@@ -35,6 +35,8 @@ pub fn rows_tile_dot(
     #[comptime] fa: GgmlType,
     #[comptime] fb: GgmlType,
     #[comptime] group: usize,
+    #[comptime] runs_a: bool,
+    #[comptime] runs_b: bool,
 ) {
     let rows = comptime![tile.rows as usize];
     let tokens = comptime![tile.tokens as usize];
@@ -86,10 +88,28 @@ pub fn rows_tile_dot(
                 row = last;
             }
             if comptime![factored] {
-                group_quants(a, row * a_row_blocks, g, &mut wv, &mut scales, group, fa);
+                group_quants(
+                    a,
+                    row * a_row_blocks,
+                    g,
+                    &mut wv,
+                    &mut scales,
+                    group,
+                    runs_a,
+                    fa,
+                );
                 add_factored_dots(&xs, &wv, &scales, &sx, acc, r, 0usize, tile, group, fa);
                 if comptime![paired] {
-                    group_quants(b, row * b_row_blocks, g, &mut wv, &mut scales, group, fb);
+                    group_quants(
+                        b,
+                        row * b_row_blocks,
+                        g,
+                        &mut wv,
+                        &mut scales,
+                        group,
+                        runs_b,
+                        fb,
+                    );
                     add_factored_dots(&xs, &wv, &scales, &sx, acc, r, tokens, tile, group, fb);
                 }
             } else {

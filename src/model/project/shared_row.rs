@@ -36,6 +36,7 @@ pub fn shared_row_dots(
     #[comptime] tile: Tile,
     #[comptime] normed: bool,
     #[comptime] group: usize,
+    #[comptime] runs: bool,
     #[comptime] f: GgmlType,
 ) {
     let width = comptime![32 * group];
@@ -48,7 +49,7 @@ pub fn shared_row_dots(
     let mut g = lane;
     while g < cols / width {
         if comptime![factored] {
-            group_quants(w, first, g, &mut wv, &mut scales, group, f);
+            group_quants(w, first, g, &mut wv, &mut scales, group, runs, f);
         } else {
             group_values(w, first, g, &mut wv, group, f);
         }

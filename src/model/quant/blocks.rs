@@ -44,8 +44,14 @@ pub(super) fn component(v: U32x4, c: usize) -> u32 {
 /// of such values that starts at `unit`.
 #[cube]
 pub(super) fn small_field(w: &Tensor<U32x4>, unit: usize, j: usize, #[comptime] len: usize) -> u32 {
+    field_in_unit(w[unit + j * len / 16], j, len)
+}
+
+/// [`small_field`] from `v`, the loaded unit of its field that holds block `j`'s value.
+#[cube]
+fn field_in_unit(v: U32x4, j: usize, #[comptime] len: usize) -> u32 {
     let byte = j * len;
-    let word = component(w[unit + byte / 16], (byte % 16) / 4);
+    let word = component(v, (byte % 16) / 4);
     let mut out = word;
     if comptime![len == 2] {
         out = (word >> (((byte % 4) * 8) as u32)) & 0xFFFF;
@@ -135,14 +141,19 @@ pub fn natural_quants(
     } else if comptime![format == GgmlType::Q6_K] {
         q6_k_quants(w, first, s, q, scales, at, at_scales);
     } else {
-        block_quants(w, first, s, q, scales, at, at_scales, format);
+        block_run_quants(w, first, s, q, scales, at, at_scales, 1usize, format);
     }
 }
 
-/// [`natural_quants`] for the 32-element formats: block `first + s`.
+/// [`natural_quants`] for the 32-element formats, `blocks` of them at a time: blocks
+/// `first + blocks·s + b`, b < `blocks`, which must lie in one superblock (as the groups of
+/// [`super::kernels::dot_group`] do), so that the unit of their scales is loaded once for all
+/// of them — on a software GPU every load is a gather, and the scales' took ~22 % of a Q4_1
+/// matrix's time loaded once a block (BENCHMARKS.md, session 18). Block `b`'s integers go to
+/// `out[at + 32b ..]`, its `d` and `m` to `scale[at_scales + 2b ..]`.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn block_quants(
+pub(super) fn block_run_quants(
     w: &Tensor<U32x4>,
     first: usize,
     s: usize,
@@ -150,13 +161,50 @@ fn block_quants(
     scale: &mut Array<f32>,
     #[comptime] at: usize,
     #[comptime] at_scales: usize,
+    #[comptime] blocks: usize,
     #[comptime] format: GgmlType,
 ) {
-    let base = superblock_unit(first + s, format);
-    let j = in_superblock(first + s, format);
+    let has_min = comptime![has_min(format)];
+    let head_len = comptime![if has_min { 4usize } else { 2usize }];
+    let i0 = first + s * blocks;
+    let base = superblock_unit(i0, format);
+    let j0 = in_superblock(i0, format);
+    let heads = w[base + j0 * head_len / 16];
+    #[unroll]
+    for b in 0..blocks {
+        let head = field_in_unit(heads, j0 + b, head_len);
+        block_quants(
+            w,
+            base,
+            j0 + b,
+            head,
+            out,
+            scale,
+            comptime![at + 32 * b],
+            comptime![at_scales + 2 * b],
+            format,
+        );
+    }
+}
+
+/// Block `j` of the superblock at unit `base`, a 32-element format, its scale field `head`
+/// already read: [`block_run_quants`] for one block.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn block_quants(
+    w: &Tensor<U32x4>,
+    base: usize,
+    j: usize,
+    head: u32,
+    out: &mut Array<f32>,
+    scale: &mut Array<f32>,
+    #[comptime] at: usize,
+    #[comptime] at_scales: usize,
+    #[comptime] format: GgmlType,
+) {
     scale[comptime![at_scales + 1]] = 0.0f32;
     if comptime![format == GgmlType::Q8_0] {
-        scale[at_scales] = f16_to_f32(small_field(w, base, j, 2usize));
+        scale[at_scales] = f16_to_f32(head);
         let mut q = Array::<u32>::new(8usize);
         load_units(
             w,
@@ -171,8 +219,6 @@ fn block_quants(
     } else {
         let has_min = comptime![has_min(format)];
         let five = comptime![format == GgmlType::Q5_0 || format == GgmlType::Q5_1];
-        let scale_len = comptime![if has_min { 4usize } else { 2usize }];
-        let head = small_field(w, base, j, scale_len);
         scale[at_scales] = f16_to_f32(head & 0xFFFF);
         if has_min {
             scale[comptime![at_scales + 1]] = f16_to_f32(head >> 16);

@@ -8,7 +8,10 @@
 
 use cubecl::prelude::*;
 
-use super::blocks::{chunk_len, has_min, natural_quants, natural_values};
+use super::blocks::{
+    block_run_quants, chunk_len, factors, has_min, natural_quants, natural_values,
+};
+use super::layout::{row_blocks, superblock_blocks};
 use crate::gguf::GgmlType;
 
 /// Four words, loaded together: the unit of every weight load.
@@ -110,10 +113,28 @@ pub fn group_chunks(format: GgmlType, group: usize) -> usize {
     32 * group / chunk_len(format)
 }
 
+/// Sub-blocks a dot product takes at a time in `format` over rows of `cols` elements: the
+/// format's [`natural_group`], or for the 32-element quantized formats up to four blocks of one
+/// superblock (a whole number of such groups in a row, so none leaves its superblock), whose
+/// scales [`group_quants`] then loads once.
+pub fn dot_group(format: GgmlType, cols: usize) -> usize {
+    let natural = natural_group(format);
+    if natural > 1 || !factors(format) {
+        return natural;
+    }
+    let blocks = row_blocks(format, cols);
+    [4, 2]
+        .into_iter()
+        .find(|&g| blocks.is_multiple_of(g) && superblock_blocks(format).is_multiple_of(g))
+        .unwrap_or(1)
+}
+
 /// [`group_values`] as integers and chunk scales, for a format that `factors`: `q[i]` the
 /// group's integers, `scales[2c]`, `scales[2c + 1]` chunk `c`'s `d` and `m`
-/// ([`natural_quants`]).
+/// ([`natural_quants`]). `runs`: the group is one of [`dot_group`]'s, its blocks in one
+/// superblock.
 #[cube]
+#[allow(clippy::too_many_arguments)]
 pub fn group_quants(
     w: &Tensor<U32x4>,
     first: usize,
@@ -121,22 +142,27 @@ pub fn group_quants(
     q: &mut Array<f32>,
     scales: &mut Array<f32>,
     #[comptime] group: usize,
+    #[comptime] runs: bool,
     #[comptime] format: GgmlType,
 ) {
     let n = comptime![natural_group(format)];
     let per = comptime![group / natural_group(format)];
-    #[unroll]
-    for c in 0..per {
-        natural_quants(
-            w,
-            first,
-            g * per + c,
-            q,
-            scales,
-            comptime![32 * n * c],
-            comptime![2 * group_chunks(format, natural_group(format)) * c],
-            format,
-        );
+    if comptime![runs && n == 1] {
+        block_run_quants(w, first, g, q, scales, 0usize, 0usize, group, format);
+    } else {
+        #[unroll]
+        for c in 0..per {
+            natural_quants(
+                w,
+                first,
+                g * per + c,
+                q,
+                scales,
+                comptime![32 * n * c],
+                comptime![2 * group_chunks(format, natural_group(format)) * c],
+                format,
+            );
+        }
     }
 }
 

@@ -101,6 +101,8 @@ fn matmul_matches_dequantize_then_matmul_for_every_format() {
         // One token takes the decode GEMV, more the prefill kernel. Rows not a multiple of any
         // workgroup or tile (up to 16 rows × 8 tokens: 11 tokens are a whole tile and a part);
         // 1280 columns are 40 groups of 32, not a multiple of the GEMV's 32 lanes.
+        // Rows of 18 and 19 blocks of 32: the 32-element formats' dot products then take blocks
+        // two at a time and one at a time (`dot_group`), four for the others.
         for (rows, cols, n) in [
             (1, 256, 1),
             (67, 512, 1),
@@ -108,7 +110,12 @@ fn matmul_matches_dequantize_then_matmul_for_every_format() {
             (67, 512, 11),
             (130, 1280, 1),
             (5, 1280, 7),
+            (37, 576, 1),
+            (13, 608, 3),
         ] {
+            if cols % t.block_elements() as usize != 0 {
+                continue;
+            }
             let bytes = random_rows(t, rows, cols, &mut rng);
             let w = dequantize(t, &bytes, rows * cols).unwrap();
             let x: Vec<f32> = (0..n * cols)
