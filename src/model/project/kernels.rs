@@ -79,8 +79,10 @@ fn tile_dot(
     #[comptime] fb: GgmlType,
 ) {
     let tokens = comptime![tile.tokens as usize];
-    let group = comptime![match (paired, fa == fb) {
-        (true, false) => natural_group(fa).max(natural_group(fb)),
+    // Several blocks at a time for one token only: a prefill tile's inputs for 8 tokens and 4
+    // blocks, unrolled, took lavapipe 2.3× as long to compile (BENCHMARKS.md, session 18).
+    let group = comptime![match (paired, fa == fb, tile.tokens) {
+        (true, false, _) | (_, _, 2..) => natural_group(fa).max(natural_group(fb)),
         _ => dot_group(fa, cols),
     }];
     let runs_a = comptime![group == dot_group(fa, cols)];
