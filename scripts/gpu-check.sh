@@ -10,6 +10,9 @@
 # First the fidelity checks on the same device (scripts/gpu-fidelity.py: the hardware kernels
 # against HF transformers' goldens).
 #
+# Then the 8B Q4_K_M's decode with other shapes of the cooperative GEMV (`bench --decode-kernel`,
+# KERNELS: rows a unit, subgroup sums or workgroup memory) beside the default's, in one run.
+#
 # Then, when carried, the hand-written floor on the same device (examples/vulkan_floor/, a
 # 4096 × 4096 Q4_1 matrix): streaming read and the best hand-written GEMV, beside our kernels.
 #
@@ -58,7 +61,7 @@ for quant in Q4_K_M Q4_0; do
   python3 - "$report" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
-print(f"device            {r['device']}")
+print(f"device            {r['device']}, {r['decode_kernel']}")
 print(f"decode            {r['decode_tok_s']:.2f} tok/s   (prefill {r['prefill_tok_s']:.2f} tok/s)")
 print(f"weights per token {r['weight_bytes_per_token'] / 1e9:.3f} GB")
 print(f"effective         {r['effective_gb_s']:.1f} GB/s")
@@ -74,6 +77,25 @@ for s in r.get('stages') or []:
 total = sum(s['ms_per_token'] for s in r.get('stages') or [])
 print(f"  sum        {total:8.3f} ms {100 * total / step:5.1f} % (the rest: hand-offs, the host, the choice)")
 PY
+done
+
+# The session-17 shape (one row a unit, sums through workgroup memory), 4 rows without subgroups,
+# 8 rows with them: against the default (4 rows, subgroups where the device has them) above.
+KERNELS=${KERNELS:-"cooperative,rows=1,subgroups=off cooperative,rows=4,subgroups=off cooperative,rows=8"}
+echo "== decode kernel shapes, synthetic llama3.1-8b:Q4_K_M, prompt 4, decode $GEN"
+for kernel in $KERNELS; do
+  report="$OUT/bench-8b-kernel-${kernel//[,=]/_}.json"
+  if timeout "$STEP_S" "$BIN" bench --synthetic llama3.1-8b:Q4_K_M --device wgpu --context 8192 --kv q8 \
+    --prompt-len 4 --gen "$GEN" --decode-kernel "$kernel" >"$report" 2>"$report.log"; then
+    python3 - "$report" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"{r['decode_kernel']:<48} decode {r['decode_tok_s']:7.2f} tok/s, {r['effective_gb_s']:7.1f} GB/s "
+      f"({100 * r['roofline_fraction']:.1f} % of {r['read_bandwidth_gb_s']:.0f}), warm-up {r['warmup_s']:.1f} s")
+PY
+  else
+    echo "$kernel: bench failed:"; tail -5 "$report.log"
+  fi
 done
 
 if [ -x "$FLOOR" ]; then

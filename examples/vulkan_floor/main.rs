@@ -48,8 +48,12 @@ impl Gpu {
             required_features |= wgpu::Features::SUBGROUP;
         }
         eprintln!(
-            "adapter: {} ({}), subgroup size {subgroup_size:?}",
-            info.name, info.driver_info
+            "adapter: {} ({}), subgroup size {subgroup_size:?} ({}–{}), shader-f16 {}",
+            info.name,
+            info.driver_info,
+            info.subgroup_min_size,
+            info.subgroup_max_size,
+            adapter.features().contains(wgpu::Features::SHADER_F16)
         );
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             required_features,

@@ -15,6 +15,7 @@ mod cli {
     use llama_web::engine::sampling::SamplingParams;
     use llama_web::engine::{Engine, GenerateRequest};
     use llama_web::gguf::{ByteSource, FileSource, GgufHeader};
+    use llama_web::model::DecodeKernel;
     use llama_web::model::config::LlamaConfig;
     use llama_web::model::device::{ComputeDevice, DeviceChoice};
     use llama_web::model::llama::{Llama, LogitsFor};
@@ -179,6 +180,12 @@ mod cli {
             /// head; each launched on its own, repeated): `stages`. wgpu only.
             #[arg(long)]
             stages: bool,
+            /// The matrix kernel instead of the one for the kind of GPU, to compare shapes on
+            /// one GPU: `row-per-unit`, or `cooperative` with any of `,lanes=N`, `,rows=N`,
+            /// `,subgroups=off|auto|forced` (default `cooperative,lanes=32,rows=4,subgroups=auto`
+            /// on a hardware GPU, `row-per-unit` on a software one). Reported as `decode_kernel`.
+            #[arg(long)]
+            decode_kernel: Option<DecodeKernel>,
         },
         /// Write a synthetic model (`llama3.1-8b:Q4_K_M` or `llama3.1-8b:Q4_0`) as a real GGUF
         /// file, for other engines to run the very same shapes; print `{"out", "bytes"}`.
@@ -259,6 +266,7 @@ mod cli {
                 compare_f32,
                 sampled,
                 stages,
+                decode_kernel,
             } => {
                 let params = BenchParams {
                     prompt_len,
@@ -269,7 +277,7 @@ mod cli {
                     sampled,
                     stages,
                 };
-                bench(model, synthetic, device, params)
+                bench(model, synthetic, (device, decode_kernel), params)
             }
             Command::Synth { kind, out } => synth(&kind, out),
         };
@@ -421,10 +429,13 @@ mod cli {
         Ok(())
     }
 
+    /// A device and, optionally, the matrix kernel it is to use.
+    type DeviceAndKernel = (DeviceChoice, Option<DecodeKernel>);
+
     fn bench(
         model: Option<PathBuf>,
         synthetic: Option<String>,
-        device: DeviceChoice,
+        device: DeviceAndKernel,
         params: BenchParams,
     ) -> CliResult {
         match (model, synthetic) {
@@ -479,7 +490,7 @@ mod cli {
     fn run_bench(
         source: &impl ByteSource,
         model_name: String,
-        device: DeviceChoice,
+        (device, decode_kernel): DeviceAndKernel,
         params: BenchParams,
     ) -> CliResult {
         let context = params.context.expect("the CLI always sets a context");
@@ -488,7 +499,10 @@ mod cli {
         let plans: Vec<MemoryPlan> = [KvFormat::F32, KvFormat::Q8]
             .map(|kv| MemoryPlan::new(&header, &config, context, kv))
             .into();
-        let device = ComputeDevice::init_native(device)?;
+        let mut device = ComputeDevice::init_native(device)?;
+        if let Some(kernel) = decode_kernel {
+            device = device.with_decode_kernel(kernel);
+        }
         let started = std::time::Instant::now();
         let mut reported = 0;
         let llama = pollster::block_on(Llama::load(&header, source, &device, &mut |p| {
@@ -516,8 +530,11 @@ mod cli {
             thread_cpu.as_ref().map(|f| f as &dyn Fn() -> f64),
         ))?;
         let mut json = serde_json::to_value(&report)?;
+        let decode_kernel = (device.choice() == DeviceChoice::Wgpu)
+            .then(|| DecodeKernel::for_device(&device).to_string());
         let extra = json!({
             "model": model_name,
+            "decode_kernel": decode_kernel,
             "load_s": load_s,
             "plan": plans,
         });

@@ -12,6 +12,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::quant::DecodeKernel;
 use burn::tensor::Device;
 
 /// Which kind of device to run on, as named on the command line (`--device cpu|wgpu`).
@@ -94,6 +95,8 @@ pub enum DeviceError {
 pub struct ComputeDevice {
     device: Device,
     choice: DeviceChoice,
+    /// The matrix kernel asked for, instead of the one for the kind of GPU.
+    decode_kernel: Option<DecodeKernel>,
 }
 
 impl ComputeDevice {
@@ -105,7 +108,11 @@ impl ComputeDevice {
             DeviceChoice::Cpu => Device::flex(),
             DeviceChoice::Wgpu => shared_vulkan_device()?,
         };
-        Ok(Self { device, choice })
+        Ok(Self {
+            device,
+            choice,
+            decode_kernel: None,
+        })
     }
 
     /// Brings up the browser's WebGPU device (once per page or worker; later calls share it).
@@ -147,6 +154,7 @@ impl ComputeDevice {
         Self {
             device,
             choice: DeviceChoice::Wgpu,
+            decode_kernel: None,
         }
     }
 
@@ -163,6 +171,19 @@ impl ComputeDevice {
                 .device
                 .identity()
                 .is_none_or(|id| id.physical.is_none())
+    }
+
+    /// The same device with matrices uploaded from now on multiplied by `kernel` instead of the
+    /// kernel for its kind of GPU ([`DecodeKernel::for_device`]): for benchmarks comparing
+    /// kernel shapes on one GPU.
+    pub fn with_decode_kernel(mut self, kernel: DecodeKernel) -> Self {
+        self.decode_kernel = Some(kernel);
+        self
+    }
+
+    /// The matrix kernel asked for with [`Self::with_decode_kernel`], if any.
+    pub fn decode_kernel(&self) -> Option<DecodeKernel> {
+        self.decode_kernel
     }
 
     /// The Burn device, to create tensors on it (inside `model/`: Burn types are not public).

@@ -32,6 +32,8 @@ pub(crate) mod top;
 pub(crate) mod weights;
 
 #[cfg(feature = "gpu")]
+pub use quant::{Cooperative, DecodeKernel, Subgroups};
+#[cfg(feature = "gpu")]
 pub use top::{Shortlist, TopLogits};
 #[cfg(feature = "gpu")]
 pub use weights::LoadProgress;

@@ -5,7 +5,7 @@
 //! A cube is [`Tile::units`] units, each computing a [`Tile`]: with one lane a unit takes whole
 //! rows for a few tokens (no barrier in the dot: software GPUs), with 32 lanes the lanes of a
 //! row read neighbouring sub-blocks (coalesced: hardware GPUs) and then add up their partial
-//! sums, one lane per output. Cube x walks the rows, cube y the tokens.
+//! sums, one lane per output (`store`). Cube x walks the rows, cube y the tokens.
 //!
 //! RMSNorm: `W · (nw ⊙ x · r) = r · (W · (nw ⊙ x))` with `r = 1/√(mean(x²) + eps)`; the cube
 //! sums `x²` cooperatively (one barrier), every cube over the same partition, so every row
@@ -19,6 +19,7 @@ use crate::model::quant::layout::row_blocks;
 
 use super::rows_tile::rows_tile_dot;
 use super::shared_row::shared_row_dots;
+use super::store::store_tile;
 
 /// Epilogue codes (comptime): store the dot product as it is.
 pub const STORE: u32 = 0;
@@ -40,6 +41,9 @@ pub struct Tile {
     pub rows: u32,
     /// Tokens per unit.
     pub tokens: u32,
+    /// With several lanes a row: their partial sums added with subgroup shuffles (the device
+    /// has subgroups of at least `lanes`), not through workgroup memory.
+    pub subgroup: bool,
 }
 
 /// Adds to `acc[t · rows + r]` the dot products of rows `row0 + r` of `a` (rows of
@@ -47,9 +51,9 @@ pub struct Tile {
 /// sub-blocks `lane, lane + lanes, …` — and, when `paired`, those of the same rows of `b` to
 /// `acc[(tokens + t) · rows + r]` (gate and up). A group is the sub-blocks that share block
 /// bytes ([`natural_group`]), so each byte is loaded once, and each group is dequantized once
-/// for all the tokens: with one lane a row, each token's input values are loaded once for all
-/// the rows (`rows_tile`); with lanes sharing a row, one token's at a time
-/// (`shared_row`). Blocks of the quantized formats (those that `factors`) are not dequantized:
+/// for all the tokens: each token's input values are loaded once for all the unit's rows
+/// (`rows_tile`: one lane a row, or for one token lanes sharing up to 4 rows); with lanes
+/// sharing one row for several tokens, one token's at a time (`shared_row`). Blocks of the quantized formats (those that `factors`) are not dequantized:
 /// their integers are dotted with the inputs and the sum scaled once a chunk of 32 (Q6_K: 16)
 /// elements, `d·Σq·x + m·Σx` — one multiply an element fewer (two for the K-quants with a
 /// minimum): ~6 % of a decode step's kernel time on lavapipe for the 32-element formats
@@ -87,8 +91,8 @@ fn tile_dot(
     }];
     let runs_a = comptime![group == dot_group(fa, cols)];
     let runs_b = comptime![group == dot_group(fb, cols)];
-    if comptime![tile.lanes > 1] {
-        // The cooperative tile: one row a unit (see `shared_row`).
+    if comptime![tile.lanes > 1 && tile.tokens > 1] {
+        // The cooperative tile for several tokens: one row a unit (see `shared_row`).
         let mut row = row0;
         if row > last {
             row = last;
@@ -128,6 +132,8 @@ fn tile_dot(
             );
         }
     } else {
+        // One lane a row (software GPUs), or, for one token, the lanes of a row taking every
+        // `lanes`-th group of its rows: each input value loaded once for `tile.rows` rows.
         rows_tile_dot(
             a,
             a_row_blocks,
@@ -139,6 +145,7 @@ fn tile_dot(
             token_rows,
             nw,
             cols,
+            lane,
             acc,
             tile,
             normed,
@@ -343,101 +350,7 @@ pub fn project_kernel(
         }
     }
 
-    if comptime![tile.lanes > 1] {
-        // The lanes of a row hold partial sums of each of its outputs (token × row, and the up
-        // row's under SWIGLU): through workgroup memory, lane `o` adds up output `o` and stores
-        // it. Slot `i` of unit `u` is at `i · (units + 1) + u` (padded: the lanes reading one
-        // unit's slots hit different banks).
-        let outputs = comptime![(tile.rows * tile.tokens) as usize];
-        let slots = comptime![
-            (if epilogue == SWIGLU { 2 } else { 1 }) * (tile.rows * tile.tokens) as usize
-        ];
-        let stride = comptime![tile.units as usize + 1];
-        let mut sums = Shared::<[f32]>::new_slice(comptime![slots * (tile.units as usize + 1)]);
-        #[unroll]
-        for i in 0..slots {
-            sums[i * stride + unit] = acc[i];
-        }
-        sync_cube();
-        if lane < outputs {
-            let first_lane = unit - lane;
-            let mut gate = 0.0f32;
-            let mut up = 0.0f32;
-            for l in 0..lanes {
-                gate += sums[lane * stride + first_lane + l];
-                if comptime![epilogue == SWIGLU] {
-                    up += sums[(outputs + lane) * stride + first_lane + l];
-                }
-            }
-            let t = lane / per;
-            let r = lane % per;
-            store_output(
-                out,
-                residual,
-                gate,
-                up,
-                scale[t],
-                row0 + r,
-                t0 + t,
-                rows,
-                n,
-                out_width,
-                offset,
-                epilogue,
-            );
-        }
-    } else {
-        #[unroll]
-        for t in 0..tokens {
-            #[unroll]
-            for r in 0..per {
-                store_output(
-                    out,
-                    residual,
-                    acc[comptime![t * per + r]],
-                    acc[comptime![(tokens + t) * per + r]],
-                    scale[t],
-                    row0 + r,
-                    t0 + t,
-                    rows,
-                    n,
-                    out_width,
-                    offset,
-                    epilogue,
-                );
-            }
-        }
-    }
-}
-
-/// Stores output `[tok, offset + row]` from its dot product `gate` (and, under [`SWIGLU`], the
-/// up row's `up`), both scaled by the token's RMSNorm factor `scale`: `gate`, `silu(gate) · up`,
-/// or `gate` plus the residual stream's value. Nothing past `rows` or the `n` tokens is stored.
-#[cube]
-#[allow(clippy::too_many_arguments)]
-fn store_output(
-    out: &mut Tensor<f32>,
-    residual: &Tensor<f32>,
-    gate: f32,
-    up: f32,
-    scale: f32,
-    row: usize,
-    tok: usize,
-    rows: usize,
-    n: usize,
-    out_width: usize,
-    offset: usize,
-    #[comptime] epilogue: u32,
-) {
-    if row < rows && tok < n {
-        let mut value = gate * scale;
-        if comptime![epilogue == SWIGLU] {
-            value = value / (1.0f32 + f32::exp(-value)) * (up * scale);
-        }
-        let at = tok * out_width + offset + row;
-        if comptime![epilogue == ADD_RESIDUAL] {
-            value += residual[at];
-        }
-        out[at] = value;
-    }
+    store_tile(
+        out, residual, &acc, &scale, unit, row0, t0, rows, n, out_width, offset, tile, epilogue,
+    );
 }

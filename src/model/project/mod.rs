@@ -9,6 +9,7 @@
 pub(crate) mod kernels;
 mod rows_tile;
 mod shared_row;
+mod store;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests;
 
@@ -22,7 +23,7 @@ use cubecl::prelude::*;
 
 use super::llama::LogitsFor;
 use super::quant::layout::{device_block, device_bytes, row_blocks};
-use super::quant::{CHUNK_ROW_MULTIPLE, DecodeKernel, Layout, QuantMatrix};
+use super::quant::{CHUNK_ROW_MULTIPLE, DecodeKernel, Layout, QuantMatrix, Subgroups};
 use super::weights::Linear;
 
 /// RMSNorm with a learned scale, as HF: `w · x / sqrt(mean(x²) + eps)`.
@@ -235,7 +236,7 @@ impl ProjectOps for CubeBackend {
         let x = into_contiguous(x);
         let residual = into_contiguous(residual);
         let [p0, p1, p2] = spec.parts;
-        let tile = tile_for(&spec, p0.decode);
+        let tile = tile_for(&spec, p0.decode, subgroup_size(&x.client));
         let rows_per_cube = tile.units / tile.lanes * tile.rows;
         let client = x.client.clone();
         // Launched without CubeCL's per-index bounds checks (a compare and a select on every
@@ -284,6 +285,17 @@ impl ProjectOps for CubeBackend {
     }
 }
 
+/// The device's subgroup size (the smallest it may pick) where CubeCL reports subgroup
+/// operations, else `None`.
+fn subgroup_size(client: &cubecl::client::Client) -> Option<u32> {
+    let properties = client.properties();
+    let ops = properties
+        .features
+        .plane
+        .contains(cubecl::features::Plane::Ops);
+    ops.then_some(properties.hardware.plane_size_min)
+}
+
 /// Panics unless every index the projection kernel forms for `spec` lies inside the tensors
 /// passed (`x`, the norm weight, the residual stream, the output; the parts' words): the
 /// invariant its unchecked launch rests on, kept by [`project_quant`].
@@ -314,9 +326,11 @@ fn check_spec(
     assert!(fits, "a projection launch outside its tensors: {spec:?}");
 }
 
-/// The tile a unit computes. On a hardware GPU 32 lanes share each row (the cooperative GEMV),
-/// for one token or for up to 8 (each block dequantized once for 8 tokens): cubes of 2 rows,
-/// thousands of them for a matrix. (The software GPU's tile below gave the H200 a 4096-row
+/// The tile a unit computes. On a hardware GPU 32 lanes share each row (the cooperative GEMV):
+/// for one token each unit takes up to 4 rows (`Cooperative::rows`: each input value loaded
+/// once for them; cubes of 8 rows, hundreds to thousands of them for a matrix), their sums added
+/// with subgroup shuffles where `subgroup_size` allows; for up to 8 tokens one row (each block
+/// dequantized once for 8 tokens). (The software GPU's tile below gave the H200 a 4096-row
 /// matrix in 8 cubes of 64 units for a 16-token prefill: 6.6 tok/s for the 8B Q4_K_M,
 /// BENCHMARKS.md session 17.) On a software GPU one lane takes whole rows: for one token up to
 /// 16 rows (each input value loaded once for 16 rows); for several, up to 16 rows × 8 tokens in
@@ -330,31 +344,43 @@ fn check_spec(
 /// Q4_K_M's prefill from 0.38 to 0.81 tok/s with 16 × 8 over the K-quants too, whose groups of
 /// 2–4 sub-blocks double the warm-up (69 → 131 s; session 8). One token, 8 → 16 rows: decode
 /// in Chromium 2.92 → 3.32 tok/s (three runs each), on lavapipe the same (session 14).
-fn tile_for(spec: &ProjectSpec, decode: DecodeKernel) -> kernels::Tile {
+fn tile_for(spec: &ProjectSpec, decode: DecodeKernel, subgroup_size: Option<u32>) -> kernels::Tile {
     let tokens = match spec.tokens {
         1 => 1,
         _ => 8,
     };
-    if decode == DecodeKernel::Cooperative {
-        return kernels::Tile {
-            units: decode.cube_units(),
-            lanes: 32,
-            rows: 1,
-            tokens,
-        };
-    }
     let used = &spec.parts[..spec.part_count as usize];
     let inner = &used[..used.len().saturating_sub(1)];
-    let rows = [CHUNK_ROW_MULTIPLE as u32, 8, 4, 2]
-        .into_iter()
-        .find(|&rows| {
-            spec.epilogue == kernels::SWIGLU || inner.iter().all(|p| p.rows % rows as usize == 0)
-        })
-        .unwrap_or(1);
-    kernels::Tile {
-        units: decode.cube_units(),
-        lanes: 1,
-        rows,
-        tokens,
+    // The most rows, from `most` down by halves, that keep every unit's rows in one part.
+    let rows_from = |most: u32| {
+        std::iter::successors(Some(most), |&r| (r > 1).then_some(r / 2))
+            .find(|&rows| {
+                spec.epilogue == kernels::SWIGLU
+                    || inner.iter().all(|p| p.rows % rows as usize == 0)
+            })
+            .unwrap_or(1)
+    };
+    match decode {
+        DecodeKernel::Cooperative(shape) => kernels::Tile {
+            units: decode.cube_units(),
+            lanes: shape.lanes,
+            rows: match tokens {
+                1 => rows_from(shape.rows),
+                _ => 1,
+            },
+            tokens,
+            subgroup: match shape.subgroups {
+                Subgroups::Off => false,
+                Subgroups::Auto => subgroup_size.is_some_and(|size| size >= shape.lanes),
+                Subgroups::Forced => true,
+            },
+        },
+        DecodeKernel::RowPerUnit => kernels::Tile {
+            units: decode.cube_units(),
+            lanes: 1,
+            rows: rows_from(CHUNK_ROW_MULTIPLE as u32),
+            tokens,
+            subgroup: false,
+        },
     }
 }

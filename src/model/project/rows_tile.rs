@@ -1,6 +1,9 @@
 //! The software GPU's tile (one lane a row): a unit takes up to 16 whole rows for up to 8
 //! tokens, loading each token's inputs once for all its rows and dequantizing each group of
 //! sub-blocks once for all its tokens — on a software GPU loads are what a dot product pays for.
+//! The hardware GPU's GEMV for one token is the same tile with several lanes a row, each lane
+//! taking every `lanes`-th group of the unit's rows: an input value loaded from the cache
+//! once for up to 4 rows instead of once a row.
 
 use cubecl::prelude::*;
 
@@ -12,9 +15,10 @@ use crate::model::quant::kernels::{
 
 use super::kernels::Tile;
 
-/// `tile_dot` for one lane a row (software GPUs): each token's inputs loaded once for all
-/// the unit's rows, each group dequantized once for all the tokens (and, in a format that
-/// [`factors`], each token's `Σx` taken once a block for all the rows).
+/// `tile_dot` for whole rows, over the groups `lane, lane + lanes, …` of each (one lane a row
+/// on software GPUs): each token's inputs loaded once for all the unit's rows, each group
+/// dequantized once for all the tokens (and, in a format that [`factors`], each token's `Σx`
+/// taken once a block for all the rows).
 #[cube]
 #[allow(clippy::too_many_arguments)]
 pub fn rows_tile_dot(
@@ -28,6 +32,7 @@ pub fn rows_tile_dot(
     token_rows: &Array<usize>,
     nw: &Tensor<F32x4>,
     cols: usize,
+    lane: usize,
     acc: &mut Array<f32>,
     #[comptime] tile: Tile,
     #[comptime] normed: bool,
@@ -51,7 +56,7 @@ pub fn rows_tile_dot(
     let summed = comptime![factored && (has_min(fa) || (paired && has_min(fb)))];
     let mut sx = Array::<f32>::new(comptime![group_chunks(fa, group) * tile.tokens as usize]);
     let mut scales = Array::<f32>::new(comptime![2 * group_chunks(fa, group)]);
-    let mut g = 0usize;
+    let mut g = lane;
     while g < cols / width {
         #[unroll]
         for t in 0..tokens {
@@ -121,7 +126,7 @@ pub fn rows_tile_dot(
                 }
             }
         }
-        g += 1usize;
+        g += comptime![tile.lanes as usize];
     }
 }
 

@@ -1,5 +1,6 @@
-//! The dot products of the cooperative tile (hardware GPUs): 32 lanes share one row, each lane
-//! taking every 32nd group of sub-blocks, for one token or several. With one row a unit there
+//! The dot products of the cooperative tile (hardware GPUs) for several tokens: 32 lanes share
+//! one row, each lane taking every 32nd group of sub-blocks (for one token the lanes share up to
+//! 4 rows instead, through `rows_tile`). With one row a unit there
 //! is nothing to share an input load with, so the order is the other way round from the
 //! software GPU's tile: each group is dequantized once, then each token's inputs are loaded and
 //! dotted with it straight away. A lane then holds one group's weights and one token's inputs

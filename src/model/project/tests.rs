@@ -12,8 +12,9 @@ use crate::gguf::GgmlType;
 use crate::gguf::dequant::dequantize;
 use crate::model::device::ComputeDevice;
 use crate::model::llama::LogitsFor;
+use crate::model::quant::tests::KERNELS;
 use crate::model::quant::tests::{Rng, info, poison, random_rows, read, wgpu};
-use crate::model::quant::{DecodeKernel, Layout, QuantMatrix};
+use crate::model::quant::{Layout, QuantMatrix};
 use crate::model::weights::Linear;
 use crate::rng::SplitMix64;
 
@@ -121,7 +122,7 @@ fn the_fused_projection_matches_the_reference_for_every_epilogue() {
             let dense: Vec<&Linear> = matrices.iter().map(|(_, d)| d).collect();
             let expected = read(project(&x, norm, &dense, epilogue, which));
             let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
-            for kernel in [DecodeKernel::Cooperative, DecodeKernel::RowPerUnit] {
+            for kernel in KERNELS {
                 let quant: Vec<Linear> = matrices
                     .iter()
                     .map(|(q, _)| Linear::Quant(q.clone().with_decode_kernel(kernel)))

@@ -5,11 +5,28 @@
 use burn::backend::Dispatch;
 use burn::tensor::{DType, Int, Tensor, TensorData};
 
-use super::{CHUNK_ROW_MULTIPLE, DecodeKernel, QuantMatrix, QuantOps, streaming_read_gb_s};
+use super::{
+    CHUNK_ROW_MULTIPLE, Cooperative, DecodeKernel, QuantMatrix, QuantOps, Subgroups,
+    streaming_read_gb_s,
+};
 use crate::gguf::dequant::dequantize;
 use crate::gguf::{GgmlType, TensorInfo};
 use crate::model::device::{ComputeDevice, DeviceChoice};
 use crate::rng::SplitMix64;
+
+/// The matrix kernels every product is checked with: the hardware GPU's default (on lavapipe
+/// its lanes' sums go through workgroup memory: CubeCL reports no subgroups for a CPU device),
+/// its shape with sums by subgroup shuffles (lavapipe's subgroups are 8 lanes), and the
+/// software GPU's.
+pub(crate) const KERNELS: [DecodeKernel; 3] = [
+    DecodeKernel::Cooperative(Cooperative::DEFAULT),
+    DecodeKernel::Cooperative(Cooperative {
+        lanes: 8,
+        rows: 2,
+        subgroups: Subgroups::Forced,
+    }),
+    DecodeKernel::RowPerUnit,
+];
 
 /// Random test data from the crate's SplitMix64.
 pub(crate) struct Rng(pub(crate) SplitMix64);
@@ -123,7 +140,7 @@ fn matmul_matches_dequantize_then_matmul_for_every_format() {
                 .collect();
 
             let uploaded = QuantMatrix::upload(&info(t, rows, cols), &bytes, &device).unwrap();
-            for kernel in [DecodeKernel::Cooperative, DecodeKernel::RowPerUnit] {
+            for kernel in KERNELS {
                 let matrix = uploaded.clone().with_decode_kernel(kernel);
                 poison(&device, n * rows);
                 let xt =
@@ -218,4 +235,32 @@ fn the_bandwidth_probe_reports_a_finite_rate() {
     let gb_s = streaming_read_gb_s(&device, 8 << 20, 2, &now);
     let gb_s = pollster::block_on(gb_s).unwrap();
     assert!(gb_s.is_finite() && gb_s > 0.0);
+}
+
+/// A kernel's name reads back as the same kernel; malformed names are refused with a reason.
+#[test]
+fn decode_kernel_names_round_trip() {
+    for kernel in KERNELS {
+        assert_eq!(kernel.to_string().parse::<DecodeKernel>(), Ok(kernel));
+    }
+    let parsed: DecodeKernel = "cooperative,rows=1,subgroups=off".parse().unwrap();
+    let expected = Cooperative {
+        rows: 1,
+        subgroups: Subgroups::Off,
+        ..Cooperative::DEFAULT
+    };
+    assert_eq!(parsed, DecodeKernel::Cooperative(expected));
+    for bad in [
+        "",
+        "cooperative,",
+        "cooperative,rows",
+        "cooperative,rows=0",
+        "cooperative,lanes=8,rows=16",
+        "cooperative,lanes=48",
+        "cooperative,subgroups=yes",
+        "row-per-unit,rows=2",
+        "tiled",
+    ] {
+        assert!(bad.parse::<DecodeKernel>().is_err(), "`{bad}` parsed");
+    }
 }
