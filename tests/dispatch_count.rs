@@ -74,21 +74,21 @@ fn sampled_generation_reads_back_shortlists() {
 }
 
 #[test]
-fn a_decode_step_is_six_launches_per_block_and_reads_back_the_choice_or_a_shortlist() {
+fn a_decode_step_is_five_launches_per_block_and_reads_back_the_choice_or_a_shortlist() {
     let model = load_llama(
         fixture("tiny_llama31/tiny-llama31-Q4_0.gguf"),
         DeviceChoice::Wgpu,
     );
     let layers = model.config().n_layers as u64;
     for format in [KvFormat::F32, KvFormat::Q8] {
-        // Per block: q/k/v (norm folded in), RoPE + cache store, attention (up to 256 keys: one
-        // segment, written directly), the output projection (+ residual), gate/up (norm and
-        // SwiGLU folded in), down (+ residual). Then the head (final norm folded in) and the
-        // greedy choice.
+        // Per block: q/k/v (norm folded in), attention with RoPE and the cache store folded in
+        // (up to 256 keys: one segment, written directly), the output projection (+ residual),
+        // gate/up (norm and SwiGLU folded in), down (+ residual). Then the head (final norm
+        // folded in) and the greedy choice.
         let (launches, readback) = greedy_step(&model, 5, format);
         assert_eq!(
             launches,
-            6 * layers + 2,
+            5 * layers + 2,
             "{format:?}: launches of one decode step"
         );
         assert!(launches <= 8 * layers + 8, "the issue's budget");
@@ -98,7 +98,7 @@ fn a_decode_step_is_six_launches_per_block_and_reads_back_the_choice_or_a_shortl
         let (launches, readback) = greedy_step(&model, 300, format);
         assert_eq!(
             launches,
-            7 * layers + 2,
+            6 * layers + 2,
             "{format:?}: launches after 300 tokens"
         );
         assert_eq!(readback, 4);
@@ -112,7 +112,7 @@ fn a_decode_step_is_six_launches_per_block_and_reads_back_the_choice_or_a_shortl
     let counters = DeviceCounters::start();
     block_on(model.forward(&[2], &[1], &mut cache, LogitsFor::Last)).unwrap();
     assert_eq!(counters.readback_bytes(), vocab * 4);
-    assert_eq!(counters.launches(), 6 * layers + 1);
+    assert_eq!(counters.launches(), 5 * layers + 1);
 
     // A sampled step reads back the shortlist instead: 4 header words and 128 (id, logit)
     // pairs, the vocabulary's first in the host's order.
@@ -121,7 +121,7 @@ fn a_decode_step_is_six_launches_per_block_and_reads_back_the_choice_or_a_shortl
     let counters = DeviceCounters::start();
     let top = block_on(model.forward_top(&[2], &[1], &mut cache, 0.8)).unwrap();
     assert_eq!(counters.readback_bytes(), 4 * (4 + 2 * 128));
-    assert_eq!(counters.launches(), 6 * layers + 2);
+    assert_eq!(counters.launches(), 5 * layers + 2);
     drop(counters);
     let shortlist = top.shortlist.clone();
     let logits = block_on(top.read_all()).unwrap();

@@ -17,53 +17,9 @@
 
 use cubecl::prelude::*;
 
+use super::rows::{round_trip, store_row};
+use super::softmax::{add_value, attend_cached, score_update, write_partial};
 use crate::model::plan::KvFormat;
-
-/// Writes `row` (`head_dim` f32 values) into cache row `slot` (f32 bits, or q8: 4 values per
-/// word as `round(x / scale) + 128`, then the scale `max|x| / 127`).
-#[cube]
-fn store_row(
-    row: &Array<f32>,
-    cache: &mut Tensor<u32>,
-    slot: usize,
-    #[comptime] head_dim: usize,
-    #[comptime] format: KvFormat,
-) {
-    if comptime![format == KvFormat::F32] {
-        let dst = slot * head_dim;
-        #[unroll]
-        for d in 0..head_dim {
-            cache[dst + d] = u32::reinterpret(row[d]);
-        }
-    } else {
-        let row_words = comptime![head_dim / 4 + 1];
-        let dst = slot * row_words;
-        let mut amax = 0.0f32;
-        #[unroll]
-        for d in 0..head_dim {
-            let a = f32::abs(row[d]);
-            if a > amax {
-                amax = a;
-            }
-        }
-        let scale = amax / 127.0f32;
-        let mut inv = 0.0f32;
-        if amax > 0.0f32 {
-            inv = 127.0f32 / amax;
-        }
-        #[unroll]
-        for w in 0..comptime![head_dim / 4] {
-            let mut word = 0u32;
-            #[unroll]
-            for b in 0..4usize {
-                let q = f32::round(row[w * 4 + b] * inv) + 128.0f32;
-                word |= u32::cast_from(q) << ((b * 8) as u32);
-            }
-            cache[dst + w] = word;
-        }
-        cache[dst + comptime![head_dim / 4]] = u32::reinterpret(scale);
-    }
-}
 
 /// RoPE and the cache store in one pass over the q/k/v projection `qkv` (`[n, (heads + 2 ·
 /// kv_heads) · head_dim]`, each token's query heads, then key heads, then value heads). One unit
@@ -141,37 +97,6 @@ pub fn rope_store_kernel(
     }
 }
 
-/// Loads cache row `row` into `out` as f32.
-#[cube]
-fn load_row(
-    cache: &Tensor<u32>,
-    row: usize,
-    out: &mut Array<f32>,
-    #[comptime] head_dim: usize,
-    #[comptime] format: KvFormat,
-) {
-    if comptime![format == KvFormat::F32] {
-        let at = row * head_dim;
-        #[unroll]
-        for d in 0..head_dim {
-            out[d] = f32::reinterpret(cache[at + d]);
-        }
-    } else {
-        let row_words = comptime![head_dim / 4 + 1];
-        let at = row * row_words;
-        let scale = f32::reinterpret(cache[at + comptime![head_dim / 4]]);
-        #[unroll]
-        for w in 0..comptime![head_dim / 4] {
-            let word = cache[at + w];
-            #[unroll]
-            for b in 0..4usize {
-                let q = ((word >> ((b * 8) as u32)) & 0xFF) as i32 - 128;
-                out[w * 4 + b] = f32::cast_from(q) * scale;
-            }
-        }
-    }
-}
-
 /// One segment of attention. Unit `((head · n) + token) · segments + segment` attends query
 /// `q[head, token]` (`[heads, n, head_dim]`) to the keys `segment · seg_len ..` it may see (up to
 /// cache slot `past + token`), over KV head `head / (heads / kv_heads)`, and writes to
@@ -180,10 +105,11 @@ fn load_row(
 /// nothing to merge), it writes the attention output itself instead, `Σ p_j v_j / Σ p_j`, to
 /// `partial[token, head · head_dim + d]` (`[n, heads · head_dim]`), as [`combine_kernel`] would.
 #[cube(launch)]
+#[allow(clippy::too_many_arguments)]
 pub fn attend_kernel(
     q: &Tensor<f32>,
-    keys: &Tensor<u32>,
-    values: &Tensor<u32>,
+    keys: &mut Tensor<u32>,
+    values: &mut Tensor<u32>,
     partial: &mut Tensor<f32>,
     heads: usize,
     kv_heads: usize,
@@ -207,63 +133,144 @@ pub fn attend_kernel(
     let kv_head = head / (heads / kv_heads);
 
     let mut query = Array::<f32>::new(head_dim);
-    let mut row = Array::<f32>::new(head_dim);
-    let mut acc = Array::<f32>::new(head_dim);
     let qa = (head * n + token) * head_dim;
     #[unroll]
     for d in 0..head_dim {
         query[d] = q[qa + d];
-        acc[d] = 0.0f32;
     }
-    // Below every score: a finite stand-in for −∞ (`exp(-3e38 - s)` is 0, never NaN).
-    let mut max = f32::new(-3.0e38);
-    let mut sum = 0.0f32;
+    let mut acc = Array::<f32>::new(head_dim);
+    let mut state = Array::<f32>::new(2usize);
     let first = segment * seg_len;
     let mut end = past + token + 1;
     if first + seg_len < end {
         end = first + seg_len;
     }
-    for j in first..end {
-        let slot = kv_head * capacity + j;
-        load_row(keys, slot, &mut row, head_dim, format);
-        let mut dot = 0.0f32;
-        #[unroll]
-        for d in 0..head_dim {
-            dot += query[d] * row[d];
-        }
-        let s = dot * scale;
-        if s > max {
-            let correction = f32::exp(max - s);
-            sum *= correction;
-            #[unroll]
-            for d in 0..head_dim {
-                acc[d] *= correction;
-            }
-            max = s;
-        }
-        let p = f32::exp(s - max);
-        sum += p;
-        load_row(values, slot, &mut row, head_dim, format);
-        #[unroll]
-        for d in 0..head_dim {
-            acc[d] += p * row[d];
-        }
+    attend_cached(
+        &query,
+        keys,
+        values,
+        kv_head * capacity,
+        first,
+        end,
+        &mut acc,
+        &mut state,
+        scale,
+        head_dim,
+        format,
+    );
+    write_partial(
+        partial, &acc, &state, unit, token, head, heads, head_dim, direct,
+    );
+}
+
+/// [`attend_kernel`] for one new token (decode) with [`rope_store_kernel`] folded in, one launch
+/// fewer a block: unit `head · segments + segment` rotates its query head from `qkv` (`[1,
+/// (heads + 2 · kv_heads) · head_dim]`) itself and attends the cached keys of its segment; the
+/// unit whose segment holds the new token's slot `past` rotates its KV head's new key and takes
+/// the new value from `qkv` too, rounded through the cache's format exactly as a store and a load
+/// would round them, and the first query head of each KV head stores them into slot `past` for
+/// the steps that follow (nothing in this launch reads that slot from memory). `angles` is `[2,
+/// 1, head_dim / 2]`. Equal to the two launches bit for bit.
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+pub fn rope_attend_kernel(
+    qkv: &Tensor<f32>,
+    angles: &Tensor<f32>,
+    keys: &mut Tensor<u32>,
+    values: &mut Tensor<u32>,
+    partial: &mut Tensor<f32>,
+    heads: usize,
+    kv_heads: usize,
+    past: usize,
+    capacity: usize,
+    segments: usize,
+    seg_len: usize,
+    scale: f32,
+    #[comptime] head_dim: usize,
+    #[comptime] format: KvFormat,
+    #[comptime] direct: bool,
+) {
+    let unit = ABSOLUTE_POS_X as usize;
+    if unit >= heads * segments {
+        terminate!();
     }
-    if comptime![direct] {
-        // combine_kernel's arithmetic for one segment: its weight exp(max − max) is 1.
-        let out = (token * heads + head) * head_dim;
+    let segment = unit % segments;
+    let head = unit / segments;
+    let group = heads / kv_heads;
+    let kv_head = head / group;
+
+    let mut query = Array::<f32>::new(head_dim);
+    rotate(qkv, head * head_dim, angles, &mut query, head_dim);
+    let mut acc = Array::<f32>::new(head_dim);
+    let mut state = Array::<f32>::new(2usize);
+    let first = segment * seg_len;
+    let mut end = past;
+    if first + seg_len < end {
+        end = first + seg_len;
+    }
+    attend_cached(
+        &query,
+        keys,
+        values,
+        kv_head * capacity,
+        first,
+        end,
+        &mut acc,
+        &mut state,
+        scale,
+        head_dim,
+        format,
+    );
+    if past < first + seg_len {
+        let slot = kv_head * capacity + past;
+        let mut row = Array::<f32>::new(head_dim);
+        rotate(
+            qkv,
+            (heads + kv_head) * head_dim,
+            angles,
+            &mut row,
+            head_dim,
+        );
+        if head == kv_head * group {
+            store_row(&row, keys, slot, head_dim, format);
+        }
+        round_trip(&mut row, head_dim, format);
+        let p = score_update(&query, &row, &mut acc, &mut state, scale, head_dim);
+        let value_at = (heads + kv_heads + kv_head) * head_dim;
         #[unroll]
         for d in 0..head_dim {
-            partial[out + d] = acc[d] / sum;
+            row[d] = qkv[value_at + d];
         }
-    } else {
-        let out = unit * comptime![head_dim + 2];
-        #[unroll]
-        for d in 0..head_dim {
-            partial[out + d] = acc[d];
+        if head == kv_head * group {
+            store_row(&row, values, slot, head_dim, format);
         }
-        partial[out + head_dim] = max;
-        partial[out + head_dim + 1] = sum;
+        round_trip(&mut row, head_dim, format);
+        add_value(&mut acc, &row, p, head_dim);
+    }
+    write_partial(
+        partial, &acc, &state, unit, 0, head, heads, head_dim, direct,
+    );
+}
+
+/// `out = rotate(qkv[at .. at + head_dim])` by the first token's `angles` (`[2, 1, head_dim /
+/// 2]`), as [`rope_store_kernel`] turns pair `(2j, 2j+1)`.
+#[cube]
+fn rotate(
+    qkv: &Tensor<f32>,
+    at: usize,
+    angles: &Tensor<f32>,
+    out: &mut Array<f32>,
+    #[comptime] head_dim: usize,
+) {
+    let half = comptime![head_dim / 2];
+    #[unroll]
+    for j in 0..half {
+        let a = qkv[at + 2 * j];
+        let b = qkv[at + 2 * j + 1];
+        let c = angles[j];
+        let s = angles[half + j];
+        out[2 * j] = a * c - b * s;
+        out[2 * j + 1] = b * c + a * s;
     }
 }
 

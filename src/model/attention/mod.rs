@@ -8,6 +8,8 @@
 //!   growing by concatenation.
 
 mod kernels;
+mod rows;
+mod softmax;
 
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Dispatch, backend_extension};
@@ -16,6 +18,7 @@ use burn::tensor::{Shape, Tensor, TensorData};
 use burn_cubecl::CubeBackend;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device;
+use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
 
 use super::kv_cache::{KvCache, KvLayout, Store};
@@ -37,6 +40,18 @@ pub(crate) trait AttentionOps: burn::backend::Backend {
         layout: KvLayout,
         heads: usize,
         start: usize,
+    ) -> FloatTensor<Self>;
+
+    /// [`Self::rope_store`] and [`Self::attend`] for one token (`qkv` `[1, …]`) in one launch
+    /// (the merge of segments, where there are several, in a second): `[1, heads · head_dim]`.
+    fn rope_attend(
+        qkv: FloatTensor<Self>,
+        angles: FloatTensor<Self>,
+        keys: IntTensor<Self>,
+        values: IntTensor<Self>,
+        layout: KvLayout,
+        heads: usize,
+        past: usize,
     ) -> FloatTensor<Self>;
 
     /// Attends `q` (`[heads, n, head_dim]`, tokens at cache slots `past ..`) to the cached
@@ -90,6 +105,45 @@ impl AttentionOps for CubeBackend {
         q
     }
 
+    fn rope_attend(
+        qkv: FloatTensor<Self>,
+        angles: FloatTensor<Self>,
+        keys: IntTensor<Self>,
+        values: IntTensor<Self>,
+        layout: KvLayout,
+        heads: usize,
+        past: usize,
+    ) -> FloatTensor<Self> {
+        let qkv = into_contiguous(qkv);
+        let angles = into_contiguous(angles);
+        assert_eq!(qkv.meta.shape()[0], 1, "one token");
+        let head_dim = layout.head_dim;
+        let (segments, seg_len) = attention_segments(1, past + 1);
+        let outputs = Outputs::new(&qkv, heads, 1, segments, head_dim);
+        let units = (heads * segments) as u32;
+        kernels::rope_attend_kernel::launch(
+            &qkv.client,
+            CubeCount::Static(units.div_ceil(layout.cube_units), 1, 1),
+            CubeDim::new_1d(layout.cube_units),
+            qkv.clone().into_tensor_arg(),
+            angles.into_tensor_arg(),
+            keys.into_tensor_arg(),
+            values.into_tensor_arg(),
+            outputs.partial.clone().into_tensor_arg(),
+            heads,
+            layout.kv_heads,
+            past,
+            layout.capacity,
+            segments,
+            seg_len,
+            1.0 / (head_dim as f32).sqrt(),
+            head_dim,
+            layout.format,
+            segments == 1,
+        );
+        outputs.combine(layout, heads, 1, segments, head_dim)
+    }
+
     fn attend(
         q: FloatTensor<Self>,
         keys: IntTensor<Self>,
@@ -100,32 +154,16 @@ impl AttentionOps for CubeBackend {
         let q = into_contiguous(q);
         let [heads, n, head_dim] = [q.meta.shape()[0], q.meta.shape()[1], q.meta.shape()[2]];
         let (segments, seg_len) = attention_segments(n, past + n);
-        let client = q.client.clone();
-        let out = empty_device::<f32>(
-            client.clone(),
-            q.device.clone(),
-            Shape::new([n, heads * head_dim]),
-        );
-        // One segment (decode over up to 256 keys, a prefill chunk over up to 256 per token):
-        // the attention kernel writes the output itself, no merge launch.
-        let direct = segments == 1;
-        let partial = match direct {
-            true => out.clone(),
-            false => empty_device::<f32>(
-                client.clone(),
-                q.device.clone(),
-                Shape::new([heads * n * segments * (head_dim + 2)]),
-            ),
-        };
+        let outputs = Outputs::new(&q, heads, n, segments, head_dim);
         let units = (heads * n * segments) as u32;
         kernels::attend_kernel::launch(
-            &client,
+            &q.client,
             CubeCount::Static(units.div_ceil(layout.cube_units), 1, 1),
             CubeDim::new_1d(layout.cube_units),
             q.clone().into_tensor_arg(),
             keys.into_tensor_arg(),
             values.into_tensor_arg(),
-            partial.clone().into_tensor_arg(),
+            outputs.partial.clone().into_tensor_arg(),
             heads,
             layout.kv_heads,
             n,
@@ -136,24 +174,61 @@ impl AttentionOps for CubeBackend {
             1.0 / (head_dim as f32).sqrt(),
             head_dim,
             layout.format,
-            direct,
+            segments == 1,
         );
-        if direct {
-            return out;
+        outputs.combine(layout, heads, n, segments, head_dim)
+    }
+}
+
+/// Where the attention kernels write: with one segment (decode over up to 256 keys, a prefill
+/// chunk over up to 256 per token) the output itself, no merge launch; otherwise each segment's
+/// partial sums, merged by [`kernels::combine_kernel`] into the output.
+struct Outputs {
+    /// `[n, heads · head_dim]`.
+    out: CubeTensor,
+    /// `out`, or the segments' partial sums.
+    partial: CubeTensor,
+}
+
+impl Outputs {
+    /// The buffers for `n` tokens of `heads` heads over `segments` segments, on `like`'s device.
+    fn new(like: &CubeTensor, heads: usize, n: usize, segments: usize, head_dim: usize) -> Self {
+        let empty = |shape: Vec<usize>| {
+            empty_device::<f32>(like.client.clone(), like.device.clone(), Shape::from(shape))
+        };
+        let out = empty(vec![n, heads * head_dim]);
+        let partial = match segments {
+            1 => out.clone(),
+            _ => empty(vec![heads * n * segments * (head_dim + 2)]),
+        };
+        Outputs { out, partial }
+    }
+
+    /// The output, the segments merged first where there are several.
+    fn combine(
+        self,
+        layout: KvLayout,
+        heads: usize,
+        n: usize,
+        segments: usize,
+        head_dim: usize,
+    ) -> CubeTensor {
+        if segments == 1 {
+            return self.out;
         }
         let units = (n * heads * head_dim) as u32;
         kernels::combine_kernel::launch(
-            &client,
+            &self.out.client,
             CubeCount::Static(units.div_ceil(layout.cube_units), 1, 1),
             CubeDim::new_1d(layout.cube_units),
-            partial.into_tensor_arg(),
-            out.clone().into_tensor_arg(),
+            self.partial.into_tensor_arg(),
+            self.out.clone().into_tensor_arg(),
             heads,
             n,
             segments,
             head_dim,
         );
-        out
+        self.out
     }
 }
 
@@ -174,6 +249,17 @@ pub(crate) fn attend(
     match &mut cache.store {
         Store::Rows { layers, layout } => {
             let (keys, values) = &layers[layer];
+            if qkv.dims()[0] == 1 {
+                return Tensor::from_dispatch(<Dispatch as AttentionOps>::rope_attend(
+                    qkv.into_dispatch(),
+                    angles.clone().into_dispatch(),
+                    keys.clone().into_dispatch(),
+                    values.clone().into_dispatch(),
+                    *layout,
+                    heads,
+                    past,
+                ));
+            }
             let q = Tensor::<3>::from_dispatch(<Dispatch as AttentionOps>::rope_store(
                 qkv.into_dispatch(),
                 angles.clone().into_dispatch(),
