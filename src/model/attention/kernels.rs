@@ -6,9 +6,11 @@
 //! - q8: `head_dim / 4` words of 4 bytes each (`round(x / scale) + 128`, little-endian), then
 //!   the f32 bits of `scale = max|x| / 127`.
 //!
-//! RoPE and the store happen in one kernel over the q/k/v projection. Attention is one pass with an online softmax (no score matrix in memory): a unit takes one
-//! query head, one query token and one segment of the keys it may see, and writes its running
-//! maximum, sum and weighted values; [`combine_kernel`] merges the segments.
+//! For a prefill chunk, RoPE and the store happen in one kernel over the q/k/v projection, then
+//! attention; for one token (decode) all three are one kernel ([`rope_attend_kernel`]).
+//! Attention is one pass with an online softmax (no score matrix in memory, `softmax`): a unit
+//! takes one query head, one query token and one segment of the keys it may see, and writes its
+//! running maximum, sum and weighted values; [`combine_kernel`] merges the segments.
 //!
 //! Every loop over a row's values is unrolled (`head_dim` is comptime), so the rows live in
 //! registers: a software GPU keeps a local array indexed by a loop variable in memory, each
@@ -234,8 +236,9 @@ pub fn rope_attend_kernel(
         if head == kv_head * group {
             store_row(&row, keys, slot, head_dim, format);
         }
-        round_trip(&mut row, head_dim, format);
-        let p = score_update(&query, &row, &mut acc, &mut state, scale, head_dim);
+        let mut rounded = Array::<f32>::new(head_dim);
+        round_trip(&row, &mut rounded, head_dim, format);
+        let p = score_update(&query, &rounded, &mut acc, &mut state, scale, head_dim);
         let value_at = (heads + kv_heads + kv_head) * head_dim;
         #[unroll]
         for d in 0..head_dim {
@@ -244,8 +247,8 @@ pub fn rope_attend_kernel(
         if head == kv_head * group {
             store_row(&row, values, slot, head_dim, format);
         }
-        round_trip(&mut row, head_dim, format);
-        add_value(&mut acc, &row, p, head_dim);
+        round_trip(&row, &mut rounded, head_dim, format);
+        add_value(&mut acc, &rounded, p, head_dim);
     }
     write_partial(
         partial, &acc, &state, unit, 0, head, heads, head_dim, direct,

@@ -24,19 +24,9 @@ pub fn store_row(
     } else {
         let row_words = comptime![head_dim / 4 + 1];
         let dst = slot * row_words;
-        let mut amax = 0.0f32;
-        #[unroll]
-        for d in 0..head_dim {
-            let a = f32::abs(row[d]);
-            if a > amax {
-                amax = a;
-            }
-        }
+        let amax = row_amax(row, head_dim);
         let scale = amax / 127.0f32;
-        let mut inv = 0.0f32;
-        if amax > 0.0f32 {
-            inv = 127.0f32 / amax;
-        }
+        let inv = q8_inverse_step(amax);
         #[unroll]
         for w in 0..comptime![head_dim / 4] {
             let mut word = 0u32;
@@ -83,27 +73,52 @@ pub fn load_row(
     }
 }
 
-/// `row` as [`store_row`] and then [`load_row`] would leave it: unchanged in f32, each value
-/// rounded to its 8-bit step in q8 (`round(x / scale) · scale`, the same operations).
+/// `out` = `row` as [`store_row`] and then [`load_row`] would leave it: the same values in f32,
+/// each rounded to its 8-bit step in q8 (`round(x / scale) · scale`, the same operations).
 #[cube]
-pub fn round_trip(row: &mut Array<f32>, #[comptime] head_dim: usize, #[comptime] format: KvFormat) {
+pub fn round_trip(
+    row: &Array<f32>,
+    out: &mut Array<f32>,
+    #[comptime] head_dim: usize,
+    #[comptime] format: KvFormat,
+) {
+    let mut scale = 1.0f32;
+    let mut inv = 1.0f32;
     if comptime![format == KvFormat::Q8] {
-        let mut amax = 0.0f32;
-        #[unroll]
-        for d in 0..head_dim {
-            let a = f32::abs(row[d]);
-            if a > amax {
-                amax = a;
-            }
-        }
-        let scale = amax / 127.0f32;
-        let mut inv = 0.0f32;
-        if amax > 0.0f32 {
-            inv = 127.0f32 / amax;
-        }
-        #[unroll]
-        for d in 0..head_dim {
-            row[d] = f32::round(row[d] * inv) * scale;
+        let amax = row_amax(row, head_dim);
+        scale = amax / 127.0f32;
+        inv = q8_inverse_step(amax);
+    }
+    #[unroll]
+    for d in 0..head_dim {
+        if comptime![format == KvFormat::Q8] {
+            out[d] = f32::round(row[d] * inv) * scale;
+        } else {
+            out[d] = row[d];
         }
     }
+}
+
+/// The largest magnitude in `row`: the q8 scale is `amax / 127`.
+#[cube]
+fn row_amax(row: &Array<f32>, #[comptime] head_dim: usize) -> f32 {
+    let mut amax = 0.0f32;
+    #[unroll]
+    for d in 0..head_dim {
+        let a = f32::abs(row[d]);
+        if a > amax {
+            amax = a;
+        }
+    }
+    amax
+}
+
+/// `127 / amax`, what a value is multiplied by before rounding (0 for a row of zeros).
+#[cube]
+fn q8_inverse_step(amax: f32) -> f32 {
+    let mut inv = 0.0f32;
+    if amax > 0.0f32 {
+        inv = 127.0f32 / amax;
+    }
+    inv
 }
