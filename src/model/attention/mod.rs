@@ -139,9 +139,9 @@ impl AttentionOps for CubeBackend {
             1.0 / (head_dim as f32).sqrt(),
             head_dim,
             layout.format,
-            segments == 1,
+            outputs.direct(),
         );
-        outputs.combine(layout, heads, 1, segments, head_dim)
+        outputs.combine(layout)
     }
 
     fn attend(
@@ -174,9 +174,9 @@ impl AttentionOps for CubeBackend {
             1.0 / (head_dim as f32).sqrt(),
             head_dim,
             layout.format,
-            segments == 1,
+            outputs.direct(),
         );
-        outputs.combine(layout, heads, n, segments, head_dim)
+        outputs.combine(layout)
     }
 }
 
@@ -188,6 +188,8 @@ struct Outputs {
     out: CubeTensor,
     /// `out`, or the segments' partial sums.
     partial: CubeTensor,
+    /// `[heads, n, segments, head_dim]`: what the buffers were made for.
+    shape: [usize; 4],
 }
 
 impl Outputs {
@@ -201,21 +203,25 @@ impl Outputs {
             1 => out.clone(),
             _ => empty(vec![heads * n * segments * (head_dim + 2)]),
         };
-        Outputs { out, partial }
+        let shape = [heads, n, segments, head_dim];
+        Outputs {
+            out,
+            partial,
+            shape,
+        }
+    }
+
+    /// Whether the attention kernel writes the output itself (one segment).
+    fn direct(&self) -> bool {
+        self.shape[2] == 1
     }
 
     /// The output, the segments merged first where there are several.
-    fn combine(
-        self,
-        layout: KvLayout,
-        heads: usize,
-        n: usize,
-        segments: usize,
-        head_dim: usize,
-    ) -> CubeTensor {
-        if segments == 1 {
+    fn combine(self, layout: KvLayout) -> CubeTensor {
+        if self.direct() {
             return self.out;
         }
+        let [heads, n, segments, head_dim] = self.shape;
         let units = (n * heads * head_dim) as u32;
         kernels::combine_kernel::launch(
             &self.out.client,
