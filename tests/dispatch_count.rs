@@ -80,7 +80,7 @@ fn a_decode_step_is_five_launches_per_block_and_reads_back_the_choice_or_a_short
         DeviceChoice::Wgpu,
     );
     let layers = model.config().n_layers as u64;
-    for format in [KvFormat::F32, KvFormat::Q8] {
+    for format in KvFormat::ALL {
         // Per block: q/k/v (norm folded in), attention with RoPE and the cache store folded in
         // (up to 256 keys: one segment, written directly), the output projection (+ residual),
         // gate/up (norm and SwiGLU folded in), down (+ residual). Then the head (final norm

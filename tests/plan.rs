@@ -39,7 +39,7 @@ fn planned_weight_bytes_are_what_the_loaded_model_holds() {
             "{}",
             path.display()
         );
-        for format in [KvFormat::F32, KvFormat::Q8] {
+        for format in KvFormat::ALL {
             let (_, plan) = plan_of(&open_gguf(path.clone()), 256, format);
             let cache = model.new_cache(256, format).unwrap();
             assert_eq!(plan.kv_cache_bytes, cache.device_bytes(), "{format:?}");

@@ -119,18 +119,23 @@ fn golden_ids() -> Vec<u32> {
     ids(&serde_json::from_slice::<serde_json::Value>(GOLDEN).unwrap()["ids"])
 }
 
-/// Logits within 1e-4 × max|golden| everywhere.
-fn assert_close(what: &str, actual: &[f32], npy: &[u8]) {
-    let expected = llama_web::npy::read_f32(npy).unwrap();
-    assert_eq!(actual.len(), expected.values.len(), "{what}");
-    let scale = expected.values.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let diff = actual.iter().zip(&expected.values).fold(0f32, |m, (a, b)| {
+/// The largest |a − b| (NaN if any difference is).
+fn max_abs_diff(actual: &[f32], expected: &[f32]) -> f32 {
+    actual.iter().zip(expected).fold(0f32, |m, (a, b)| {
         if (a - b).is_nan() {
             f32::NAN
         } else {
             m.max((a - b).abs())
         }
-    });
+    })
+}
+
+/// Logits within 1e-4 × max|golden| everywhere.
+fn assert_close(what: &str, actual: &[f32], npy: &[u8]) {
+    let expected = llama_web::npy::read_f32(npy).unwrap();
+    assert_eq!(actual.len(), expected.values.len(), "{what}");
+    let scale = expected.values.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = max_abs_diff(actual, &expected.values);
     web_sys::console::log_1(&format!("{what}: max |diff| {diff:e} (scale {scale})").into());
     assert!(
         diff <= 1e-4 * scale,
@@ -180,6 +185,44 @@ async fn tiny_quantized_logits_match_hf_on_webgpu() {
         "Q4_0",
         &logits,
         include_bytes!("fixtures/tiny_llama31/golden/hf_dequant_q4_0_logits.npy"),
+    );
+}
+
+/// The golden prompt prefilled, then 4 tokens decoded one at a time: every step's last logits.
+async fn prefill_and_decode(
+    model: &llama_web::model::llama::Llama,
+    format: llama_web::model::plan::KvFormat,
+) -> Vec<f32> {
+    use llama_web::model::llama::LogitsFor;
+    let ids = golden_ids();
+    let mut cache = model.new_cache(32, format).unwrap();
+    let mut rows = model.prefill(&ids, &mut cache).await.unwrap();
+    for &id in &ids[..4] {
+        let (token, position) = ([id], [cache.len() as u64]);
+        let step = model.forward(&token, &position, &mut cache, LogitsFor::Last);
+        rows.extend(step.await.unwrap());
+    }
+    rows
+}
+
+/// The f16 cache where WebGPU has no `shader-f16` (SwiftShader): its halves are written and
+/// read with integer operations; the logits of a prefill and of decode steps stay within
+/// 5e-4 × max of the f32 cache's (the native bound, tests/kv_cache.rs), and are not theirs.
+#[wasm_bindgen_test]
+async fn the_f16_cache_needs_no_shader_f16() {
+    use llama_web::model::plan::KvFormat;
+    let engine = tiny_engine(TINY_F32).await;
+    let exact = prefill_and_decode(engine.model(), KvFormat::F32).await;
+    let half = prefill_and_decode(engine.model(), KvFormat::F16).await;
+    assert_eq!(half.len(), exact.len());
+    let scale = exact.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = max_abs_diff(&half, &exact);
+    web_sys::console::log_1(
+        &format!("f16 vs f32 cache: max |diff| {diff:e} (scale {scale})").into(),
+    );
+    assert!(
+        diff > 0.0 && diff <= 5e-4 * scale,
+        "max |diff| {diff} of {scale}"
     );
 }
 

@@ -14,7 +14,7 @@ async function main() {
   const model = params.get("model") ?? "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
   const promptLen = Number(params.get("prompt") ?? 32);
   const gen = Number(params.get("gen") ?? 16);
-  const kv = params.get("kv") ?? "q8"; // the KV cache: f32 or q8
+  const kv = params.get("kv") ?? "q8"; // the KV cache: f32, f16 or q8
   // Tokens the cache holds (default prompt + gen; the chat page's context is 4096).
   const context = params.has("context") ? Number(params.get("context")) : undefined;
   // Also time sampled decoding, from the device's shortlist and from every logit.

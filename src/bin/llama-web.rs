@@ -92,8 +92,8 @@ mod cli {
             /// `cpu` or `wgpu` (Vulkan).
             #[arg(long, default_value = "wgpu")]
             device: DeviceChoice,
-            /// How the KV cache stores keys and values: `f32` or `q8` (8-bit, a scale per row;
-            /// wgpu only).
+            /// How the KV cache stores keys and values: `f32`, `f16` or `q8` (8-bit, a scale per
+            /// row); f16 and q8 on wgpu only.
             #[arg(long, default_value = "f32")]
             kv: KvFormat,
         },
@@ -135,8 +135,8 @@ mod cli {
             /// `cpu` or `wgpu` (Vulkan).
             #[arg(long, default_value = "wgpu")]
             device: DeviceChoice,
-            /// How the KV cache stores keys and values: `f32` or `q8` (8-bit, a scale per row;
-            /// wgpu only). Default: q8 on wgpu, f32 on cpu.
+            /// How the KV cache stores keys and values: `f32`, `f16` or `q8` (8-bit, a scale per
+            /// row); f16 and q8 on wgpu only. Default: q8 on wgpu, f32 on cpu.
             #[arg(long)]
             kv: Option<KvFormat>,
             /// Print one JSON object instead of streaming the text.
@@ -158,7 +158,8 @@ mod cli {
             /// Context size: the KV cache is allocated for it, and the memory plan made for it.
             #[arg(long, default_value_t = 8192)]
             context: usize,
-            /// How the KV cache stores keys and values: `f32` or `q8` (8-bit, a scale per row).
+            /// How the KV cache stores keys and values: `f32`, `f16` or `q8` (8-bit, a scale per
+            /// row).
             /// Default: q8 on wgpu, f32 on cpu.
             #[arg(long)]
             kv: Option<KvFormat>,
@@ -496,7 +497,7 @@ mod cli {
         let context = params.context.expect("the CLI always sets a context");
         let header = GgufHeader::read(source)?;
         let config = LlamaConfig::from_gguf(&header)?;
-        let plans: Vec<MemoryPlan> = [KvFormat::F32, KvFormat::Q8]
+        let plans: Vec<MemoryPlan> = KvFormat::ALL
             .map(|kv| MemoryPlan::new(&header, &config, context, kv))
             .into();
         let mut device = ComputeDevice::init_native(device)?;

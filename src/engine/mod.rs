@@ -229,7 +229,8 @@ impl Engine {
     }
 
     /// Stores keys and values in `format` from the next generation on (by default q8 on the
-    /// wgpu device, f32 on the CPU device, which has no q8 cache). Checks now that a cache of the whole context can be made.
+    /// wgpu device, f32 on the CPU device, which has only f32). Checks now that a cache of the
+    /// whole context can be made.
     pub fn set_kv_format(&mut self, format: KvFormat) -> Result<(), EngineError> {
         self.model.new_cache(self.context_size, format)?;
         self.kv_format = format;

@@ -2,7 +2,7 @@
 //!
 //! On the wgpu device the cache is preallocated for the whole context: per block, one buffer of
 //! key rows and one of value rows (`[kv_heads, capacity, row]`), written in place by the
-//! attention kernels, in f32 or 8-bit with a scale per row ([`KvFormat`]). On the CPU device
+//! attention kernels, in f32, f16 or 8-bit with a scale per row ([`KvFormat`]). On the CPU device
 //! (the reference) it is f32 tensors that grow by concatenation.
 
 use burn::tensor::{DType, Int, Tensor};
@@ -87,10 +87,12 @@ impl KvCache {
                     format,
                     cube_units: DecodeKernel::for_device(device).cube_units(),
                 };
-                if format == KvFormat::Q8 && !config.head_dim.is_multiple_of(4) {
+                let per_word = format.values_per_word();
+                if !config.head_dim.is_multiple_of(per_word) {
                     return Err(ModelError::Unsupported {
                         detail: format!(
-                            "a q8 KV cache needs heads of a multiple of 4 values, not {}",
+                            "a {} KV cache needs heads of a multiple of {per_word} values, not {}",
+                            format.name(),
                             config.head_dim
                         ),
                     });

@@ -14,8 +14,8 @@ export interface LlamaClientOptions {
     modelUrl: string;
     /** Tokens of context (default: min(4096, the model's)). */
     contextSize?: number;
-    /** KV cache format: "q8" (default: 8-bit, a quarter of the memory) or "f32" (exact). */
-    kvCache?: "f32" | "q8";
+    /** KV cache format: "q8" (default: 8-bit, a quarter of the memory), "f16" (half, closer to exact) or "f32" (exact). */
+    kvCache?: "f32" | "f16" | "q8";
     /**
      * Keep the file in the browser's model store (OPFS) as it downloads (default true): a reload resumes
      * where the download stopped, and a later load reads the store after one 1-byte revalidation request.

@@ -1,8 +1,10 @@
 //! CubeCL kernels of the KV cache: storing new keys/values in place, and attention that reads
-//! them in their cache format (f32, or 8-bit with a scale per row).
+//! them in their cache format (f32, f16, or 8-bit with a scale per row).
 //!
 //! A cache row is one token's `head_dim` values for one KV head, in `row_words` u32 words:
 //! - f32: `head_dim` words, the values' bits;
+//! - f16: `head_dim / 2` words, each two values' half-precision bits (the first in the low
+//!   half), rounded to nearest even and decoded with integer operations (`rows`);
 //! - q8: `head_dim / 4` words of 4 bytes each (`round(x / scale) + 128`, little-endian), then
 //!   the f32 bits of `scale = max|x| / 127`.
 //!

@@ -1,7 +1,7 @@
 //! Grouped-query attention over the KV cache, on either kind of cache:
 //!
 //! - **rows on the GPU** (wgpu): our kernels store the new keys and values in place into
-//!   preallocated rows (f32, or 8-bit with a scale per row) and attend in one pass with an
+//!   preallocated rows (f32, f16, or 8-bit with a scale per row) and attend in one pass with an
 //!   online softmax, split into segments of keys and merged — no score matrix, no mask, no
 //!   copies of the cache;
 //! - **tensors** (the CPU reference device): Burn operations as HF's eager attention, the cache
@@ -10,6 +10,8 @@
 mod kernels;
 mod rows;
 mod softmax;
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests;
 
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Dispatch, backend_extension};

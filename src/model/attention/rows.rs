@@ -4,9 +4,11 @@
 use cubecl::prelude::*;
 
 use crate::model::plan::KvFormat;
+use crate::model::quant::blocks::f16_to_f32;
 
-/// Writes `row` (`head_dim` f32 values) into cache row `slot` (f32 bits, or q8: 4 values per
-/// word as `round(x / scale) + 128`, then the scale `max|x| / 127`).
+/// Writes `row` (`head_dim` f32 values) into cache row `slot` (f32 bits; f16: 2 values per word,
+/// the first in the low half; or q8: 4 values per word as `round(x / scale) + 128`, then the
+/// scale `max|x| / 127`).
 #[cube]
 pub fn store_row(
     row: &Array<f32>,
@@ -20,6 +22,12 @@ pub fn store_row(
         #[unroll]
         for d in 0..head_dim {
             cache[dst + d] = u32::reinterpret(row[d]);
+        }
+    } else if comptime![format == KvFormat::F16] {
+        let dst = slot * comptime![head_dim / 2];
+        #[unroll]
+        for w in 0..comptime![head_dim / 2] {
+            cache[dst + w] = f32_to_f16(row[2 * w]) | (f32_to_f16(row[2 * w + 1]) << 16);
         }
     } else {
         let row_words = comptime![head_dim / 4 + 1];
@@ -57,6 +65,14 @@ pub fn load_row(
         for d in 0..head_dim {
             out[d] = f32::reinterpret(cache[at + d]);
         }
+    } else if comptime![format == KvFormat::F16] {
+        let at = row * comptime![head_dim / 2];
+        #[unroll]
+        for w in 0..comptime![head_dim / 2] {
+            let word = cache[at + w];
+            out[2 * w] = f16_to_f32(word & 0xFFFF);
+            out[2 * w + 1] = f16_to_f32(word >> 16);
+        }
     } else {
         let row_words = comptime![head_dim / 4 + 1];
         let at = row * row_words;
@@ -74,7 +90,8 @@ pub fn load_row(
 }
 
 /// `out` = `row` as [`store_row`] and then [`load_row`] would leave it: the same values in f32,
-/// each rounded to its 8-bit step in q8 (`round(x / scale) · scale`, the same operations).
+/// each rounded to f16 in f16, to its 8-bit step in q8 (`round(x / scale) · scale`, the same
+/// operations).
 #[cube]
 pub fn round_trip(
     row: &Array<f32>,
@@ -93,6 +110,8 @@ pub fn round_trip(
     for d in 0..head_dim {
         if comptime![format == KvFormat::Q8] {
             out[d] = f32::round(row[d] * inv) * scale;
+        } else if comptime![format == KvFormat::F16] {
+            out[d] = f16_to_f32(f32_to_f16(row[d]));
         } else {
             out[d] = row[d];
         }
@@ -121,4 +140,43 @@ fn q8_inverse_step(amax: f32) -> f32 {
         inv = 127.0f32 / amax;
     }
     inv
+}
+
+/// The IEEE half-precision bits nearest to `x` (ties to even; beyond the largest half ∞, NaN a
+/// quiet NaN, below the smallest subnormal ±0), by integer operations: no `shader-f16` needed.
+#[cube]
+pub fn f32_to_f16(x: f32) -> u32 {
+    let bits = u32::reinterpret(x);
+    let sign = (bits >> 16) & 0x8000;
+    let magnitude = bits & 0x7FFF_FFFF;
+    let exp = magnitude >> 23;
+    let mut half = 0x7C00u32; // ±∞: |x| ≥ 65536 (65520 and up reach it by rounding below)
+    if magnitude > 0x7F80_0000 {
+        half = 0x7E00u32;
+    } else if exp >= 113 {
+        if exp < 143 {
+            // A normal half: rebias the exponent, keep 10 of the 23 mantissa bits, round the
+            // other 13 to nearest even (a carry out of the mantissa steps the exponent, up to ∞).
+            let rest = magnitude & 0x1FFF;
+            half = ((exp - 112) << 10) | ((magnitude >> 13) & 0x3FF);
+            if rest > 0x1000 || (rest == 0x1000 && (half & 1) == 1) {
+                half += 1;
+            }
+        }
+    } else {
+        // A subnormal half (or zero): the 24-bit significand shifted down to units of 2^-24,
+        // rounded to nearest even; from 25 places down nothing is left above a half.
+        let significand = (magnitude & 0x7F_FFFF) | 0x80_0000;
+        let mut shift = 126 - exp;
+        if shift > 25 {
+            shift = 25;
+        }
+        let rest = significand & ((1u32 << shift) - 1);
+        let halfway = 1u32 << (shift - 1);
+        half = significand >> shift;
+        if rest > halfway || (rest == halfway && (half & 1) == 1) {
+            half += 1;
+        }
+    }
+    half | sign
 }

@@ -76,7 +76,7 @@ pub(super) fn window_signed_byte(win: &Array<u32>, #[comptime] b: usize) -> i32 
 
 /// IEEE half-precision bits to f32, exactly (subnormals, infinities and NaN included).
 #[cube]
-pub(super) fn f16_to_f32(h: u32) -> f32 {
+pub(crate) fn f16_to_f32(h: u32) -> f32 {
     let sign = (h >> 15) & 1;
     let exp = (h >> 10) & 0x1F;
     let mant = h & 0x3FF;
