@@ -157,6 +157,12 @@ impl KvCache {
         }
     }
 
+    /// Whether the rows are preallocated on the device (wgpu), so that [`KvCache::advance`]
+    /// over rows never written reads zeros (the warm-up's use).
+    pub(crate) fn is_preallocated(&self) -> bool {
+        matches!(self.store, Store::Rows { .. })
+    }
+
     /// Whether attention over this cache needs an explicit causal mask (the CPU path).
     pub(crate) fn needs_mask(&self) -> bool {
         matches!(self.store, Store::Tensors(_))

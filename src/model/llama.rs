@@ -14,7 +14,7 @@ use super::config::LlamaConfig;
 use super::device::{ComputeDevice, read_vec};
 use super::error::ModelError;
 use super::kv_cache::KvCache;
-use super::plan::{KvFormat, PREFILL_CHUNK};
+use super::plan::{KvFormat, PREFILL_CHUNK, SEGMENT_KEYS};
 use super::project::{Epilogue, RmsNorm, project};
 use super::rope::RopeTable;
 use super::top::{TopLogits, shortlist_on_device};
@@ -206,12 +206,23 @@ impl Llama {
     /// for one token, the logits read back), one greedy step (the decode tiles and the choice
     /// on the device) and one sampled step (the shortlist), in a throwaway cache of
     /// `context_size` tokens in `format` (the attention kernels are chosen by the cache's
-    /// format and size).
+    /// format and size). Where the context reaches past one segment of keys, a prefill and a
+    /// greedy step again after up to 512 of the cache's (zero) rows: attention in segments and
+    /// their merge are other kernels, which a first decode past 256 tokens would otherwise
+    /// compile mid-answer (1.4 s with the q8 cache, 3.5 s with f16, SmolLM2 on lavapipe:
+    /// BENCHMARKS.md, session 20).
     pub async fn warm_up(&self, context_size: usize, format: KvFormat) -> Result<(), ModelError> {
         let mut cache = self.new_cache(context_size.max(4), format)?;
         self.prefill(&[0, 0], &mut cache).await?;
         self.forward_argmax(&[0], &[2], &mut cache).await?;
         self.forward_top(&[0], &[3], &mut cache, 1.0).await?;
+        let past = (2 * SEGMENT_KEYS).min(cache.capacity().saturating_sub(3));
+        if cache.is_preallocated() && past >= SEGMENT_KEYS {
+            cache.advance(past - cache.len());
+            self.prefill(&[0, 0], &mut cache).await?;
+            let position = cache.len() as u64;
+            self.forward_argmax(&[0], &[position], &mut cache).await?;
+        }
         Ok(())
     }
 

@@ -83,7 +83,7 @@ impl std::str::FromStr for KvFormat {
 pub const PREFILL_CHUNK: usize = 64;
 
 /// Keys one unit of the attention kernel reads per query token when decoding.
-const SEGMENT_KEYS: usize = 256;
+pub(crate) const SEGMENT_KEYS: usize = 256;
 
 /// How the attention kernels split `total` keys for `tokens` queries: `(segments, keys per
 /// segment)`. A single token (decode) gets segments of 256 keys, so a long context still
