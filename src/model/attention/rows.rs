@@ -4,7 +4,7 @@
 use cubecl::prelude::*;
 
 use crate::model::plan::KvFormat;
-use crate::model::quant::blocks::f16_to_f32;
+use crate::model::quant::blocks::{f16_to_f32, f32_to_f16};
 
 /// Writes `row` (`head_dim` f32 values) into cache row `slot` (f32 bits; f16: 2 values per word,
 /// the first in the low half; or q8: 4 values per word as `round(x / scale) + 128`, then the
@@ -140,43 +140,4 @@ fn q8_inverse_step(amax: f32) -> f32 {
         inv = 127.0f32 / amax;
     }
     inv
-}
-
-/// The IEEE half-precision bits nearest to `x` (ties to even; beyond the largest half ∞, NaN a
-/// quiet NaN, below the smallest subnormal ±0), by integer operations: no `shader-f16` needed.
-#[cube]
-pub fn f32_to_f16(x: f32) -> u32 {
-    let bits = u32::reinterpret(x);
-    let sign = (bits >> 16) & 0x8000;
-    let magnitude = bits & 0x7FFF_FFFF;
-    let exp = magnitude >> 23;
-    let mut half = 0x7C00u32; // ±∞: |x| ≥ 65536 (65520 and up reach it by rounding below)
-    if magnitude > 0x7F80_0000 {
-        half = 0x7E00u32;
-    } else if exp >= 113 {
-        if exp < 143 {
-            // A normal half: rebias the exponent, keep 10 of the 23 mantissa bits, round the
-            // other 13 to nearest even (a carry out of the mantissa steps the exponent, up to ∞).
-            let rest = magnitude & 0x1FFF;
-            half = ((exp - 112) << 10) | ((magnitude >> 13) & 0x3FF);
-            if rest > 0x1000 || (rest == 0x1000 && (half & 1) == 1) {
-                half += 1;
-            }
-        }
-    } else {
-        // A subnormal half (or zero): the 24-bit significand shifted down to units of 2^-24,
-        // rounded to nearest even; from 25 places down nothing is left above a half.
-        let significand = (magnitude & 0x7F_FFFF) | 0x80_0000;
-        let mut shift = 126 - exp;
-        if shift > 25 {
-            shift = 25;
-        }
-        let rest = significand & ((1u32 << shift) - 1);
-        let halfway = 1u32 << (shift - 1);
-        half = significand >> shift;
-        if rest > halfway || (rest == halfway && (half & 1) == 1) {
-            half += 1;
-        }
-    }
-    half | sign
 }

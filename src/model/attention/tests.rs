@@ -8,9 +8,8 @@ use burn_cubecl::CubeBackend;
 use burn_cubecl::ops::numeric::empty_device;
 use cubecl::prelude::*;
 
-use super::rows::f32_to_f16;
 use crate::model::device::{ComputeDevice, DeviceChoice, read_vec};
-use crate::model::quant::blocks::f16_to_f32;
+use crate::model::quant::blocks::{f16_to_f32, f32_to_f16};
 use crate::rng::SplitMix64;
 
 /// `out[2i]` = the f16 bits of `x[i]`, `out[2i + 1]` = the f32 bits of those decoded again.
