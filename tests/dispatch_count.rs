@@ -18,11 +18,12 @@ use llama_web::model::plan::KvFormat;
 use pollster::block_on;
 
 /// One greedy decode step after a prompt of `prompt_len` tokens: its launches and readback
-/// bytes, after checking that the id chosen on the device is the host's greedy choice over the
-/// same step's logits.
+/// bytes, after checking that the next step — the first step's recording replayed — runs as
+/// many launches and reads back as many bytes, and that the id chosen on the device is the
+/// host's greedy choice over the same step's logits.
 fn greedy_step(model: &Llama, prompt_len: usize, format: KvFormat) -> (u64, u64) {
     let prompt: Vec<u32> = (1..=prompt_len as u32).collect();
-    let mut cache = model.new_cache(prompt_len + 1, format).unwrap();
+    let mut cache = model.new_cache(prompt_len + 2, format).unwrap();
     let logits = block_on(model.prefill(&prompt, &mut cache)).unwrap();
     let id = llama_web::engine::sampling::argmax(&logits);
 
@@ -30,7 +31,14 @@ fn greedy_step(model: &Llama, prompt_len: usize, format: KvFormat) -> (u64, u64)
     let position = cache.len() as u64;
     let chosen = block_on(model.forward_argmax(&[id], &[position], &mut cache)).unwrap();
     let counts = (counters.launches(), counters.readback_bytes());
-    drop(counters);
+    assert!(
+        cache.has_decode_graph(),
+        "{format:?}: the step was recorded"
+    );
+    let counters = DeviceCounters::start();
+    block_on(model.forward_argmax(&[chosen], &[position + 1], &mut cache)).unwrap();
+    let replayed = (counters.launches(), counters.readback_bytes());
+    assert_eq!(replayed, counts, "{format:?}: a replayed step");
 
     let mut again = model.new_cache(prompt_len + 1, format).unwrap();
     block_on(model.prefill(&prompt, &mut again)).unwrap();
@@ -67,7 +75,6 @@ fn sampled_generation_reads_back_shortlists() {
     let completion =
         block_on(engine.generate(&request, &mut |_| ControlFlow::Continue(()))).unwrap();
     let readback = counters.readback_bytes();
-    drop(counters);
     assert_eq!(completion.ids, ids(&recorded["ids"]));
     let tokens = request.max_tokens as u64;
     assert_eq!(readback, tokens * 4 * (4 + 2 * 128));
@@ -122,7 +129,6 @@ fn a_decode_step_is_five_launches_per_block_and_reads_back_the_choice_or_a_short
     let top = block_on(model.forward_top(&[2], &[1], &mut cache, 0.8)).unwrap();
     assert_eq!(counters.readback_bytes(), 4 * (4 + 2 * 128));
     assert_eq!(counters.launches(), 5 * layers + 2);
-    drop(counters);
     let shortlist = top.shortlist.clone();
     let logits = block_on(top.read_all()).unwrap();
     assert_eq!(shortlist.top, Shortlist::from_logits(&logits, 0.8, 128).top);

@@ -187,6 +187,10 @@ mod cli {
             /// on a hardware GPU, `row-per-unit` on a software one). Reported as `decode_kernel`.
             #[arg(long)]
             decode_kernel: Option<DecodeKernel>,
+            /// Launch every decode step kernel by kernel instead of replaying the step recorded
+            /// at the first (wgpu), to compare the two. Reported as `decode_graphs`.
+            #[arg(long)]
+            no_decode_graphs: bool,
         },
         /// Write a synthetic model (`llama3.1-8b:Q4_K_M` or `llama3.1-8b:Q4_0`) as a real GGUF
         /// file, for other engines to run the very same shapes; print `{"out", "bytes"}`.
@@ -268,6 +272,7 @@ mod cli {
                 sampled,
                 stages,
                 decode_kernel,
+                no_decode_graphs,
             } => {
                 let params = BenchParams {
                     prompt_len,
@@ -278,7 +283,12 @@ mod cli {
                     sampled,
                     stages,
                 };
-                bench(model, synthetic, (device, decode_kernel), params)
+                bench(
+                    model,
+                    synthetic,
+                    (device, decode_kernel, !no_decode_graphs),
+                    params,
+                )
             }
             Command::Synth { kind, out } => synth(&kind, out),
         };
@@ -430,8 +440,9 @@ mod cli {
         Ok(())
     }
 
-    /// A device and, optionally, the matrix kernel it is to use.
-    type DeviceAndKernel = (DeviceChoice, Option<DecodeKernel>);
+    /// A device, optionally the matrix kernel it is to use, and whether decode steps replay a
+    /// recording.
+    type DeviceAndKernel = (DeviceChoice, Option<DecodeKernel>, bool);
 
     fn bench(
         model: Option<PathBuf>,
@@ -491,7 +502,7 @@ mod cli {
     fn run_bench(
         source: &impl ByteSource,
         model_name: String,
-        (device, decode_kernel): DeviceAndKernel,
+        (device, decode_kernel, decode_graphs): DeviceAndKernel,
         params: BenchParams,
     ) -> CliResult {
         let context = params.context.expect("the CLI always sets a context");
@@ -500,7 +511,7 @@ mod cli {
         let plans: Vec<MemoryPlan> = KvFormat::ALL
             .map(|kv| MemoryPlan::new(&header, &config, context, kv))
             .into();
-        let mut device = ComputeDevice::init_native(device)?;
+        let mut device = ComputeDevice::init_native(device)?.with_decode_graphs(decode_graphs);
         if let Some(kernel) = decode_kernel {
             device = device.with_decode_kernel(kernel);
         }
@@ -536,6 +547,7 @@ mod cli {
         let extra = json!({
             "model": model_name,
             "decode_kernel": decode_kernel,
+            "decode_graphs": device.decode_graphs(),
             "load_s": load_s,
             "plan": plans,
         });

@@ -173,7 +173,6 @@ pub async fn run(
         .map(|(cpu, from)| (cpu() - from) * 1e3 / steps);
     let dispatches = counters.launches() as f64 / steps;
     let readback_bytes_per_token = counters.readback_bytes() as f64 / steps;
-    drop(counters);
     let on_gpu = model.device().choice() == DeviceChoice::Wgpu;
     let stages = match params.stages && on_gpu {
         true => Some(model.stage_times(&mut cache, STAGE_REPEATS, now).await?),

@@ -9,8 +9,8 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use super::quant::DecodeKernel;
 use burn::tensor::Device;
@@ -97,6 +97,8 @@ pub struct ComputeDevice {
     choice: DeviceChoice,
     /// The matrix kernel asked for, instead of the one for the kind of GPU.
     decode_kernel: Option<DecodeKernel>,
+    /// Whether a decode step is recorded once and replayed (wgpu; see `llama::graph`).
+    decode_graphs: bool,
 }
 
 impl ComputeDevice {
@@ -112,6 +114,7 @@ impl ComputeDevice {
             device,
             choice,
             decode_kernel: None,
+            decode_graphs: true,
         })
     }
 
@@ -155,6 +158,7 @@ impl ComputeDevice {
             device,
             choice: DeviceChoice::Wgpu,
             decode_kernel: None,
+            decode_graphs: true,
         }
     }
 
@@ -184,6 +188,18 @@ impl ComputeDevice {
     /// The matrix kernel asked for with [`Self::with_decode_kernel`], if any.
     pub fn decode_kernel(&self) -> Option<DecodeKernel> {
         self.decode_kernel
+    }
+
+    /// The same device with decode steps recorded once and replayed (`true`, the default) or
+    /// launched kernel by kernel every step (`false`): for benchmarks and tests comparing the two.
+    pub fn with_decode_graphs(mut self, enabled: bool) -> Self {
+        self.decode_graphs = enabled;
+        self
+    }
+
+    /// Whether decode steps on this device are recorded once and replayed (wgpu only).
+    pub fn decode_graphs(&self) -> bool {
+        self.decode_graphs && self.choice == DeviceChoice::Wgpu
     }
 
     /// The Burn device, to create tensors on it (inside `model/`: Burn types are not public).
@@ -274,38 +290,26 @@ static READBACK_BYTES: AtomicU64 = AtomicU64::new(0);
 pub const TASKS_PER_SUBMIT: usize = 1024;
 
 /// Counts what a stretch of work costs the device: kernel launches (ours and Burn's, through
-/// cubecl's launch observer) and bytes read back, from [`DeviceCounters::start`] on.
-/// Process-wide: run nothing else on the device while counting.
+/// cubecl's launch observer, and those a recorded decode step replays) and bytes read back,
+/// from [`DeviceCounters::start`] on. Process-wide: run nothing else on the device while counting.
 #[derive(Debug)]
 pub struct DeviceCounters {
-    launches: Arc<LaunchCount>,
-    _observation: cubecl::logging::LaunchObservation,
+    launches_at_start: u64,
     readback_at_start: u64,
-}
-
-#[derive(Debug, Default)]
-struct LaunchCount(AtomicU64);
-
-impl cubecl::logging::LaunchObserver for LaunchCount {
-    fn launched(&self, _kernel: &'static str) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
 }
 
 impl DeviceCounters {
     /// Starts counting.
     pub fn start() -> Self {
-        let launches = Arc::new(LaunchCount::default());
         Self {
-            _observation: cubecl::logging::LaunchObservation::new(launches.clone()),
-            launches,
+            launches_at_start: launch_count().run.load(Ordering::Relaxed),
             readback_at_start: READBACK_BYTES.load(Ordering::Relaxed),
         }
     }
 
     /// Kernel launches so far.
     pub fn launches(&self) -> u64 {
-        self.launches.0.load(Ordering::Relaxed)
+        launch_count().run.load(Ordering::Relaxed) - self.launches_at_start
     }
 
     /// Bytes read back so far.
@@ -314,12 +318,57 @@ impl DeviceCounters {
     }
 }
 
+/// Every kernel launch the process has issued since the counter was first asked for: `run`
+/// counts those the device runs, `recorded` those issued while a graph records (run later, by
+/// replays: [`count_replayed`]). cubecl has one observer slot, so this one stays installed.
+#[derive(Debug, Default)]
+struct LaunchCount {
+    run: AtomicU64,
+    recorded: AtomicU64,
+    recording: AtomicBool,
+}
+
+impl cubecl::logging::LaunchObserver for LaunchCount {
+    fn launched(&self, _kernel: &'static str) {
+        match self.recording.load(Ordering::Relaxed) {
+            true => self.recorded.fetch_add(1, Ordering::Relaxed),
+            false => self.run.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+}
+
+/// The process's launch counter, installed as cubecl's launch observer on first use.
+fn launch_count() -> &'static LaunchCount {
+    static COUNT: OnceLock<Arc<LaunchCount>> = OnceLock::new();
+    COUNT.get_or_init(|| {
+        let count = Arc::new(LaunchCount::default());
+        // Never dropped: the observation lasts as long as the process.
+        std::mem::forget(cubecl::logging::LaunchObservation::new(count.clone()));
+        count
+    })
+}
+
+/// Runs `record` (which records launches into a graph instead of running them) and returns its
+/// result and the launches it recorded.
+pub(crate) fn count_recorded<T>(record: impl FnOnce() -> T) -> (T, u64) {
+    let count = launch_count();
+    let before = count.recorded.load(Ordering::Relaxed);
+    count.recording.store(true, Ordering::Relaxed);
+    let out = record();
+    count.recording.store(false, Ordering::Relaxed);
+    (out, count.recorded.load(Ordering::Relaxed) - before)
+}
+
+/// Counts `launches` a graph's replay runs.
+pub(crate) fn count_replayed(launches: u64) {
+    launch_count().run.fetch_add(launches, Ordering::Relaxed);
+}
+
 /// The process-wide Vulkan device. Burn registers a wgpu runtime once per selector and refuses
 /// to initialise it twice, so every caller (tests run in parallel threads) shares one result.
 #[cfg(not(target_arch = "wasm32"))]
 fn shared_vulkan_device() -> Result<Device, DeviceError> {
     use burn::tensor::wgpu::WgpuBackend;
-    use std::sync::OnceLock;
 
     static VULKAN: OnceLock<Result<Device, String>> = OnceLock::new();
     VULKAN

@@ -10,6 +10,7 @@ use burn::tensor::{DType, Int, Tensor};
 use super::config::LlamaConfig;
 use super::device::{ComputeDevice, DeviceChoice};
 use super::error::ModelError;
+use super::llama::GraphSlot;
 use super::plan::KvFormat;
 use super::quant::{DecodeKernel, MAX_CHUNK_BYTES};
 
@@ -59,6 +60,8 @@ pub(crate) enum Store {
 #[derive(Debug, Clone)]
 pub struct KvCache {
     pub(crate) store: Store,
+    /// The decode step recorded against this cache's buffers, if any.
+    pub(crate) decode_graph: GraphSlot,
     len: usize,
     capacity: usize,
 }
@@ -116,6 +119,7 @@ impl KvCache {
         };
         Ok(Self {
             store,
+            decode_graph: GraphSlot::default(),
             len: 0,
             capacity,
         })
@@ -155,6 +159,12 @@ impl KvCache {
                 .map(|(k, v)| (k.shape().num_elements() + v.shape().num_elements()) as u64 * 4)
                 .sum(),
         }
+    }
+
+    /// Whether a decode step is recorded against this cache, so the next one replays it
+    /// (`ComputeDevice::with_decode_graphs`).
+    pub fn has_decode_graph(&self) -> bool {
+        matches!(self.decode_graph, GraphSlot::Ready(_))
     }
 
     /// Whether the rows are preallocated on the device (wgpu), so that [`KvCache::advance`]

@@ -4,12 +4,11 @@
 //! head_dim]`. The arithmetic follows HF transformers' `LlamaForCausalLM` (eager attention, f32)
 //! step by step, which is what the fixtures' goldens were computed with.
 
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{DType, Int, Tensor, TensorData};
 
 use crate::gguf::{ByteSource, GgufHeader};
 
-use super::argmax::argmax_on_device;
-use super::attention::{attend, causal_mask};
+use super::attention::{StepInputs, attend, causal_mask, step_info};
 use super::config::LlamaConfig;
 use super::device::{ComputeDevice, read_vec};
 use super::error::ModelError;
@@ -19,8 +18,12 @@ use super::project::{Epilogue, RmsNorm, project};
 use super::rope::RopeTable;
 use super::top::{TopLogits, shortlist_on_device};
 use super::weights::{HostEmbedding, Linear, LoadProgress, TensorLoader};
+use tail::{Tail, TailOut};
 
+mod graph;
 mod stages;
+mod tail;
+pub(crate) use graph::GraphSlot;
 pub use stages::StageTime;
 
 /// Which positions' logits a forward pass returns (and which tokens a projection runs).
@@ -53,7 +56,19 @@ struct Step<'a> {
     /// `[1, tokens, cached + tokens]` additive causal mask, for the CPU path's attention
     /// (`None` for a single token, and on the wgpu device whose kernels need none).
     mask: Option<Tensor<3>>,
+    /// The attention kernels' step parameters on the device (the preallocated cache's).
+    info: Option<Tensor<1, Int>>,
     config: &'a LlamaConfig,
+}
+
+impl Step<'_> {
+    /// What attention takes besides the cache.
+    fn attention_inputs(&self) -> StepInputs<'_> {
+        StepInputs {
+            mask: self.mask.as_ref(),
+            info: self.info.as_ref(),
+        }
+    }
 }
 
 /// A loaded Llama model on one device.
@@ -67,6 +82,9 @@ pub struct Llama {
     output_norm: RmsNorm,
     /// The head (the embedding table again, on the device, when they are tied).
     output: Linear,
+    /// A number no other model loaded in this process has (its clones share it): a recorded
+    /// decode step replays only with the weights it was recorded with.
+    identity: u64,
 }
 
 impl Llama {
@@ -116,6 +134,7 @@ impl Llama {
             blocks,
             output_norm,
             output,
+            identity: graph::next_model_identity(),
         })
     }
 
@@ -170,8 +189,8 @@ impl Llama {
         cache: &mut KvCache,
         which: LogitsFor,
     ) -> Result<Vec<f32>, ModelError> {
-        let x = self.run(ids, positions, cache, None)?;
-        Ok(read_vec(self.head(&x, which)).await?)
+        let out = self.forward_to(ids, positions, cache, Tail::Logits(which))?;
+        out.read_logits().await
     }
 
     /// Like [`Llama::forward`] with [`LogitsFor::Last`], but returns only the id of the largest
@@ -183,8 +202,8 @@ impl Llama {
         positions: &[u64],
         cache: &mut KvCache,
     ) -> Result<u32, ModelError> {
-        let x = self.run(ids, positions, cache, None)?;
-        Ok(argmax_on_device(self.head(&x, LogitsFor::Last), &self.device).await?)
+        let out = self.forward_to(ids, positions, cache, Tail::Argmax)?;
+        out.read_argmax().await
     }
 
     /// Like [`Llama::forward`] with [`LogitsFor::Last`], for sampling at `temperature` (> 0):
@@ -197,8 +216,25 @@ impl Llama {
         cache: &mut KvCache,
         temperature: f32,
     ) -> Result<TopLogits, ModelError> {
+        let out = self.forward_to(ids, positions, cache, Tail::Top(temperature))?;
+        out.read_top().await
+    }
+
+    /// The forward pass and `tail` on the device: one token on the wgpu device through the
+    /// cache's recorded decode step (`graph`), anything else launch by launch.
+    fn forward_to(
+        &self,
+        ids: &[u32],
+        positions: &[u64],
+        cache: &mut KvCache,
+        tail: Tail,
+    ) -> Result<TailOut, ModelError> {
+        self.check_input(ids, positions, cache)?;
+        if ids.len() == 1 && self.device.decode_graphs() && cache.is_preallocated() {
+            return self.decode_step(ids[0], positions[0], cache, tail);
+        }
         let x = self.run(ids, positions, cache, None)?;
-        shortlist_on_device(self.head(&x, LogitsFor::Last), &self.device, temperature).await
+        Ok(self.tail(&x, tail))
     }
 
     /// Compiles every kernel variant generation runs — the first run of a kernel compiles it,
@@ -305,21 +341,13 @@ impl Llama {
         mut trace: Option<&mut Vec<Tensor<2>>>,
     ) -> Result<Tensor<2>, ModelError> {
         self.check_input(ids, positions, cache)?;
-        let device = self.device.burn();
         let n = ids.len();
-        let past = cache.len();
-
-        let mut x = self.embedding.lookup(ids, &self.device)?;
-        let mut step = self.step(positions);
-        step.mask = (n > 1 && cache.needs_mask()).then(|| causal_mask(n, past, device));
-
-        for (layer, block) in self.blocks.iter().enumerate() {
-            if let Some(t) = trace.as_deref_mut() {
-                t.push(x.clone());
-            }
-            x = block.attention(&x, layer, cache, &step);
-            x = block.mlp(&x);
-        }
+        // A recording keeps the pages it touched from other allocations: let this run's
+        // activations have them (the next decode step records again, for the cost of its launches).
+        cache.decode_graph.release();
+        let x = self.embedding.lookup(ids, &self.device)?;
+        let step = self.step(positions, cache);
+        let x = self.blocks(x, &step, cache, trace.as_deref_mut());
         cache.advance(n);
         if let Some(t) = trace {
             t.push(x.clone());
@@ -327,17 +355,41 @@ impl Llama {
         Ok(x)
     }
 
-    /// The inputs every block shares for tokens at `positions` (their RoPE angles; no mask).
-    fn step(&self, positions: &[u64]) -> Step<'_> {
+    /// Every block over the residual stream `x` (`trace` collects it before each block); the
+    /// cache's length is not advanced.
+    fn blocks(
+        &self,
+        mut x: Tensor<2>,
+        step: &Step,
+        cache: &mut KvCache,
+        mut trace: Option<&mut Vec<Tensor<2>>>,
+    ) -> Tensor<2> {
+        for (layer, block) in self.blocks.iter().enumerate() {
+            if let Some(t) = trace.as_deref_mut() {
+                t.push(x.clone());
+            }
+            x = block.attention(&x, layer, cache, step);
+            x = block.mlp(&x);
+        }
+        x
+    }
+
+    /// The inputs every block shares for tokens at `positions` after those in `cache`: their
+    /// RoPE angles, and the CPU path's causal mask or the wgpu path's step parameters.
+    fn step(&self, positions: &[u64], cache: &KvCache) -> Step<'_> {
+        let device = self.device.burn();
+        let (n, past) = (positions.len(), cache.len());
         let half = self.config.head_dim / 2;
-        let (mut angles, sin) = self.rope.cos_sin(positions);
-        angles.extend(sin);
+        let angles = self.rope.angles(positions);
+        let info = cache.is_preallocated().then(|| {
+            let info = step_info(n, past);
+            let len = info.len();
+            Tensor::<1, Int>::from_data(TensorData::new(info, [len]), (device, DType::U32))
+        });
         Step {
-            angles: Tensor::from_data(
-                TensorData::new(angles, [2, positions.len(), half]),
-                self.device.burn(),
-            ),
-            mask: None,
+            angles: Tensor::from_data(TensorData::new(angles, [2, n, half]), device),
+            mask: (n > 1 && cache.needs_mask()).then(|| causal_mask(n, past, device)),
+            info,
             config: &self.config,
         }
     }
@@ -437,7 +489,14 @@ impl Block {
             LogitsFor::All,
         );
         let heads = step.config.n_heads;
-        let out = attend(qkv, &step.angles, heads, layer, cache, step.mask.as_ref());
+        let out = attend(
+            qkv,
+            &step.angles,
+            heads,
+            layer,
+            cache,
+            step.attention_inputs(),
+        );
         project(&out, None, &[&self.o], Epilogue::AddTo(x), LogitsFor::All)
     }
 

@@ -39,6 +39,14 @@ impl RopeTable {
         &self.inv_freq
     }
 
+    /// The angles the kernels take for `positions`: `[2, positions.len(), head_dim / 2]`
+    /// row-major, the cosines then the sines ([`RopeTable::cos_sin`]).
+    pub(crate) fn angles(&self, positions: &[u64]) -> Vec<f32> {
+        let (mut angles, sin) = self.cos_sin(positions);
+        angles.extend(sin);
+        angles
+    }
+
     /// Cosines and sines for `positions`, each `[positions.len(), head_dim / 2]` row-major.
     pub fn cos_sin(&self, positions: &[u64]) -> (Vec<f32>, Vec<f32>) {
         let n = positions.len() * self.inv_freq.len();

@@ -73,6 +73,14 @@ impl HostEmbedding {
         ids: &[u32],
         device: &ComputeDevice,
     ) -> Result<Tensor<2>, ModelError> {
+        Ok(Tensor::from_data(
+            TensorData::new(self.rows(ids)?, [ids.len(), self.cols]),
+            device.burn(),
+        ))
+    }
+
+    /// Rows `ids` in f32 on the host, `[ids.len(), cols]` row-major. Ids must be `< rows`.
+    pub(crate) fn rows(&self, ids: &[u32]) -> Result<Vec<f32>, ModelError> {
         let mut values = vec![0f32; ids.len() * self.cols];
         for (&id, out) in ids.iter().zip(values.chunks_mut(self.cols)) {
             let id = id as usize;
@@ -80,10 +88,7 @@ impl HostEmbedding {
             let row = &self.bytes[id * self.row_bytes..(id + 1) * self.row_bytes];
             dequant::dequantize_into(self.format, row, out)?;
         }
-        Ok(Tensor::from_data(
-            TensorData::new(values, [ids.len(), self.cols]),
-            device.burn(),
-        ))
+        Ok(values)
     }
 
     /// Bytes held on the host.

@@ -7,15 +7,13 @@
 
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Dispatch, backend_extension};
-use burn::tensor::{Float, Int, Shape, Tensor};
+use burn::tensor::{Int, Shape, Tensor};
 use burn_cubecl::CubeBackend;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device;
 mod kernels;
 
 use cubecl::prelude::*;
-
-use super::device::{ComputeDevice, DeviceChoice, DeviceError, read_vec};
 
 /// The kernel as a Burn backend extension.
 #[backend_extension(Cube)]
@@ -55,22 +53,9 @@ pub(crate) fn one_cube_over_logits(
     (logits, len, out)
 }
 
-/// The index of the largest of `logits`' values (`[1, vocab]`) as the host rule [`argmax`]
-/// picks it: found by our kernel on the wgpu device (4 bytes read back), read back whole on the
-/// CPU device (which has no CubeCL runtime).
-pub(crate) async fn argmax_on_device(
-    logits: Tensor<2>,
-    device: &ComputeDevice,
-) -> Result<u32, DeviceError> {
-    match device.choice() {
-        DeviceChoice::Wgpu => {
-            let id = Tensor::<1, Int>::from_dispatch(<Dispatch as ArgmaxOps>::argmax(
-                logits.into_dispatch(),
-            ));
-            Ok(read_vec::<u32, 1, Int>(id).await?[0])
-        }
-        DeviceChoice::Cpu => Ok(argmax(&read_vec::<f32, 2, Float>(logits).await?)),
-    }
+/// Launches the argmax kernel over `logits` (wgpu): `[1]`, the index of the largest.
+pub(crate) fn argmax_launch(logits: Tensor<2>) -> Tensor<1, Int> {
+    Tensor::from_dispatch(<Dispatch as ArgmaxOps>::argmax(logits.into_dispatch()))
 }
 
 /// The index of the largest logit (the first one on ties; NaN never wins).

@@ -25,6 +25,15 @@ use super::rows::{round_trip, store_row};
 use super::softmax::{add_value, attend_cached, score_update, write_partial};
 use crate::model::plan::KvFormat;
 
+/// A step's attention parameters on the device (`u32`s), read by [`rope_attend_kernel`] and
+/// [`combine_kernel`]: the cache slot of the step's first token (its position in the cache),
+/// then the number of key segments each query attends over.
+pub const STEP_WORDS: usize = 2;
+/// Where [`STEP_WORDS`] keeps the step's first cache slot.
+pub const STEP_PAST: usize = 0;
+/// Where [`STEP_WORDS`] keeps the number of key segments.
+pub const STEP_SEGMENTS: usize = 1;
+
 /// RoPE and the cache store in one pass over the q/k/v projection `qkv` (`[n, (heads + 2 ·
 /// kv_heads) · head_dim]`, each token's query heads, then key heads, then value heads). One unit
 /// per (token, head): query heads are rotated into `q` (`[heads, n, head_dim]`, attention's
@@ -174,7 +183,9 @@ pub fn attend_kernel(
 /// the new value from `qkv` too, rounded through the cache's format exactly as a store and a load
 /// would round them, and the first query head of each KV head stores them into slot `past` for
 /// the steps that follow (nothing in this launch reads that slot from memory). `angles` is `[2,
-/// 1, head_dim / 2]`. Equal to the two launches bit for bit.
+/// 1, head_dim / 2]`. The new token's slot and the segment count come from `info` (see
+/// [`STEP_PAST`]), so that a recorded decode step replays at any position. Equal to the two
+/// launches bit for bit.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 pub fn rope_attend_kernel(
@@ -183,11 +194,10 @@ pub fn rope_attend_kernel(
     keys: &mut Tensor<u32>,
     values: &mut Tensor<u32>,
     partial: &mut Tensor<f32>,
+    info: &Tensor<u32>,
     heads: usize,
     kv_heads: usize,
-    past: usize,
     capacity: usize,
-    segments: usize,
     seg_len: usize,
     scale: f32,
     #[comptime] head_dim: usize,
@@ -195,6 +205,8 @@ pub fn rope_attend_kernel(
     #[comptime] direct: bool,
 ) {
     let unit = ABSOLUTE_POS_X as usize;
+    let past = info[STEP_PAST] as usize;
+    let segments = info[STEP_SEGMENTS] as usize;
     if unit >= heads * segments {
         terminate!();
     }
@@ -279,18 +291,19 @@ fn rotate(
     }
 }
 
-/// Merges the segments of [`attend_kernel`]: unit `(token · heads + head) · head_dim + d` writes
+/// Merges the segments of [`attend_kernel`] (their count: `info[STEP_SEGMENTS]`): unit `(token · heads + head) · head_dim + d` writes
 /// `out[token, head · head_dim + d]` (`[n, heads · head_dim]`, the output projection's input).
 #[cube(launch)]
 pub fn combine_kernel(
     partial: &Tensor<f32>,
     out: &mut Tensor<f32>,
+    info: &Tensor<u32>,
     heads: usize,
     n: usize,
-    segments: usize,
     #[comptime] head_dim: usize,
 ) {
     let unit = ABSOLUTE_POS_X as usize;
+    let segments = info[STEP_SEGMENTS] as usize;
     if unit >= n * heads * head_dim {
         terminate!();
     }

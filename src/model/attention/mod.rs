@@ -16,7 +16,7 @@ mod tests;
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Dispatch, backend_extension};
 use burn::tensor::activation::softmax;
-use burn::tensor::{Shape, Tensor, TensorData};
+use burn::tensor::{Int, Shape, Tensor, TensorData};
 use burn_cubecl::CubeBackend;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device;
@@ -25,6 +25,7 @@ use cubecl::prelude::*;
 
 use super::kv_cache::{KvCache, KvLayout, Store};
 use super::plan::attention_segments;
+pub(crate) use kernels::{STEP_SEGMENTS, STEP_WORDS};
 
 /// The cache kernels, as a Burn backend extension.
 #[backend_extension(Cube)]
@@ -46,22 +47,29 @@ pub(crate) trait AttentionOps: burn::backend::Backend {
 
     /// [`Self::rope_store`] and [`Self::attend`] for one token (`qkv` `[1, …]`) in one launch
     /// (the merge of segments, where there are several, in a second): `[1, heads · head_dim]`.
+    /// The token's slot and the segment count are read from `info` ([`step_info`]) on the
+    /// device; `past` only says whether one segment holds the keys (one
+    /// launch) or several (a merge, its buffer sized for the whole cache), so the same launches
+    /// serve every position on the same side of [`SEGMENT_KEYS`].
+    #[allow(clippy::too_many_arguments)]
     fn rope_attend(
         qkv: FloatTensor<Self>,
         angles: FloatTensor<Self>,
         keys: IntTensor<Self>,
         values: IntTensor<Self>,
+        info: IntTensor<Self>,
         layout: KvLayout,
         heads: usize,
         past: usize,
     ) -> FloatTensor<Self>;
 
     /// Attends `q` (`[heads, n, head_dim]`, tokens at cache slots `past ..`) to the cached
-    /// `keys` and `values` causally: `[n, heads · head_dim]`.
+    /// `keys` and `values` causally: `[n, heads · head_dim]` (`info`: [`step_info`]'s).
     fn attend(
         q: FloatTensor<Self>,
         keys: IntTensor<Self>,
         values: IntTensor<Self>,
+        info: IntTensor<Self>,
         layout: KvLayout,
         past: usize,
     ) -> FloatTensor<Self>;
@@ -112,6 +120,7 @@ impl AttentionOps for CubeBackend {
         angles: FloatTensor<Self>,
         keys: IntTensor<Self>,
         values: IntTensor<Self>,
+        info: IntTensor<Self>,
         layout: KvLayout,
         heads: usize,
         past: usize,
@@ -121,8 +130,17 @@ impl AttentionOps for CubeBackend {
         assert_eq!(qkv.meta.shape()[0], 1, "one token");
         let head_dim = layout.head_dim;
         let (segments, seg_len) = attention_segments(1, past + 1);
-        let outputs = Outputs::new(&qkv, heads, 1, segments, head_dim);
-        let units = (heads * segments) as u32;
+        // Room for as many segments as the whole cache has: the launch is recorded once and
+        // replayed at later positions (`info` says how many there are now).
+        let room = match segments {
+            1 => 1,
+            _ => attention_segments(1, layout.capacity).0.max(2),
+        };
+        let outputs = Outputs::new(&qkv, heads, 1, room, head_dim);
+        // Units for every segment there is room for: those past the step's count stop at once.
+        // (Not an indirect dispatch: its arguments could share a buffer with `info`, which the
+        // kernel binds for writing, and WebGPU forbids the two uses in one dispatch.)
+        let units = (heads * room) as u32;
         kernels::rope_attend_kernel::launch(
             &qkv.client,
             CubeCount::Static(units.div_ceil(layout.cube_units), 1, 1),
@@ -132,24 +150,24 @@ impl AttentionOps for CubeBackend {
             keys.into_tensor_arg(),
             values.into_tensor_arg(),
             outputs.partial.clone().into_tensor_arg(),
+            info.clone().into_tensor_arg(),
             heads,
             layout.kv_heads,
-            past,
             layout.capacity,
-            segments,
             seg_len,
             1.0 / (head_dim as f32).sqrt(),
             head_dim,
             layout.format,
             outputs.direct(),
         );
-        outputs.combine(layout)
+        outputs.combine(layout, info)
     }
 
     fn attend(
         q: FloatTensor<Self>,
         keys: IntTensor<Self>,
         values: IntTensor<Self>,
+        info: IntTensor<Self>,
         layout: KvLayout,
         past: usize,
     ) -> FloatTensor<Self> {
@@ -178,7 +196,7 @@ impl AttentionOps for CubeBackend {
             layout.format,
             outputs.direct(),
         );
-        outputs.combine(layout)
+        outputs.combine(layout, info)
     }
 }
 
@@ -190,7 +208,8 @@ struct Outputs {
     out: CubeTensor,
     /// `out`, or the segments' partial sums.
     partial: CubeTensor,
-    /// `[heads, n, segments, head_dim]`: what the buffers were made for.
+    /// `[heads, n, segments, head_dim]`: what the buffers were made for (room for `segments`;
+    /// one: the output itself).
     shape: [usize; 4],
 }
 
@@ -218,12 +237,12 @@ impl Outputs {
         self.shape[2] == 1
     }
 
-    /// The output, the segments merged first where there are several.
-    fn combine(self, layout: KvLayout) -> CubeTensor {
+    /// The output, the segments (as many as `info` says) merged first where there are several.
+    fn combine(self, layout: KvLayout, info: CubeTensor) -> CubeTensor {
         if self.direct() {
             return self.out;
         }
-        let [heads, n, segments, head_dim] = self.shape;
+        let [heads, n, _, head_dim] = self.shape;
         let units = (n * heads * head_dim) as u32;
         kernels::combine_kernel::launch(
             &self.out.client,
@@ -231,38 +250,66 @@ impl Outputs {
             CubeDim::new_1d(layout.cube_units),
             self.partial.into_tensor_arg(),
             self.out.clone().into_tensor_arg(),
+            info.into_tensor_arg(),
             heads,
             n,
-            segments,
             head_dim,
         );
         self.out
     }
 }
 
+/// What a step's attention takes besides the cache: the CPU path's additive causal mask
+/// (`[1, n, past + n]`; `None` for one token), or the preallocated cache's [`step_info`] on the
+/// device.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct StepInputs<'a> {
+    /// The CPU path's mask.
+    pub mask: Option<&'a Tensor<3>>,
+    /// The wgpu path's step parameters.
+    pub info: Option<&'a Tensor<1, Int>>,
+}
+
+/// The step parameters the attention kernels read from the device for `n` tokens after `past`
+/// (`kernels::STEP_WORDS`): the first slot, the number of key segments.
+pub(crate) fn step_info(n: usize, past: usize) -> Vec<u32> {
+    let (segments, _) = attention_segments(n, past + n);
+    let mut info = vec![0; kernels::STEP_WORDS];
+    info[kernels::STEP_PAST] = past as u32;
+    info[kernels::STEP_SEGMENTS] = segments as u32;
+    info
+}
+
 /// Attention for block `layer` from its q/k/v projection (`[n, (heads + 2 · kv_heads) ·
 /// head_dim]`): RoPE by `angles` (`[2, n, head_dim / 2]`, cosines then sines), the new keys and
 /// values appended to the cache, the queries attended to everything cached for the block,
-/// causally (`mask` is the CPU path's `[1, n, past + n]` additive mask; `None` for one token).
-/// Returns `[n, heads · head_dim]`. The cache's length advances only in [`KvCache::advance`].
+/// causally (`mask` is the CPU path's `[1, n, past + n]` additive mask; `None` for one token;
+/// `info`: [`step_info`]'s, on the device, for the preallocated cache). Returns `[n, heads ·
+/// head_dim]`. The cache's length advances only in [`KvCache::advance`].
 pub(crate) fn attend(
     qkv: Tensor<2>,
     angles: &Tensor<3>,
     heads: usize,
     layer: usize,
     cache: &mut KvCache,
-    mask: Option<&Tensor<3>>,
+    step: StepInputs<'_>,
 ) -> Tensor<2> {
     let past = cache.len();
+    let StepInputs { mask, info } = step;
     match &mut cache.store {
         Store::Rows { layers, layout } => {
             let (keys, values) = &layers[layer];
+            let info = info
+                .expect("the preallocated cache's attention reads its step from the device")
+                .clone()
+                .into_dispatch();
             if qkv.dims()[0] == 1 {
                 return Tensor::from_dispatch(<Dispatch as AttentionOps>::rope_attend(
                     qkv.into_dispatch(),
                     angles.clone().into_dispatch(),
                     keys.clone().into_dispatch(),
                     values.clone().into_dispatch(),
+                    info,
                     *layout,
                     heads,
                     past,
@@ -281,6 +328,7 @@ pub(crate) fn attend(
                 q.into_dispatch(),
                 keys.clone().into_dispatch(),
                 values.clone().into_dispatch(),
+                info,
                 *layout,
                 past,
             ))

@@ -53,7 +53,7 @@ impl Llama {
         // The residual stream's values do not change the kernels' time: the embedding row
         // stands in for every block's input.
         let x = self.embedding.lookup(&[0], &self.device)?;
-        let step = self.step(&[position]);
+        let step = self.step(&[position], cache);
         let heads = self.config.n_heads;
         let mut stages: Vec<StageTime> = STAGES
             .iter()
@@ -76,7 +76,14 @@ impl Llama {
             })
             .await?;
             let attended = timed(&mut stages[1], repeats, now, || {
-                attend(qkv.clone(), &step.angles, heads, layer, cache, None)
+                attend(
+                    qkv.clone(),
+                    &step.angles,
+                    heads,
+                    layer,
+                    cache,
+                    step.attention_inputs(),
+                )
             })
             .await?;
             timed(&mut stages[2], repeats, now, || {
@@ -133,7 +140,6 @@ async fn timed(
     let counters = DeviceCounters::start();
     let out = launch();
     stage.launches_per_token += counters.launches();
-    drop(counters);
     read_vec::<f32, 2, _>(out).await?;
 
     let start = now();

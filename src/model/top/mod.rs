@@ -104,6 +104,11 @@ pub struct TopLogits {
 }
 
 impl TopLogits {
+    /// A shortlist with the logits it was found in.
+    pub(crate) fn new(shortlist: Shortlist, logits: Tensor<2>) -> Self {
+        Self { shortlist, logits }
+    }
+
     /// Reads every logit back (`[vocab]`).
     pub async fn read_all(self) -> Result<Vec<f32>, ModelError> {
         Ok(read_vec(self.logits).await?)
@@ -118,17 +123,34 @@ pub(crate) async fn shortlist_on_device(
     device: &ComputeDevice,
     temperature: f32,
 ) -> Result<TopLogits, ModelError> {
-    let vocab = logits.dims()[1];
-    let shortlist = match device.choice() {
-        DeviceChoice::Cpu => Shortlist::default(),
+    match device.choice() {
+        DeviceChoice::Cpu => Ok(TopLogits {
+            shortlist: Shortlist::default(),
+            logits,
+        }),
         DeviceChoice::Wgpu => {
-            let words = Tensor::<1, Int>::from_dispatch(<Dispatch as ShortlistOps>::shortlist(
-                logits.clone().into_dispatch(),
-                1.0 / temperature,
-            ));
-            read_shortlist(&read_vec::<u32, 1, Int>(words).await?, vocab)
+            let words = shortlist_launch(&logits, temperature);
+            read_top(logits, words).await
         }
-    };
+    }
+}
+
+/// Launches the shortlist kernel over `logits` (`[1, vocab]`, wgpu) at `temperature`: its
+/// words, for [`read_top`].
+pub(crate) fn shortlist_launch(logits: &Tensor<2>, temperature: f32) -> Tensor<1, Int> {
+    Tensor::from_dispatch(<Dispatch as ShortlistOps>::shortlist(
+        logits.clone().into_dispatch(),
+        1.0 / temperature,
+    ))
+}
+
+/// Reads the shortlist [`shortlist_launch`] wrote for `logits`.
+pub(crate) async fn read_top(
+    logits: Tensor<2>,
+    words: Tensor<1, Int>,
+) -> Result<TopLogits, ModelError> {
+    let vocab = logits.dims()[1];
+    let shortlist = read_shortlist(&read_vec::<u32, 1, Int>(words).await?, vocab);
     Ok(TopLogits { shortlist, logits })
 }
 

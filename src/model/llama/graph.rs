@@ -1,0 +1,237 @@
+//! A decode step recorded once and replayed.
+//!
+//! A decode step launches the same kernels on the same buffers whatever its token and position
+//! (five a block): only three small inputs change — the token's embedding row, its RoPE angles,
+//! and the attention's step parameters (the new token's cache slot, the number of key segments
+//! and the launch's size), which the attention kernels read from the device. So the first step
+//! on a cache runs as usual and is then recorded with cubecl's graph capture (the launches kept
+//! with their pipelines, bindings and sizes instead of run), and every later step writes its
+//! three inputs in place and replays the recording: the host re-encodes the step's dispatches
+//! from a list instead of building each launch through Burn and CubeCL.
+//!
+//! A recording belongs to one cache (its rows are among the buffers replayed) and one model (its
+//! weights too), and holds every buffer it touched: cubecl keeps the pages of the step's
+//! activations out of reuse while a recording lives, and this module keeps the inputs and the
+//! output. A step that needs other launches — the first with more than [`SEGMENT_KEYS`] keys,
+//! where attention splits into segments and merges them — records again, once.
+//!
+//! [`SEGMENT_KEYS`]: crate::model::plan::SEGMENT_KEYS
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::backend::{Backend, BackendGraph, Dispatch, backend_extension};
+use burn::tensor::{DType, Int, Tensor, TensorData};
+use burn_cubecl::CubeBackend;
+
+use super::tail::{Tail, TailOut};
+use super::{Llama, Step};
+use crate::model::attention::{STEP_SEGMENTS, STEP_WORDS, step_info};
+use crate::model::device::{DeviceError, count_recorded, count_replayed};
+use crate::model::error::ModelError;
+use crate::model::kv_cache::KvCache;
+
+/// Writing new values over a tensor's buffer in place, as a Burn backend extension (a replayed
+/// step reads its inputs from the buffers it was recorded with).
+#[backend_extension(Cube)]
+pub(crate) trait OverwriteOps: burn::backend::Backend {
+    /// Writes `bytes` (the tensor's whole contents) over `tensor`'s buffer, after the work
+    /// queued before; returns the tensor.
+    fn overwrite_float(tensor: FloatTensor<Self>, bytes: Vec<u8>) -> FloatTensor<Self>;
+
+    /// [`Self::overwrite_float`] for an integer tensor.
+    fn overwrite_int(tensor: IntTensor<Self>, bytes: Vec<u8>) -> IntTensor<Self>;
+}
+
+impl OverwriteOps for CubeBackend {
+    fn overwrite_float(tensor: FloatTensor<Self>, bytes: Vec<u8>) -> FloatTensor<Self> {
+        let bytes = cubecl::bytes::Bytes::from_bytes_vec(bytes);
+        tensor.client.write(&tensor.handle, bytes);
+        tensor
+    }
+
+    fn overwrite_int(tensor: IntTensor<Self>, bytes: Vec<u8>) -> IntTensor<Self> {
+        let bytes = cubecl::bytes::Bytes::from_bytes_vec(bytes);
+        tensor.client.write(&tensor.handle, bytes);
+        tensor
+    }
+}
+
+/// A cache's recorded decode step, if any.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum GraphSlot {
+    /// Nothing recorded yet (or the last recording was for other launches).
+    #[default]
+    Empty,
+    /// A recording, ready to replay.
+    Ready(Box<DecodeGraph>),
+    /// The device cannot record (a backend without graph capture, or a recording that failed
+    /// once): every step runs launch by launch.
+    Unsupported,
+}
+
+impl GraphSlot {
+    /// Drops the recording, if any (a device that cannot record stays marked so).
+    pub(crate) fn release(&mut self) {
+        if let GraphSlot::Ready(_) = self {
+            *self = GraphSlot::Empty;
+        }
+    }
+}
+
+/// A recorded decode step and the buffers it reads and writes outside the cache and weights.
+#[derive(Debug, Clone)]
+pub(crate) struct DecodeGraph {
+    graph: BackendGraph<Dispatch>,
+    /// The model it was recorded with ([`Llama::identity`]).
+    model: u64,
+    /// Whether attention runs in segments (then merged) in it.
+    segmented: bool,
+    /// What it ends with.
+    tail: Tail,
+    /// `[1, width]`: the token's embedding row.
+    row: Tensor<2>,
+    /// `[2, 1, head_dim / 2]`: its RoPE angles.
+    angles: Tensor<3>,
+    /// The attention's step parameters ([`step_info`]).
+    info: Tensor<1, Int>,
+    /// What its tail writes.
+    out: TailOut,
+    /// Kernel launches it replays.
+    launches: u64,
+}
+
+/// A process-wide number for each loaded model (a recording must not replay another model's
+/// weights).
+pub(super) fn next_model_identity() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+impl Llama {
+    /// Token `id` at `position` appended to the preallocated `cache`, through the blocks and
+    /// `tail`: by replaying the cache's recorded step where it has one for these launches,
+    /// otherwise by running the step and recording it for the next.
+    pub(super) fn decode_step(
+        &self,
+        id: u32,
+        position: u64,
+        cache: &mut KvCache,
+        tail: Tail,
+    ) -> Result<TailOut, ModelError> {
+        if !cache.is_preallocated() {
+            return Err(ModelError::BadInput {
+                detail: "a recorded decode step needs the preallocated (wgpu) cache".into(),
+            });
+        }
+        let info = step_info(1, cache.len());
+        let segmented = info[STEP_SEGMENTS] > 1;
+        let row = self.embedding.rows(&[id])?;
+        let angles = self.rope.angles(&[position]);
+        if let GraphSlot::Ready(graph) = &cache.decode_graph
+            && graph.model == self.identity
+            && graph.segmented == segmented
+            && graph.tail == tail
+        {
+            let out = graph.replay(&row, &angles, &info, self)?;
+            cache.advance(1);
+            return Ok(out);
+        }
+
+        let device = self.device.burn();
+        let row =
+            Tensor::<2>::from_data(TensorData::new(row, [1, self.config.hidden_size]), device);
+        let half = self.config.head_dim / 2;
+        let angles = Tensor::<3>::from_data(TensorData::new(angles, [2, 1, half]), device);
+        let info =
+            Tensor::<1, Int>::from_data(TensorData::new(info, [STEP_WORDS]), (device, DType::U32));
+        let step = Step {
+            angles: angles.clone(),
+            mask: None,
+            info: Some(info.clone()),
+            config: &self.config,
+        };
+        let record = !matches!(cache.decode_graph, GraphSlot::Unsupported);
+        // The old recording goes first: its pages return to the allocator.
+        cache.decode_graph = GraphSlot::Empty;
+        let dispatch = device.as_dispatch();
+        let record = record && Dispatch::graph_prepare(dispatch).is_ok();
+        let out = self.tail(&self.blocks(row.clone(), &step, cache, None), tail);
+        if record {
+            cache.decode_graph = match self.record(&row, &step, cache, tail) {
+                Ok((graph, recorded_out, launches)) => GraphSlot::Ready(Box::new(DecodeGraph {
+                    graph,
+                    model: self.identity,
+                    segmented,
+                    tail,
+                    row,
+                    angles,
+                    info,
+                    out: recorded_out,
+                    launches,
+                })),
+                Err(reason) => {
+                    log::warn!("decode steps run launch by launch: recording failed: {reason}");
+                    GraphSlot::Unsupported
+                }
+            };
+        }
+        cache.advance(1);
+        Ok(out)
+    }
+
+    /// Records the step [`Llama::decode_step`] has just run, with the same input tensors: the
+    /// graph, its output and the launches in it.
+    fn record(
+        &self,
+        row: &Tensor<2>,
+        step: &Step,
+        cache: &mut KvCache,
+        tail: Tail,
+    ) -> Result<(BackendGraph<Dispatch>, TailOut, u64), String> {
+        let dispatch = self.device.burn().as_dispatch();
+        Dispatch::graph_start_capture(dispatch).map_err(|e| e.to_string())?;
+        let (out, launches) = count_recorded(|| {
+            let x = self.blocks(row.clone(), step, cache, None);
+            self.tail(&x, tail)
+        });
+        let graph = Dispatch::graph_stop_capture(dispatch).map_err(|e| e.to_string())?;
+        Ok((graph, out, launches))
+    }
+}
+
+impl DecodeGraph {
+    /// Writes a step's inputs over the recording's and replays it; returns its output (the
+    /// recording's buffer, which the next replay overwrites: the queue runs what reads it first).
+    fn replay(
+        &self,
+        row: &[f32],
+        angles: &[f32],
+        info: &[u32],
+        model: &Llama,
+    ) -> Result<TailOut, ModelError> {
+        overwrite(&self.row, row);
+        overwrite(&self.angles, angles);
+        let info_bytes = info.iter().flat_map(|v| v.to_le_bytes()).collect();
+        <Dispatch as OverwriteOps>::overwrite_int(self.info.clone().into_dispatch(), info_bytes);
+        // SAFETY: every buffer the recording reads or writes outlives this replay: the inputs
+        // and the output are held here; the cache's rows by the cache that holds this graph;
+        // the weights by the model, checked to be the one recorded with (`model`); the step's
+        // activations by the recording itself (cubecl keeps the pages a recording touched from
+        // being reused or released while it lives). Everything is on this thread's stream, so
+        // the writes above run before the replay and the replay before what reads its output.
+        unsafe { Dispatch::graph_replay(model.device.burn().as_dispatch(), &self.graph) }.map_err(
+            |e| DeviceError::Execution {
+                reason: e.to_string(),
+            },
+        )?;
+        count_replayed(self.launches);
+        Ok(self.out.clone())
+    }
+}
+
+/// Writes `values` over `tensor`'s buffer in place (see [`OverwriteOps`]).
+fn overwrite<const D: usize>(tensor: &Tensor<D>, values: &[f32]) {
+    let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    <Dispatch as OverwriteOps>::overwrite_float(tensor.clone().into_dispatch(), bytes);
+}
