@@ -226,6 +226,89 @@ async fn the_f16_cache_needs_no_shader_f16() {
     );
 }
 
+/// Prefill `prompt` ids into a cache of `context` tokens, then 12 steps ending each way a step
+/// can (the greedy choice, a shortlist, the logits): what every step gave, and whether the cache
+/// holds a recorded step at the end.
+async fn steps_of_every_tail(
+    model: &llama_web::model::llama::Llama,
+    prompt: u32,
+    context: usize,
+) -> (Vec<String>, bool) {
+    use llama_web::model::llama::LogitsFor;
+    use llama_web::model::plan::KvFormat;
+    let vocab = model.config().vocab_size as u32;
+    let prompt: Vec<u32> = (0..prompt).map(|i| (i * 7919 + 13) % vocab).collect();
+    // As the engine and the bench do: every kernel compiled first, in a cache of this size.
+    model.warm_up(context, KvFormat::Q8).await.unwrap();
+    let mut cache = model.new_cache(context, KvFormat::Q8).unwrap();
+    model.prefill(&prompt, &mut cache).await.unwrap();
+    let mut seen = Vec::new();
+    for step in 0..12u32 {
+        let (token, position) = ([(step * 104_729 + 7) % vocab], [cache.len() as u64]);
+        seen.push(match step % 3 {
+            0 => {
+                let id = model.forward_argmax(&token, &position, &mut cache).await;
+                format!("argmax {}", id.unwrap())
+            }
+            1 => {
+                let top = model.forward_top(&token, &position, &mut cache, 0.8).await;
+                let top = top.unwrap();
+                let shortlist = format!("{:?}", top.shortlist);
+                let bits: Vec<u32> = top
+                    .read_all()
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect();
+                format!("top {shortlist} {bits:?}")
+            }
+            _ => {
+                let logits = model
+                    .forward(&token, &position, &mut cache, LogitsFor::Last)
+                    .await;
+                let bits: Vec<u32> = logits.unwrap().iter().map(|v| v.to_bits()).collect();
+                format!("logits {bits:?}")
+            }
+        });
+    }
+    (seen, cache.has_decode_graph())
+}
+
+/// Decode steps recorded once and replayed on WebGPU give, bit for bit, what the same steps
+/// launched kernel by kernel give, whichever way they end (tests/kv_cache.rs natively), in an
+/// engine loaded and warmed up as the JS API's is.
+#[wasm_bindgen_test]
+async fn replayed_decode_steps_equal_launched_ones_on_webgpu() {
+    use llama_web::engine::Engine;
+    use llama_web::gguf::{GgufHeader, MemorySource};
+    let source = MemorySource::new(TINY_Q4_0.to_vec());
+    let header = GgufHeader::read(&source).unwrap();
+    let mut runs = Vec::new();
+    // Graphs first, on a fresh device: what the pools hold when a step is recorded matters.
+    for graphs in [true, false] {
+        let device = ComputeDevice::init_webgpu().await.expect("WebGPU device");
+        let device = device.with_decode_graphs(graphs);
+        let engine = Engine::load(&header, &source, &device, None, &mut |_| {})
+            .await
+            .unwrap();
+        engine.warm_up().await.unwrap();
+        // A cache just large enough (as the bench page's), and one where the steps pass 256
+        // keys (attention in segments).
+        for (prompt, context) in [(6, 18), (250, engine.context_size())] {
+            runs.push(steps_of_every_tail(engine.model(), prompt, context).await);
+        }
+    }
+    let (replayed, launched) = runs.split_at(2);
+    for (launched, replayed) in launched.iter().zip(replayed) {
+        assert!(!launched.1, "graphs off: nothing recorded");
+        assert!(replayed.1, "graphs on: the steps replayed a recording");
+        for (step, (a, b)) in replayed.0.iter().zip(&launched.0).enumerate() {
+            assert!(a == b, "step {step}: replayed {a:.80} vs launched {b:.80}");
+        }
+    }
+}
+
 /// The same seeded run as tests/engine.rs natively: the same ids in the browser.
 #[wasm_bindgen_test]
 async fn seeded_sampling_in_the_browser_equals_the_native_run() {

@@ -49,15 +49,17 @@ pub struct BenchReport {
     pub peak_gpu_bytes: Option<u64>,
     /// The most bytes live tensors took at once (the allocator's pages hold more).
     pub peak_gpu_bytes_in_use: Option<u64>,
-    /// Kernel launches of one decode step (ours and Burn's; `None` on the CPU device).
+    /// Kernel launches of one decode step after the first (ours and Burn's, replayed or not;
+    /// `None` on the CPU device).
     pub dispatches_per_token: Option<f64>,
     /// Command submissions of one decode step: the launches gathered `TASKS_PER_SUBMIT` at a
     /// time, the readback's submit included (derived from the launch count and that rule:
     /// wgpu offers no count of submissions; `None` on the CPU device).
     pub submits_per_token: Option<f64>,
-    /// Bytes one decode step reads back to the host (greedy choice on the device: the id).
+    /// Bytes one decode step after the first reads back to the host (greedy choice on the
+    /// device: the id).
     pub readback_bytes_per_token: f64,
-    /// CPU milliseconds per decode step of the thread that drives it: our code, Burn's and
+    /// CPU milliseconds per decode step after the first of the thread that drives it: our code, Burn's and
     /// CubeCL's graph and launch work, wgpu's encoding and submission (the kernels themselves
     /// run elsewhere: on the GPU, or on lavapipe's own threads). `None` where no per-thread CPU
     /// clock is available (the browser).
@@ -157,17 +159,24 @@ pub async fn run(
     peak.sample();
     let prefill_s = now() - start;
 
+    // The counters and the host's clock measure one step as every step after the first runs it:
+    // the first also records the step the others replay (twice its launches).
+    let steady_from = usize::from(gen_tokens > 1);
     let start = now();
-    let cpu_start = thread_cpu.map(|cpu| cpu());
-    let counters = DeviceCounters::start();
+    let mut cpu_start = thread_cpu.map(|cpu| cpu());
+    let mut counters = DeviceCounters::start();
     let mut id = argmax(&logits);
     for step in 0..gen_tokens {
+        if step == steady_from {
+            cpu_start = thread_cpu.map(|cpu| cpu());
+            counters = DeviceCounters::start();
+        }
         let position = (prompt.len() + step) as u64;
         id = model.forward_argmax(&[id], &[position], &mut cache).await?;
         peak.sample();
     }
     let decode_s = now() - start;
-    let steps = gen_tokens.max(1) as f64;
+    let steps = (gen_tokens - steady_from).max(1) as f64;
     let host_ms_per_token = thread_cpu
         .zip(cpu_start)
         .map(|(cpu, from)| (cpu() - from) * 1e3 / steps);

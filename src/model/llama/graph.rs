@@ -4,10 +4,12 @@
 //! (five a block): only three small inputs change — the token's embedding row, its RoPE angles,
 //! and the attention's step parameters (the new token's cache slot, the number of key segments
 //! and the launch's size), which the attention kernels read from the device. So the first step
-//! on a cache runs as usual and is then recorded with cubecl's graph capture (the launches kept
-//! with their pipelines, bindings and sizes instead of run), and every later step writes its
-//! three inputs in place and replays the recording: the host re-encodes the step's dispatches
-//! from a list instead of building each launch through Burn and CubeCL.
+//! on a cache runs as usual (the warm-up that sizes cubecl's pools), is then recorded with
+//! cubecl's graph capture (the launches kept with their pipelines, bindings and sizes instead of
+//! run) and replayed for its answer, and every later step writes its three inputs in place and
+//! replays the recording: the host re-encodes the step's dispatches from a list instead of
+//! building each launch through Burn and CubeCL. A recording that fails (cubecl refuses one that
+//! would allocate) leaves the cache's steps launched one by one.
 //!
 //! A recording belongs to one cache (its rows are among the buffers replayed) and one model (its
 //! weights too), and holds every buffer it touched: cubecl keeps the pages of the step's
@@ -156,10 +158,18 @@ impl Llama {
         cache.decode_graph = GraphSlot::Empty;
         let dispatch = device.as_dispatch();
         let record = record && Dispatch::graph_prepare(dispatch).is_ok();
-        let out = self.tail(&self.blocks(row.clone(), &step, cache, None), tail);
-        if record {
-            cache.decode_graph = match self.record(&row, &step, cache, tail) {
-                Ok((graph, recorded_out, launches)) => GraphSlot::Ready(Box::new(DecodeGraph {
+        let warm_up = self.tail(&self.blocks(row.clone(), &step, cache, None), tail);
+        if !record {
+            cache.advance(1);
+            return Ok(warm_up);
+        }
+        // Nothing may be allocated while recording: the warm-up's output goes back to the pools
+        // so that the recording's takes its place, and the step's answer comes from replaying
+        // the recording (it writes the cache slot the warm-up wrote, with the same values).
+        drop(warm_up);
+        let (slot, out) = match self.record(&row, &step, cache, tail) {
+            Ok((graph, out, launches)) => {
+                let graph = DecodeGraph {
                     graph,
                     model: self.identity,
                     segmented,
@@ -167,21 +177,27 @@ impl Llama {
                     row,
                     angles,
                     info,
-                    out: recorded_out,
+                    out,
                     launches,
-                })),
-                Err(reason) => {
-                    log::warn!("decode steps run launch by launch: recording failed: {reason}");
-                    GraphSlot::Unsupported
-                }
-            };
-        }
+                };
+                let out = graph.run(self)?;
+                (GraphSlot::Ready(Box::new(graph)), out)
+            }
+            Err(reason) => {
+                log::warn!("decode steps run launch by launch: recording failed: {reason}");
+                // The recorded launches never ran, so what they write (the cache's rows among
+                // it) carries the failure until written again: the step runs once more.
+                let out = self.tail(&self.blocks(row, &step, cache, None), tail);
+                (GraphSlot::Unsupported, out)
+            }
+        };
+        cache.decode_graph = slot;
         cache.advance(1);
         Ok(out)
     }
 
-    /// Records the step [`Llama::decode_step`] has just run, with the same input tensors: the
-    /// graph, its output and the launches in it.
+    /// Records the step [`Llama::decode_step`] has just warmed up, with the same input tensors:
+    /// the graph, its output and the launches in it.
     fn record(
         &self,
         row: &Tensor<2>,
@@ -214,12 +230,18 @@ impl DecodeGraph {
         overwrite(&self.angles, angles);
         let info_bytes = info.iter().flat_map(|v| v.to_le_bytes()).collect();
         <Dispatch as OverwriteOps>::overwrite_int(self.info.clone().into_dispatch(), info_bytes);
+        self.run(model)
+    }
+
+    /// Replays the recording over the inputs its buffers hold; returns its output.
+    fn run(&self, model: &Llama) -> Result<TailOut, ModelError> {
         // SAFETY: every buffer the recording reads or writes outlives this replay: the inputs
         // and the output are held here; the cache's rows by the cache that holds this graph;
         // the weights by the model, checked to be the one recorded with (`model`); the step's
         // activations by the recording itself (cubecl keeps the pages a recording touched from
         // being reused or released while it lives). Everything is on this thread's stream, so
-        // the writes above run before the replay and the replay before what reads its output.
+        // writes queued before run before the replay, and the replay before what reads its
+        // output.
         unsafe { Dispatch::graph_replay(model.device.burn().as_dispatch(), &self.graph) }.map_err(
             |e| DeviceError::Execution {
                 reason: e.to_string(),
