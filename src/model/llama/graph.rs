@@ -9,7 +9,8 @@
 //! run) and replayed for its answer, and every later step writes its three inputs in place and
 //! replays the recording: the host re-encodes the step's dispatches from a list instead of
 //! building each launch through Burn and CubeCL. A recording that fails (cubecl refuses one that
-//! would allocate) leaves the cache's steps launched one by one.
+//! would allocate) is an error that loses its cache; the model's steps are launched one by one
+//! from then on.
 //!
 //! A recording belongs to one cache (its rows are among the buffers replayed) and one model (its
 //! weights too), and holds every buffer it touched: cubecl keeps the pages of the step's
@@ -67,17 +68,12 @@ pub(crate) enum GraphSlot {
     Empty,
     /// A recording, ready to replay.
     Ready(Box<DecodeGraph>),
-    /// The device cannot record (a backend without graph capture, or a recording that failed
-    /// once): every step runs launch by launch.
-    Unsupported,
 }
 
 impl GraphSlot {
-    /// Drops the recording, if any (a device that cannot record stays marked so).
+    /// Drops the recording, if any.
     pub(crate) fn release(&mut self) {
-        if let GraphSlot::Ready(_) = self {
-            *self = GraphSlot::Empty;
-        }
+        *self = GraphSlot::Empty;
     }
 }
 
@@ -111,15 +107,37 @@ pub(super) fn next_model_identity() -> u64 {
 }
 
 impl Llama {
+    /// Whether this model's decode steps are recorded and replayed: the device's choice
+    /// (`ComputeDevice::with_decode_graphs`), until the device refuses to record or a recording
+    /// fails — then launched one by one for good.
+    pub(super) fn records_decode_steps(&self) -> bool {
+        self.device.decode_graphs() && !self.recording_failed.load(Ordering::Relaxed)
+    }
+
     /// Token `id` at `position` appended to the preallocated `cache`, through the blocks and
     /// `tail`: by replaying the cache's recorded step where it has one for these launches,
-    /// otherwise by running the step and recording it for the next.
+    /// otherwise by running the step and recording it for the next. A recording that fails is a
+    /// [`DeviceError::Execution`] and loses the cache (the launches it kept never ran, so what
+    /// they write — the cache's rows among it — is unwritten); later steps are launched.
     pub(super) fn decode_step(
         &self,
         id: u32,
         position: u64,
         cache: &mut KvCache,
         tail: Tail,
+    ) -> Result<TailOut, ModelError> {
+        self.decode_step_with(id, position, cache, tail, &|| {})
+    }
+
+    /// [`Llama::decode_step`], calling `in_capture` inside a recording's capture window (a test
+    /// makes the recording fail with it).
+    fn decode_step_with(
+        &self,
+        id: u32,
+        position: u64,
+        cache: &mut KvCache,
+        tail: Tail,
+        in_capture: &dyn Fn(),
     ) -> Result<TailOut, ModelError> {
         if !cache.is_preallocated() {
             return Err(ModelError::BadInput {
@@ -153,13 +171,13 @@ impl Llama {
             info: Some(info.clone()),
             config: &self.config,
         };
-        let record = !matches!(cache.decode_graph, GraphSlot::Unsupported);
         // The old recording goes first: its pages return to the allocator.
         cache.decode_graph = GraphSlot::Empty;
-        let dispatch = device.as_dispatch();
-        let record = record && Dispatch::graph_prepare(dispatch).is_ok();
+        let record = Dispatch::graph_prepare(device.as_dispatch());
         let warm_up = self.tail(&self.blocks(row.clone(), &step, cache, None), tail);
-        if !record {
+        if let Err(reason) = record {
+            log::warn!("decode steps are launched one by one: the device cannot record: {reason}");
+            self.recording_failed.store(true, Ordering::Relaxed);
             cache.advance(1);
             return Ok(warm_up);
         }
@@ -167,31 +185,31 @@ impl Llama {
         // so that the recording's takes its place, and the step's answer comes from replaying
         // the recording (it writes the cache slot the warm-up wrote, with the same values).
         drop(warm_up);
-        let (slot, out) = match self.record(&row, &step, cache, tail) {
-            Ok((graph, out, launches)) => {
-                let graph = DecodeGraph {
-                    graph,
-                    model: self.identity,
-                    segmented,
-                    tail,
-                    row,
-                    angles,
-                    info,
-                    out,
-                    launches,
-                };
-                let out = graph.run(self)?;
-                (GraphSlot::Ready(Box::new(graph)), out)
-            }
-            Err(reason) => {
-                log::warn!("decode steps run launch by launch: recording failed: {reason}");
-                // The recorded launches never ran, so what they write (the cache's rows among
-                // it) carries the failure until written again: the step runs once more.
-                let out = self.tail(&self.blocks(row, &step, cache, None), tail);
-                (GraphSlot::Unsupported, out)
-            }
+        let (graph, out, launches) =
+            self.record(&row, &step, cache, tail, in_capture)
+                .map_err(|reason| {
+                    self.recording_failed.store(true, Ordering::Relaxed);
+                    log::warn!("decode steps are launched one by one: recording failed: {reason}");
+                    DeviceError::Execution {
+                        reason: format!(
+                            "recording a decode step failed, and its cache with it (later steps \
+                             are launched one by one): {reason}"
+                        ),
+                    }
+                })?;
+        let graph = DecodeGraph {
+            graph,
+            model: self.identity,
+            segmented,
+            tail,
+            row,
+            angles,
+            info,
+            out,
+            launches,
         };
-        cache.decode_graph = slot;
+        let out = graph.run(self)?;
+        cache.decode_graph = GraphSlot::Ready(Box::new(graph));
         cache.advance(1);
         Ok(out)
     }
@@ -204,11 +222,13 @@ impl Llama {
         step: &Step,
         cache: &mut KvCache,
         tail: Tail,
+        in_capture: &dyn Fn(),
     ) -> Result<(BackendGraph<Dispatch>, TailOut, u64), String> {
         let dispatch = self.device.burn().as_dispatch();
         Dispatch::graph_start_capture(dispatch).map_err(|e| e.to_string())?;
         let (out, launches) = count_recorded(|| {
             let x = self.blocks(row.clone(), step, cache, None);
+            in_capture();
             self.tail(&x, tail)
         });
         let graph = Dispatch::graph_stop_capture(dispatch).map_err(|e| e.to_string())?;
@@ -256,4 +276,73 @@ impl DecodeGraph {
 fn overwrite<const D: usize>(tensor: &Tensor<D>, values: &[f32]) {
     let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
     <Dispatch as OverwriteOps>::overwrite_float(tensor.clone().into_dispatch(), bytes);
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::gguf::{FileSource, GgufHeader};
+    use crate::model::device::{ComputeDevice, DeviceChoice};
+    use crate::model::plan::KvFormat;
+    use pollster::block_on;
+
+    /// The tiny Llama 3.1 (Q4_0) on lavapipe, its decode steps recorded or not.
+    fn tiny(graphs: bool) -> Llama {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/tiny_llama31/tiny-llama31-Q4_0.gguf"
+        );
+        let source = FileSource::open(path).unwrap();
+        let header = GgufHeader::read(&source).unwrap();
+        let device = ComputeDevice::init_native(DeviceChoice::Wgpu).unwrap();
+        let device = device.with_decode_graphs(graphs);
+        block_on(Llama::load(&header, &source, &device, &mut |_| {})).unwrap()
+    }
+
+    /// A prompt, then `steps` greedy steps in a fresh cache: the ids chosen.
+    fn greedy(model: &Llama, steps: usize) -> (Vec<u32>, bool) {
+        let mut cache = model.new_cache(16, KvFormat::Q8).unwrap();
+        let logits = block_on(model.prefill(&[1, 2, 3, 4], &mut cache)).unwrap();
+        let mut ids = vec![crate::engine::sampling::argmax(&logits)];
+        for _ in 0..steps {
+            let position = cache.len() as u64;
+            let last = *ids.last().unwrap();
+            ids.push(block_on(model.forward_argmax(&[last], &[position], &mut cache)).unwrap());
+        }
+        (ids, cache.has_decode_graph())
+    }
+
+    /// A recording that fails — here a tensor uploaded inside the capture window, which cubecl
+    /// refuses — is a device error, not a wrong answer, and the model's later steps are launched
+    /// one by one, choosing what a model that never records chooses.
+    #[test]
+    fn a_failed_recording_is_an_error_and_later_steps_are_launched() {
+        let model = tiny(true);
+        assert!(model.records_decode_steps());
+        let mut cache = model.new_cache(16, KvFormat::Q8).unwrap();
+        block_on(model.prefill(&[1, 2, 3, 4], &mut cache)).unwrap();
+        let device = model.device.burn().clone();
+        let upload = || {
+            let data = TensorData::new(vec![0f32; 1 << 20], [1 << 20]);
+            drop(Tensor::<1>::from_data(data, &device));
+        };
+        let step = model.decode_step_with(5, 4, &mut cache, Tail::Argmax, &upload);
+        let Err(ModelError::Device(DeviceError::Execution { reason })) = step else {
+            panic!("expected a device error, got {step:?}");
+        };
+        assert!(
+            reason.contains("recording a decode step failed"),
+            "{reason}"
+        );
+        assert!(!model.records_decode_steps());
+        assert!(!cache.has_decode_graph());
+
+        let (ids, recorded) = greedy(&model, 4);
+        assert!(!recorded, "launched one by one");
+        assert_eq!(ids, greedy(&tiny(false), 4).0);
+        // The same recording without the upload succeeds.
+        let (ids_replayed, recorded) = greedy(&tiny(true), 4);
+        assert!(recorded);
+        assert_eq!(ids_replayed, ids);
+    }
 }
