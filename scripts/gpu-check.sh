@@ -13,6 +13,8 @@
 # Then the 8B Q4_K_M's decode with other shapes of the cooperative GEMV (`bench --decode-kernel`,
 # KERNELS: rows a unit, subgroup sums or workgroup memory) beside the default's, in one run.
 #
+# Then the same without the decode step's recording replayed (`--no-decode-graphs`).
+#
 # Then, when carried, the hand-written floor on the same device (examples/vulkan_floor/, a
 # 4096 × 4096 Q4_1 matrix): streaming read and the best hand-written GEMV, beside our kernels.
 #
@@ -61,7 +63,7 @@ for quant in Q4_K_M Q4_0; do
   python3 - "$report" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
-print(f"device            {r['device']}, {r['decode_kernel']}")
+print(f"device            {r['device']}, {r['decode_kernel']}, decode graphs {r['decode_graphs']}")
 print(f"decode            {r['decode_tok_s']:.2f} tok/s   (prefill {r['prefill_tok_s']:.2f} tok/s)")
 print(f"weights per token {r['weight_bytes_per_token'] / 1e9:.3f} GB")
 print(f"effective         {r['effective_gb_s']:.1f} GB/s")
@@ -97,6 +99,22 @@ PY
     echo "$kernel: bench failed:"; tail -5 "$report.log"
   fi
 done
+
+# The default kernel with every decode step launched kernel by kernel (no recording replayed):
+# what the replay saves the host and the step on this GPU.
+echo "== decode steps launched, not replayed (--no-decode-graphs), synthetic llama3.1-8b:Q4_K_M"
+report="$OUT/bench-8b-launched.json"
+if timeout "$STEP_S" "$BIN" bench --synthetic llama3.1-8b:Q4_K_M --device wgpu --context 8192 --kv q8 \
+  --prompt-len 4 --gen "$GEN" --no-decode-graphs >"$report" 2>"$report.log"; then
+  python3 - "$report" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"launched: decode {r['decode_tok_s']:7.2f} tok/s, {r['effective_gb_s']:7.1f} GB/s, host "
+      f"{r['host_ms_per_token']:.2f} ms a step (compare the first Q4_K_M run above, replayed)")
+PY
+else
+  echo "launched: bench failed:"; tail -5 "$report.log"
+fi
 
 if [ -x "$FLOOR" ]; then
   echo "== the hand-written floor (examples/vulkan_floor, 4096 × 4096 Q4_1)"

@@ -19,13 +19,15 @@ async function main() {
   const context = params.has("context") ? Number(params.get("context")) : undefined;
   // Also time sampled decoding, from the device's shortlist and from every logit.
   const sampled = params.get("sampled") === "1";
+  // graphs=0: every decode step launched kernel by kernel, not replayed from a recording.
+  const graphs = params.get("graphs") !== "0";
   await init();
   setStatus("loading", `Downloading ${model}…`);
   const response = await fetch(model);
   if (!response.ok) throw new Error(`${model}: HTTP ${response.status}`);
   const bytes = new Uint8Array(await response.arrayBuffer());
   setStatus("loading", `Running ${promptLen} prompt tokens and ${gen} decoded tokens on WebGPU…`);
-  const report = await benchmark(bytes, promptLen, gen, kv, context, sampled);
+  const report = await benchmark(bytes, promptLen, gen, kv, context, sampled, graphs);
   report.model = model;
   $("report").textContent = JSON.stringify(report, null, 2);
   setStatus("done", `Decode ${report.decode_tok_s.toFixed(2)} tok/s, ` +

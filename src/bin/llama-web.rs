@@ -547,7 +547,6 @@ mod cli {
         let extra = json!({
             "model": model_name,
             "decode_kernel": decode_kernel,
-            "decode_graphs": device.decode_graphs(),
             "load_s": load_s,
             "plan": plans,
         });

@@ -34,6 +34,9 @@ pub struct BenchReport {
     pub context: usize,
     /// How the KV cache stored keys and values.
     pub kv_format: KvFormat,
+    /// Whether decode steps were recorded once and replayed (`ComputeDevice::with_decode_graphs`;
+    /// wgpu only).
+    pub decode_graphs: bool,
     /// Seconds of the warm-up before the timed runs (a short prefill and one decode step):
     /// mostly compiling the kernels, which a page pays once per load.
     pub warmup_s: f64,
@@ -238,6 +241,7 @@ pub async fn run(
         gen_tokens,
         context,
         kv_format: params.kv_format,
+        decode_graphs: model.device().decode_graphs(),
         warmup_s,
         prefill_tok_s: prompt.len() as f64 / prefill_s,
         decode_tok_s,

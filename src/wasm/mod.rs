@@ -102,12 +102,14 @@ pub async fn gpu_memory() -> Result<JsValue, JsError> {
     to_js(&device.memory_usage())
 }
 
-/// `benchmark(ggufBytes, promptLen, gen, kv?, context?, sampled?)`: loads the model onto Burn's
+/// `benchmark(ggufBytes, promptLen, gen, kv?, context?, sampled?, decodeGraphs?)`: loads the model onto Burn's
 /// WebGPU device and resolves to the same JSON object as `llama-web bench` (prefill and decode
 /// tok/s, weight bytes per token, effective GB/s, the streaming-read roofline, peak GPU bytes).
 /// `kv` is the KV cache's format, `"f32"`, `"f16"` or `"q8"` (default: the device's, q8); `context` the
 /// tokens the cache is allocated for (default: prompt + gen; the chat page's is 4096);
-/// `sampled` also times sampled decoding from the shortlist and from every logit (`--sampled`).
+/// `sampled` also times sampled decoding from the shortlist and from every logit (`--sampled`);
+/// `decodeGraphs: false` launches every decode step kernel by kernel instead of replaying the
+/// first step's recording (`--no-decode-graphs`).
 #[wasm_bindgen(js_name = benchmark)]
 pub async fn benchmark(
     gguf: Vec<u8>,
@@ -116,6 +118,7 @@ pub async fn benchmark(
     kv: Option<String>,
     context: Option<usize>,
     sampled: Option<bool>,
+    decode_graphs: Option<bool>,
 ) -> Result<JsValue, JsError> {
     use crate::engine::bench::BenchParams;
     use crate::model::plan::KvFormat;
@@ -128,6 +131,7 @@ pub async fn benchmark(
         Some(name) => name.parse().map_err(|e: String| JsError::new(&e))?,
     };
     let device = ComputeDevice::init_webgpu().await.map_err(to_js_error)?;
+    let device = device.with_decode_graphs(decode_graphs.unwrap_or(true));
     let source = MemorySource::new(gguf);
     let header = GgufHeader::read(&source).map_err(to_js_error)?;
     let model = Llama::load(&header, &source, &device, &mut |_| {})

@@ -29,6 +29,7 @@ test("the bench page measures the tiny model on WebGPU", { timeout: 300_000 }, a
     assert.equal(report.prompt_len, 12);
     assert.equal(report.gen, 6);
     assert.equal(report.kv_format, "q8");
+    assert.equal(report.decode_graphs, true, "decode steps replayed by default");
     assert.equal(report.context, 18);
     for (const key of ["prefill_tok_s", "decode_tok_s", "effective_gb_s", "read_bandwidth_gb_s", "roofline_fraction"]) {
       assert.ok(Number.isFinite(report[key]) && report[key] > 0, `${key}: ${report[key]}`);
@@ -45,6 +46,14 @@ test("the bench page measures the tiny model on WebGPU", { timeout: 300_000 }, a
     assert.ok(report.weight_bytes_per_token > 50_000 && report.weight_bytes_per_token < 120_000,
       `weight_bytes_per_token ${report.weight_bytes_per_token}`);
     assert.ok(report.device.length > 0);
+
+    // graphs=0: the same step launched kernel by kernel, counted the same.
+    await page.goto(`${server.url}bench.html?model=${model}&prompt=12&gen=6&kv=q8&graphs=0`);
+    await page.waitForSelector('#status:not([data-state="loading"])', { timeout: 240_000 });
+    const launched = JSON.parse(await page.$eval("#report", (el) => el.textContent));
+    assert.equal(launched.decode_graphs, false);
+    assert.equal(launched.dispatches_per_token, 12);
+    assert.equal(launched.readback_bytes_per_token, 4);
     assert.deepEqual(errors, []);
   } finally {
     await browser.close();
