@@ -12,7 +12,7 @@ use std::ops::ControlFlow;
 use common::*;
 use llama_web::engine::GenerateRequest;
 use llama_web::model::Shortlist;
-use llama_web::model::device::{DeviceChoice, DeviceCounters};
+use llama_web::model::device::{ComputeDevice, DeviceChoice, DeviceCounters};
 use llama_web::model::llama::{Llama, LogitsFor};
 use llama_web::model::plan::KvFormat;
 use pollster::block_on;
@@ -137,6 +137,21 @@ fn a_decode_step_is_five_launches_per_block_and_reads_back_the_choice_or_a_short
     let shortlist = top.shortlist.clone();
     let logits = block_on(top.read_all()).unwrap();
     assert_eq!(shortlist.top, Shortlist::from_logits(&logits, 0.8, 128).top);
+
+    // The warm-up launches its steps without recording them: as many launches as on a device
+    // that never records.
+    let counters = DeviceCounters::start();
+    block_on(model.warm_up(600, KvFormat::Q8)).unwrap();
+    let recording = counters.launches();
+    let source = open_gguf(fixture("tiny_llama31/tiny-llama31-Q4_0.gguf"));
+    let header = llama_web::gguf::GgufHeader::read(&source).unwrap();
+    let device = ComputeDevice::init_native(DeviceChoice::Wgpu)
+        .unwrap()
+        .with_decode_graphs(false);
+    let launching = block_on(Llama::load(&header, &source, &device, &mut |_| {})).unwrap();
+    let counters = DeviceCounters::start();
+    block_on(launching.warm_up(600, KvFormat::Q8)).unwrap();
+    assert_eq!(recording, counters.launches(), "launches of a warm-up");
 
     sampled_generation_reads_back_shortlists();
 }

@@ -68,12 +68,17 @@ pub(crate) enum GraphSlot {
     Empty,
     /// A recording, ready to replay.
     Ready(Box<DecodeGraph>),
+    /// Never recorded: the cache's steps are launched one by one (the warm-up's throwaway cache,
+    /// whose recordings would cost time — each a step run twice — and compile nothing).
+    Never,
 }
 
 impl GraphSlot {
     /// Drops the recording, if any.
     pub(crate) fn release(&mut self) {
-        *self = GraphSlot::Empty;
+        if let GraphSlot::Ready(_) = self {
+            *self = GraphSlot::Empty;
+        }
     }
 }
 
@@ -112,6 +117,13 @@ impl Llama {
     /// fails — then launched one by one for good.
     pub(super) fn records_decode_steps(&self) -> bool {
         self.device.decode_graphs() && !self.recording_failed.load(Ordering::Relaxed)
+    }
+
+    /// Whether a decode step on `cache` goes through [`Llama::decode_step`].
+    pub(super) fn records_steps_on(&self, cache: &KvCache) -> bool {
+        self.records_decode_steps()
+            && cache.is_preallocated()
+            && !matches!(cache.decode_graph, GraphSlot::Never)
     }
 
     /// Token `id` at `position` appended to the preallocated `cache`, through the blocks and

@@ -5,7 +5,7 @@
 use burn::tensor::Tensor;
 
 use super::tail::{Tail, TailOut};
-use super::{Llama, LogitsFor};
+use super::{GraphSlot, Llama, LogitsFor};
 use crate::model::device::read_vec;
 use crate::model::error::ModelError;
 use crate::model::kv_cache::KvCache;
@@ -64,7 +64,7 @@ impl Llama {
         tail: Tail,
     ) -> Result<TailOut, ModelError> {
         self.check_input(ids, positions, cache)?;
-        if ids.len() == 1 && self.records_decode_steps() && cache.is_preallocated() {
+        if ids.len() == 1 && self.records_steps_on(cache) {
             return self.decode_step(ids[0], positions[0], cache, tail);
         }
         let x = self.run(ids, positions, cache, None)?;
@@ -80,9 +80,11 @@ impl Llama {
     /// greedy step again after up to 512 of the cache's (zero) rows: attention in segments and
     /// their merge are other kernels, which a first decode past 256 tokens would otherwise
     /// compile mid-answer (1.4 s with the q8 cache, 3.5 s with f16, SmolLM2 on lavapipe:
-    /// BENCHMARKS.md, session 20).
+    /// BENCHMARKS.md, session 20). Its steps are launched, never recorded (a recording compiles
+    /// nothing and costs a step).
     pub async fn warm_up(&self, context_size: usize, format: KvFormat) -> Result<(), ModelError> {
         let mut cache = self.new_cache(context_size.max(4), format)?;
+        cache.decode_graph = GraphSlot::Never;
         self.prefill(&[0, 0], &mut cache).await?;
         self.forward_argmax(&[0], &[2], &mut cache).await?;
         self.forward_top(&[0], &[3], &mut cache, 1.0).await?;
