@@ -81,40 +81,35 @@ print(f"  sum        {total:8.3f} ms {100 * total / step:5.1f} % (the rest: hand
 PY
 done
 
+# One more 8B Q4_K_M decode with the extra `bench` arguments after the label: one line beside the
+# default's above.
+variant() {
+  local label=$1; shift
+  local report="$OUT/bench-8b-variant-${label//[^A-Za-z0-9]/_}.json"
+  if timeout "$STEP_S" "$BIN" bench --synthetic llama3.1-8b:Q4_K_M --device wgpu --context 8192 --kv q8 \
+    --prompt-len 4 --gen "$GEN" "$@" >"$report" 2>"$report.log"; then
+    python3 - "$report" "$label" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"{sys.argv[2]:<48} decode {r['decode_tok_s']:7.2f} tok/s, {r['effective_gb_s']:7.1f} GB/s "
+      f"({100 * r['roofline_fraction']:.1f} % of {r['read_bandwidth_gb_s']:.0f}), host {r['host_ms_per_token']:.2f} ms "
+      f"a step, warm-up {r['warmup_s']:.1f} s")
+PY
+  else
+    echo "$label: bench failed:"; tail -5 "$report.log"
+  fi
+}
+
 # The session-17 shape (one row a unit, sums through workgroup memory), 4 rows without subgroups,
 # 8 rows with them: against the default (4 rows, subgroups where the device has them) above.
 KERNELS=${KERNELS:-"cooperative,rows=1,subgroups=off cooperative,rows=4,subgroups=off cooperative,rows=8"}
 echo "== decode kernel shapes, synthetic llama3.1-8b:Q4_K_M, prompt 4, decode $GEN"
 for kernel in $KERNELS; do
-  report="$OUT/bench-8b-kernel-${kernel//[,=]/_}.json"
-  if timeout "$STEP_S" "$BIN" bench --synthetic llama3.1-8b:Q4_K_M --device wgpu --context 8192 --kv q8 \
-    --prompt-len 4 --gen "$GEN" --decode-kernel "$kernel" >"$report" 2>"$report.log"; then
-    python3 - "$report" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))
-print(f"{r['decode_kernel']:<48} decode {r['decode_tok_s']:7.2f} tok/s, {r['effective_gb_s']:7.1f} GB/s "
-      f"({100 * r['roofline_fraction']:.1f} % of {r['read_bandwidth_gb_s']:.0f}), warm-up {r['warmup_s']:.1f} s")
-PY
-  else
-    echo "$kernel: bench failed:"; tail -5 "$report.log"
-  fi
+  variant "$kernel" --decode-kernel "$kernel"
 done
-
 # The default kernel with every decode step launched kernel by kernel (no recording replayed):
 # what the replay saves the host and the step on this GPU.
-echo "== decode steps launched, not replayed (--no-decode-graphs), synthetic llama3.1-8b:Q4_K_M"
-report="$OUT/bench-8b-launched.json"
-if timeout "$STEP_S" "$BIN" bench --synthetic llama3.1-8b:Q4_K_M --device wgpu --context 8192 --kv q8 \
-  --prompt-len 4 --gen "$GEN" --no-decode-graphs >"$report" 2>"$report.log"; then
-  python3 - "$report" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))
-print(f"launched: decode {r['decode_tok_s']:7.2f} tok/s, {r['effective_gb_s']:7.1f} GB/s, host "
-      f"{r['host_ms_per_token']:.2f} ms a step (compare the first Q4_K_M run above, replayed)")
-PY
-else
-  echo "launched: bench failed:"; tail -5 "$report.log"
-fi
+variant "default, launched (--no-decode-graphs)" --no-decode-graphs
 
 if [ -x "$FLOOR" ]; then
   echo "== the hand-written floor (examples/vulkan_floor, 4096 × 4096 Q4_1)"
