@@ -442,12 +442,12 @@ mod cli {
 
     /// A device, optionally the matrix kernel it is to use, and whether decode steps replay a
     /// recording.
-    type DeviceAndKernel = (DeviceChoice, Option<DecodeKernel>, bool);
+    type DeviceSetup = (DeviceChoice, Option<DecodeKernel>, bool);
 
     fn bench(
         model: Option<PathBuf>,
         synthetic: Option<String>,
-        device: DeviceAndKernel,
+        device: DeviceSetup,
         params: BenchParams,
     ) -> CliResult {
         match (model, synthetic) {
@@ -502,7 +502,7 @@ mod cli {
     fn run_bench(
         source: &impl ByteSource,
         model_name: String,
-        (device, decode_kernel, decode_graphs): DeviceAndKernel,
+        (device, decode_kernel, decode_graphs): DeviceSetup,
         params: BenchParams,
     ) -> CliResult {
         let context = params.context.expect("the CLI always sets a context");

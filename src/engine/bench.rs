@@ -62,8 +62,8 @@ pub struct BenchReport {
     /// Bytes one decode step after the first reads back to the host (greedy choice on the
     /// device: the id).
     pub readback_bytes_per_token: f64,
-    /// CPU milliseconds per decode step after the first of the thread that drives it: our code, Burn's and
-    /// CubeCL's graph and launch work, wgpu's encoding and submission (the kernels themselves
+    /// CPU milliseconds per decode step after the first of the thread that drives it: our code,
+    /// Burn's and CubeCL's graph and launch work, wgpu's encoding and submission (the kernels themselves
     /// run elsewhere: on the GPU, or on lavapipe's own threads). `None` where no per-thread CPU
     /// clock is available (the browser).
     pub host_ms_per_token: Option<f64>,

@@ -102,8 +102,8 @@ pub async fn gpu_memory() -> Result<JsValue, JsError> {
     to_js(&device.memory_usage())
 }
 
-/// `benchmark(ggufBytes, promptLen, gen, kv?, context?, sampled?, decodeGraphs?)`: loads the model onto Burn's
-/// WebGPU device and resolves to the same JSON object as `llama-web bench` (prefill and decode
+/// `benchmark(ggufBytes, promptLen, gen, kv?, context?, sampled?, decodeGraphs?)`: loads the
+/// model onto Burn's WebGPU device and resolves to the same JSON object as `llama-web bench` (prefill and decode
 /// tok/s, weight bytes per token, effective GB/s, the streaming-read roofline, peak GPU bytes).
 /// `kv` is the KV cache's format, `"f32"`, `"f16"` or `"q8"` (default: the device's, q8); `context` the
 /// tokens the cache is allocated for (default: prompt + gen; the chat page's is 4096);

@@ -25,7 +25,7 @@ use cubecl::prelude::*;
 
 use super::kv_cache::{KvCache, KvLayout, Store};
 use super::plan::attention_segments;
-pub(crate) use kernels::{STEP_SEGMENTS, STEP_WORDS};
+pub(crate) use kernels::STEP_SEGMENTS;
 pub(crate) use reference::causal_mask;
 
 /// The cache kernels, as a Burn backend extension.

@@ -24,12 +24,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Backend, BackendGraph, Dispatch, backend_extension};
-use burn::tensor::{DType, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor};
 use burn_cubecl::CubeBackend;
 
 use super::tail::{Tail, TailOut};
 use super::{Llama, Step};
-use crate::model::attention::{STEP_SEGMENTS, STEP_WORDS, step_info};
+use crate::model::attention::{STEP_SEGMENTS, step_info};
 use crate::model::device::{DeviceError, count_recorded, count_replayed};
 use crate::model::error::ModelError;
 use crate::model::kv_cache::KvCache;
@@ -151,41 +151,33 @@ impl Llama {
         tail: Tail,
         in_capture: &dyn Fn(),
     ) -> Result<TailOut, ModelError> {
+        let not_rows = || ModelError::BadInput {
+            detail: "a recorded decode step needs the preallocated (wgpu) cache".into(),
+        };
         if !cache.is_preallocated() {
-            return Err(ModelError::BadInput {
-                detail: "a recorded decode step needs the preallocated (wgpu) cache".into(),
-            });
+            return Err(not_rows());
         }
         let info = step_info(1, cache.len());
         let segmented = info[STEP_SEGMENTS] > 1;
-        let row = self.embedding.rows(&[id])?;
-        let angles = self.rope.angles(&[position]);
         if let GraphSlot::Ready(graph) = &cache.decode_graph
             && graph.model == self.identity
             && graph.segmented == segmented
             && graph.tail == tail
         {
+            let row = self.embedding.rows(&[id])?;
+            let angles = self.rope.angles(&[position]);
             let out = graph.replay(&row, &angles, &info, self)?;
             cache.advance(1);
             return Ok(out);
         }
 
-        let device = self.device.burn();
-        let row =
-            Tensor::<2>::from_data(TensorData::new(row, [1, self.config.hidden_size]), device);
-        let half = self.config.head_dim / 2;
-        let angles = Tensor::<3>::from_data(TensorData::new(angles, [2, 1, half]), device);
-        let info =
-            Tensor::<1, Int>::from_data(TensorData::new(info, [STEP_WORDS]), (device, DType::U32));
-        let step = Step {
-            angles: angles.clone(),
-            mask: None,
-            info: Some(info.clone()),
-            config: &self.config,
-        };
+        // The step's inputs as any run has them; the recording keeps these very tensors.
+        let row = self.embedding.lookup(&[id], &self.device)?;
+        let step = self.step(&[position], cache);
+        let info = step.info.clone().ok_or_else(not_rows)?;
         // The old recording goes first: its pages return to the allocator.
         cache.decode_graph = GraphSlot::Empty;
-        let record = Dispatch::graph_prepare(device.as_dispatch());
+        let record = Dispatch::graph_prepare(self.device.burn().as_dispatch());
         let warm_up = self.tail(&self.blocks(row.clone(), &step, cache, None), tail);
         if let Err(reason) = record {
             log::warn!("decode steps are launched one by one: the device cannot record: {reason}");
@@ -215,7 +207,7 @@ impl Llama {
             segmented,
             tail,
             row,
-            angles,
+            angles: step.angles.clone(),
             info,
             out,
             launches,
@@ -296,6 +288,7 @@ mod tests {
     use crate::gguf::{FileSource, GgufHeader};
     use crate::model::device::{ComputeDevice, DeviceChoice};
     use crate::model::plan::KvFormat;
+    use burn::tensor::TensorData;
     use pollster::block_on;
 
     /// The tiny Llama 3.1 (Q4_0) on lavapipe, its decode steps recorded or not.
