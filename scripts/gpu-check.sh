@@ -13,7 +13,8 @@
 # Then the 8B Q4_K_M's decode with other shapes of the cooperative GEMV (`bench --decode-kernel`,
 # KERNELS: rows a unit, subgroup sums or workgroup memory) beside the default's, in one run.
 #
-# Then the same without the decode step's recording replayed (`--no-decode-graphs`).
+# Then the same without the decode step's recording replayed (`--no-decode-graphs`), and in f16
+# arithmetic (`--arithmetic f16`).
 #
 # Then, when carried, the hand-written floor on the same device (examples/vulkan_floor/, a
 # 4096 × 4096 Q4_1 matrix): streaming read and the best hand-written GEMV, beside our kernels.
@@ -91,7 +92,7 @@ variant() {
     python3 - "$report" "$label" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
-print(f"{sys.argv[2]:<48} decode {r['decode_tok_s']:7.2f} tok/s, {r['effective_gb_s']:7.1f} GB/s "
+print(f"{sys.argv[2]:<48} prefill {r['prefill_tok_s']:6.2f}, decode {r['decode_tok_s']:7.2f} tok/s, {r['effective_gb_s']:7.1f} GB/s "
       f"({100 * r['roofline_fraction']:.1f} % of {r['read_bandwidth_gb_s']:.0f}), host {r['host_ms_per_token']:.2f} ms "
       f"a step, warm-up {r['warmup_s']:.1f} s")
 PY
@@ -110,6 +111,9 @@ done
 # The default kernel with every decode step launched kernel by kernel (no recording replayed):
 # what the replay saves the host and the step on this GPU.
 variant "default, launched (--no-decode-graphs)" --no-decode-graphs
+# The default kernel in f16 arithmetic (shader-f16: every format dequantized, groups summed in
+# f16): what half-precision registers and packed arithmetic give on this GPU.
+variant "default, f16 arithmetic (--arithmetic f16)" --arithmetic f16
 
 if [ -x "$FLOOR" ]; then
   echo "== the hand-written floor (examples/vulkan_floor, 4096 × 4096 Q4_1)"

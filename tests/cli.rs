@@ -397,6 +397,7 @@ fn bench_reports_its_counters_and_the_device_defaults() {
 
     let gpu = run(&["--compare-f32", "--sampled", "--stages"]);
     assert_eq!(gpu["kv_format"], "q8", "the wgpu default");
+    assert_eq!(gpu["arithmetic"], "f32", "the default");
     // Two blocks of 5 launches (attention over 7 keys is one segment, RoPE and the store folded
     // in), the head, the choice.
     assert_eq!(gpu["dispatches_per_token"], 12.0);
@@ -446,6 +447,20 @@ fn bench_reports_its_counters_and_the_device_defaults() {
         "{sampled}"
     );
     assert_eq!(sampled["logits_readback_bytes_per_token"], logits_bytes);
+
+    // f16 arithmetic needs shader-f16 (tests/forward.rs runs it on lavapipe): the CPU device
+    // has none.
+    let refused = llama_web(
+        &[
+            &["bench", tiny][..],
+            &common,
+            &["--device", "cpu", "--arithmetic", "f16"],
+        ]
+        .concat(),
+    );
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("no `shader-f16`"), "{message}");
 
     let cpu = run(&["--device", "cpu"]);
     assert_eq!(cpu["kv_format"], "f32", "the CPU device's only format");

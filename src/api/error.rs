@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::EngineError;
 use crate::gguf::GgufError;
+use crate::model::device::DeviceError;
 use crate::model::error::ModelError;
 use crate::store::StoreError;
 use crate::tokenizer::TemplateError;
@@ -186,6 +187,7 @@ impl From<&EngineError> for ApiError {
             EngineError::NonFiniteLogits => ErrorCode::BadModel,
             EngineError::Model(model) => match model {
                 ModelError::ContextOverflow { .. } => ErrorCode::ContextOverflow,
+                ModelError::Device(DeviceError::MissingFeature { .. }) => ErrorCode::BadRequest,
                 ModelError::Device(_) => ErrorCode::DeviceLost,
                 ModelError::TooBig { .. } => ErrorCode::InsufficientGpu,
                 ModelError::BadInput { .. } => ErrorCode::BadRequest,

@@ -15,12 +15,12 @@ mod cli {
     use llama_web::engine::sampling::SamplingParams;
     use llama_web::engine::{Engine, GenerateRequest};
     use llama_web::gguf::{ByteSource, FileSource, GgufHeader};
-    use llama_web::model::DecodeKernel;
     use llama_web::model::config::LlamaConfig;
     use llama_web::model::device::{ComputeDevice, DeviceChoice};
     use llama_web::model::llama::{Llama, LogitsFor};
     use llama_web::model::plan::{KvFormat, MemoryPlan};
     use llama_web::model::synthetic::{SyntheticKind, SyntheticModel};
+    use llama_web::model::{Arithmetic, DecodeKernel};
     use llama_web::tokenizer::{ChatTemplate, RenderOptions, SpecialTokens, Tokenizer};
     use serde_json::json;
 
@@ -191,6 +191,11 @@ mod cli {
             /// at the first (wgpu), to compare the two. Reported as `decode_graphs`.
             #[arg(long)]
             no_decode_graphs: bool,
+            /// The type the projections' dot products are taken in: `f32` (default) or `f16`
+            /// (needs the adapter's `shader-f16`; groups summed in f16, groups added in f32).
+            /// Reported as `arithmetic`.
+            #[arg(long, default_value = "f32")]
+            arithmetic: Arithmetic,
         },
         /// Write a synthetic model (`llama3.1-8b:Q4_K_M` or `llama3.1-8b:Q4_0`) as a real GGUF
         /// file, for other engines to run the very same shapes; print `{"out", "bytes"}`.
@@ -273,6 +278,7 @@ mod cli {
                 stages,
                 decode_kernel,
                 no_decode_graphs,
+                arithmetic,
             } => {
                 let params = BenchParams {
                     prompt_len,
@@ -286,7 +292,12 @@ mod cli {
                 bench(
                     model,
                     synthetic,
-                    (device, decode_kernel, !no_decode_graphs),
+                    DeviceSetup {
+                        choice: device,
+                        decode_kernel,
+                        decode_graphs: !no_decode_graphs,
+                        arithmetic,
+                    },
                     params,
                 )
             }
@@ -440,9 +451,17 @@ mod cli {
         Ok(())
     }
 
-    /// A device, optionally the matrix kernel it is to use, and whether decode steps replay a
-    /// recording.
-    type DeviceSetup = (DeviceChoice, Option<DecodeKernel>, bool);
+    /// How `bench` sets its device up.
+    struct DeviceSetup {
+        /// Which device.
+        choice: DeviceChoice,
+        /// The matrix kernel instead of the one for the kind of GPU.
+        decode_kernel: Option<DecodeKernel>,
+        /// Whether decode steps replay a recording.
+        decode_graphs: bool,
+        /// The type the projections' dot products are taken in.
+        arithmetic: Arithmetic,
+    }
 
     fn bench(
         model: Option<PathBuf>,
@@ -502,7 +521,7 @@ mod cli {
     fn run_bench(
         source: &impl ByteSource,
         model_name: String,
-        (device, decode_kernel, decode_graphs): DeviceSetup,
+        setup: DeviceSetup,
         params: BenchParams,
     ) -> CliResult {
         let context = params.context.expect("the CLI always sets a context");
@@ -511,8 +530,10 @@ mod cli {
         let plans: Vec<MemoryPlan> = KvFormat::ALL
             .map(|kv| MemoryPlan::new(&header, &config, context, kv))
             .into();
-        let mut device = ComputeDevice::init_native(device)?.with_decode_graphs(decode_graphs);
-        if let Some(kernel) = decode_kernel {
+        let mut device = ComputeDevice::init_native(setup.choice)?
+            .with_decode_graphs(setup.decode_graphs)
+            .with_arithmetic(setup.arithmetic)?;
+        if let Some(kernel) = setup.decode_kernel {
             device = device.with_decode_kernel(kernel);
         }
         let started = std::time::Instant::now();
@@ -547,6 +568,7 @@ mod cli {
         let extra = json!({
             "model": model_name,
             "decode_kernel": decode_kernel,
+            "arithmetic": device.arithmetic().to_string(),
             "load_s": load_s,
             "plan": plans,
         });

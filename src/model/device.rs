@@ -15,7 +15,7 @@ mod counters;
 pub use counters::DeviceCounters;
 pub(crate) use counters::{count_recorded, count_replayed, read_vec};
 
-use super::quant::DecodeKernel;
+use super::quant::{Arithmetic, DecodeKernel};
 use burn::tensor::Device;
 
 /// Which kind of device to run on, as named on the command line (`--device cpu|wgpu`).
@@ -85,6 +85,14 @@ pub enum DeviceError {
         /// What did not fit.
         detail: String,
     },
+    /// The adapter lacks a feature the caller asked to use (`shader-f16` for f16 arithmetic).
+    #[error("the GPU adapter has no `{feature}`, needed for {wanted}")]
+    MissingFeature {
+        /// The WebGPU feature's name.
+        feature: &'static str,
+        /// What it was needed for.
+        wanted: &'static str,
+    },
     /// The device failed while executing work or reading results back.
     #[error("device execution failed: {reason}")]
     Execution {
@@ -102,6 +110,8 @@ pub struct ComputeDevice {
     decode_kernel: Option<DecodeKernel>,
     /// Whether a decode step is recorded once and replayed (wgpu; see `llama::graph`).
     decode_graphs: bool,
+    /// The type the projections' dot products are taken in (f32 unless asked).
+    arithmetic: Arithmetic,
 }
 
 impl ComputeDevice {
@@ -118,6 +128,7 @@ impl ComputeDevice {
             choice,
             decode_kernel: None,
             decode_graphs: true,
+            arithmetic: Arithmetic::F32,
         })
     }
 
@@ -162,6 +173,7 @@ impl ComputeDevice {
             choice: DeviceChoice::Wgpu,
             decode_kernel: None,
             decode_graphs: true,
+            arithmetic: Arithmetic::F32,
         }
     }
 
@@ -203,6 +215,31 @@ impl ComputeDevice {
     /// Whether decode steps on this device are recorded once and replayed (wgpu only).
     pub fn decode_graphs(&self) -> bool {
         self.decode_graphs && self.choice == DeviceChoice::Wgpu
+    }
+
+    /// Whether the adapter has `shader-f16` (WGSL's `f16` type): lavapipe and most hardware
+    /// GPUs do, SwiftShader does not; the CPU device has no kernels of ours.
+    pub fn supports_f16(&self) -> bool {
+        self.choice == DeviceChoice::Wgpu && self.device.supports_dtype(burn::tensor::DType::F16)
+    }
+
+    /// The same device with matrices uploaded from now on multiplied in `arithmetic`
+    /// ([`Arithmetic::F16`] needs [`Self::supports_f16`], else
+    /// [`DeviceError::MissingFeature`]).
+    pub fn with_arithmetic(mut self, arithmetic: Arithmetic) -> Result<Self, DeviceError> {
+        if arithmetic == Arithmetic::F16 && !self.supports_f16() {
+            return Err(DeviceError::MissingFeature {
+                feature: "shader-f16",
+                wanted: "f16 arithmetic",
+            });
+        }
+        self.arithmetic = arithmetic;
+        Ok(self)
+    }
+
+    /// The type matrices uploaded to this device are multiplied in.
+    pub fn arithmetic(&self) -> Arithmetic {
+        self.arithmetic
     }
 
     /// The Burn device, to create tensors on it (inside `model/`: Burn types are not public).

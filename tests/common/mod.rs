@@ -91,13 +91,20 @@ pub fn load_llama(
     device: llama_web::model::device::DeviceChoice,
 ) -> llama_web::model::llama::Llama {
     use llama_web::model::device::ComputeDevice;
+    load_llama_on(path, &ComputeDevice::init_native(device).unwrap())
+}
+
+/// Loads a GGUF model onto a device already set up (e.g. with another arithmetic).
+pub fn load_llama_on(
+    path: PathBuf,
+    device: &llama_web::model::device::ComputeDevice,
+) -> llama_web::model::llama::Llama {
     let source = open_gguf(path);
     let header = GgufHeader::read(&source).unwrap();
-    let device = ComputeDevice::init_native(device).unwrap();
     pollster::block_on(llama_web::model::llama::Llama::load(
         &header,
         &source,
-        &device,
+        device,
         &mut |_| {},
     ))
     .unwrap()

@@ -44,6 +44,11 @@ pub struct Tile {
     /// With several lanes a row: their partial sums added with subgroup shuffles (the device
     /// has subgroups of at least `lanes`), not through workgroup memory.
     pub subgroup: bool,
+    /// Whether the quantized formats' integers are dotted with the inputs and scaled once a
+    /// chunk (`factored_dot`): in f32 arithmetic. In f16 every format is dequantized first —
+    /// the integers' sums (`Σq·x`, q up to 127) outgrow f16's 65504 where the weights' own
+    /// products do not (SmolLM2's logits turned NaN).
+    pub integer_dots: bool,
 }
 
 /// Adds to `acc[t · rows + r]` the dot products of rows `row0 + r` of `a` (rows of
@@ -63,7 +68,7 @@ pub struct Tile {
 /// stored).
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn tile_dot(
+fn tile_dot<A: Float>(
     a: &Tensor<U32x4>,
     a_row_blocks: usize,
     b: &Tensor<U32x4>,
@@ -97,7 +102,7 @@ fn tile_dot(
         if row > last {
             row = last;
         }
-        shared_row_dots(
+        shared_row_dots::<A>(
             a,
             row * a_row_blocks,
             x,
@@ -114,7 +119,7 @@ fn tile_dot(
             fa,
         );
         if comptime![paired] {
-            shared_row_dots(
+            shared_row_dots::<A>(
                 b,
                 row * b_row_blocks,
                 x,
@@ -134,7 +139,7 @@ fn tile_dot(
     } else {
         // One lane a row (software GPUs), or, for one token, the lanes of a row taking every
         // `lanes`-th group of its rows: each input value loaded once for `tile.rows` rows.
-        rows_tile_dot(
+        rows_tile_dot::<A>(
             a,
             a_row_blocks,
             b,
@@ -174,7 +179,7 @@ fn tile_dot(
 /// step's shader time on lavapipe (BENCHMARKS.md, session 16).
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
-pub fn project_kernel(
+pub fn project_kernel<A: Float>(
     x: &Tensor<F32x4>,
     nw: &Tensor<F32x4>,
     w0: &Tensor<U32x4>,
@@ -198,6 +203,7 @@ pub fn project_kernel(
     #[comptime] f1: GgmlType,
     #[comptime] f2: GgmlType,
     #[comptime] cols: usize,
+    #[define(A)] _arithmetic: ElemType,
 ) {
     let row_blocks0 = comptime![row_blocks(f0, cols)];
     let row_blocks1 = comptime![row_blocks(f1, cols)];
@@ -266,7 +272,7 @@ pub fn project_kernel(
     }
     if row0 < rows {
         if comptime![epilogue == SWIGLU] {
-            tile_dot(
+            tile_dot::<A>(
                 w0,
                 row_blocks0,
                 w1,
@@ -286,7 +292,7 @@ pub fn project_kernel(
                 f1,
             );
         } else if row0 < rows0 {
-            tile_dot(
+            tile_dot::<A>(
                 w0,
                 row_blocks0,
                 w0,
@@ -307,7 +313,7 @@ pub fn project_kernel(
             );
         } else if comptime![parts > 1] {
             if row0 < rows0 + rows1 {
-                tile_dot(
+                tile_dot::<A>(
                     w1,
                     row_blocks1,
                     w1,
@@ -327,7 +333,7 @@ pub fn project_kernel(
                     f1,
                 );
             } else if comptime![parts > 2] {
-                tile_dot(
+                tile_dot::<A>(
                     w2,
                     row_blocks2,
                     w2,

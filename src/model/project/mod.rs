@@ -23,7 +23,7 @@ use cubecl::prelude::*;
 
 use super::llama::LogitsFor;
 use super::quant::layout::{device_block, device_bytes, row_blocks};
-use super::quant::{CHUNK_ROW_MULTIPLE, DecodeKernel, Layout, QuantMatrix, Subgroups};
+use super::quant::{Arithmetic, CHUNK_ROW_MULTIPLE, DecodeKernel, Layout, QuantMatrix, Subgroups};
 use super::weights::Linear;
 
 /// RMSNorm with a learned scale, as HF: `w · x / sqrt(mean(x²) + eps)`.
@@ -279,10 +279,19 @@ impl ProjectOps for CubeBackend {
                 p1.format,
                 p2.format,
                 p0.cols,
+                arithmetic_type(p0.arithmetic),
             )
         };
         out
     }
+}
+
+/// The kernel's element type for `arithmetic`.
+fn arithmetic_type(arithmetic: Arithmetic) -> ElemType {
+    ElemType::Float(match arithmetic {
+        Arithmetic::F32 => cubecl::ir::FloatKind::F32,
+        Arithmetic::F16 => cubecl::ir::FloatKind::F16,
+    })
 }
 
 /// The device's subgroup size (the smallest it may pick) where CubeCL reports subgroup
@@ -312,7 +321,9 @@ fn check_spec(
         _ => used.iter().map(|p| p.rows).sum(),
     };
     let fits = cols.is_multiple_of(32)
-        && used.iter().all(|p| p.cols == cols)
+        && used
+            .iter()
+            .all(|p| p.cols == cols && p.arithmetic == used[0].arithmetic)
         && rows == spec.rows
         && len(x) >= (spec.first + spec.tokens) * cols
         && (spec.eps_bits.is_none() || len(nw) >= cols)
@@ -351,6 +362,7 @@ fn tile_for(spec: &ProjectSpec, decode: DecodeKernel, subgroup_size: Option<u32>
     };
     let used = &spec.parts[..spec.part_count as usize];
     let inner = &used[..used.len().saturating_sub(1)];
+    let integer_dots = used[0].arithmetic == Arithmetic::F32;
     // The most rows, from `most` down by halves, that keep every unit's rows in one part.
     let rows_from = |most: u32| {
         std::iter::successors(Some(most), |&r| (r > 1).then_some(r / 2))
@@ -374,6 +386,7 @@ fn tile_for(spec: &ProjectSpec, decode: DecodeKernel, subgroup_size: Option<u32>
                 Subgroups::Auto => subgroup_size.is_some_and(|size| size >= shape.lanes),
                 Subgroups::Forced => true,
             },
+            integer_dots,
         },
         DecodeKernel::RowPerUnit => kernels::Tile {
             units: decode.cube_units(),
@@ -381,6 +394,7 @@ fn tile_for(spec: &ProjectSpec, decode: DecodeKernel, subgroup_size: Option<u32>
             rows: rows_from(CHUNK_ROW_MULTIPLE as u32),
             tokens,
             subgroup: false,
+            integer_dots,
         },
     }
 }

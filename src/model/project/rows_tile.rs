@@ -21,7 +21,7 @@ use super::kernels::Tile;
 /// taken once a block for all the rows).
 #[cube]
 #[allow(clippy::too_many_arguments)]
-pub fn rows_tile_dot(
+pub fn rows_tile_dot<A: Float>(
     a: &Tensor<U32x4>,
     a_row_blocks: usize,
     b: &Tensor<U32x4>,
@@ -46,15 +46,19 @@ pub fn rows_tile_dot(
     let rows = comptime![tile.rows as usize];
     let tokens = comptime![tile.tokens as usize];
     let width = comptime![32 * group];
-    let mut xs = Array::<f32>::new(comptime![32 * group * tile.tokens as usize]);
-    let mut wv = Array::<f32>::new(comptime![32 * group]);
-    // Factored when both matrices are quantized with chunks of one length (gate and up are).
-    let factored =
-        comptime![factors(fa) && (!paired || (factors(fb) && chunk_len(fa) == chunk_len(fb)))];
+    let mut xs = Array::<A>::new(comptime![32 * group * tile.tokens as usize]);
+    let mut wv = Array::<A>::new(comptime![32 * group]);
+    // Factored when both matrices are quantized with chunks of one length (gate and up are),
+    // in f32 arithmetic.
+    let factored = comptime![
+        tile.integer_dots
+            && factors(fa)
+            && (!paired || (factors(fb) && chunk_len(fa) == chunk_len(fb)))
+    ];
     let chunk = comptime![chunk_len(fa)];
     let chunks = comptime![group_chunks(fa, group)];
     let summed = comptime![factored && (has_min(fa) || (paired && has_min(fb)))];
-    let mut sx = Array::<f32>::new(comptime![group_chunks(fa, group) * tile.tokens as usize]);
+    let mut sx = Array::<A>::new(comptime![group_chunks(fa, group) * tile.tokens as usize]);
     let mut scales = Array::<f32>::new(comptime![2 * group_chunks(fa, group)]);
     let mut g = lane;
     while g < cols / width {
@@ -132,13 +136,13 @@ pub fn rows_tile_dot(
 
 /// `Σ_i xs[width · t + i] · v[i]`, i < `width`: token `t`'s input values against a group's.
 #[cube]
-fn token_dot(
-    xs: &Array<f32>,
-    v: &Array<f32>,
+fn token_dot<A: Float>(
+    xs: &Array<A>,
+    v: &Array<A>,
     #[comptime] t: usize,
     #[comptime] width: usize,
-) -> f32 {
-    let mut dot = 0.0f32;
+) -> A {
+    let mut dot = A::new(0.0);
     #[unroll]
     for i in 0..width {
         dot += xs[comptime![width * t + i]] * v[i];
@@ -149,9 +153,9 @@ fn token_dot(
 /// `acc[(slot + t) · rows + r] += Σ_i xs[width · t + i] · wv[i]` for every token `t` of the tile:
 /// one dequantized group of row `r` against each token's input values.
 #[cube]
-fn add_token_dots(
-    xs: &Array<f32>,
-    wv: &Array<f32>,
+fn add_token_dots<A: Float>(
+    xs: &Array<A>,
+    wv: &Array<A>,
     acc: &mut Array<f32>,
     r: usize,
     #[comptime] slot: usize,
@@ -161,7 +165,7 @@ fn add_token_dots(
     let rows = comptime![tile.rows as usize];
     #[unroll]
     for t in 0..comptime![tile.tokens as usize] {
-        acc[(slot + t) * rows + r] += token_dot(xs, wv, t, width);
+        acc[(slot + t) * rows + r] += f32::cast_from(token_dot(xs, wv, t, width));
     }
 }
 
@@ -170,11 +174,11 @@ fn add_token_dots(
 /// and their chunk sums `sx`.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn add_factored_dots(
-    xs: &Array<f32>,
-    q: &Array<f32>,
+fn add_factored_dots<A: Float>(
+    xs: &Array<A>,
+    q: &Array<A>,
     scales: &Array<f32>,
-    sx: &Array<f32>,
+    sx: &Array<A>,
     acc: &mut Array<f32>,
     r: usize,
     #[comptime] slot: usize,

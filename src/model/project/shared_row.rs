@@ -24,7 +24,7 @@ use super::kernels::Tile;
 /// format with a minimum, where each token's `Σx` would cost more than dequantizing once.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-pub fn shared_row_dots(
+pub fn shared_row_dots<A: Float>(
     w: &Tensor<U32x4>,
     first: usize,
     x: &Tensor<F32x4>,
@@ -42,11 +42,11 @@ pub fn shared_row_dots(
 ) {
     let width = comptime![32 * group];
     let chunks = comptime![group_chunks(f, group)];
-    let factored = comptime![factors(f) && (tile.tokens == 1 || !has_min(f))];
-    let mut xs = Array::<f32>::new(comptime![32 * group]);
-    let mut wv = Array::<f32>::new(comptime![32 * group]);
+    let factored = comptime![tile.integer_dots && factors(f) && (tile.tokens == 1 || !has_min(f))];
+    let mut xs = Array::<A>::new(comptime![32 * group]);
+    let mut wv = Array::<A>::new(comptime![32 * group]);
     let mut scales = Array::<f32>::new(comptime![2 * group_chunks(f, group)]);
-    let mut sums = Array::<f32>::new(comptime![group_chunks(f, group)]);
+    let mut sums = Array::<A>::new(comptime![group_chunks(f, group)]);
     let mut g = lane;
     while g < cols / width {
         if comptime![factored] {
@@ -57,7 +57,6 @@ pub fn shared_row_dots(
         #[unroll]
         for t in 0..comptime![tile.tokens as usize] {
             load_group_x(x, token_rows[t], nw, g, &mut xs, 0usize, group, normed);
-            let mut dot = 0.0f32;
             if comptime![factored] {
                 if comptime![has_min(f)] {
                     chunk_sums(
@@ -69,14 +68,16 @@ pub fn shared_row_dots(
                         chunks,
                     );
                 }
-                dot = factored_dot(&xs, &wv, &scales, &sums, 0usize, 0usize, group, f);
+                acc[comptime![slot + t]] +=
+                    factored_dot(&xs, &wv, &scales, &sums, 0usize, 0usize, group, f);
             } else {
+                let mut sum = A::new(0.0);
                 #[unroll]
                 for i in 0..width {
-                    dot += xs[i] * wv[i];
+                    sum += xs[i] * wv[i];
                 }
+                acc[comptime![slot + t]] += f32::cast_from(sum);
             }
-            acc[comptime![slot + t]] += dot;
         }
         g += comptime![tile.lanes as usize];
     }

@@ -165,11 +165,11 @@ pub fn has_min(format: GgmlType) -> bool {
 /// (`gguf::dequant`), which [`natural_values`] computes so.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-pub fn natural_quants(
+pub fn natural_quants<A: Float>(
     w: &Tensor<U32x4>,
     first: usize,
     s: usize,
-    q: &mut Array<f32>,
+    q: &mut Array<A>,
     scales: &mut Array<f32>,
     #[comptime] at: usize,
     #[comptime] at_scales: usize,
@@ -192,11 +192,11 @@ pub fn natural_quants(
 /// `out[at + 32b ..]`, its `d` and `m` to `scale[at_scales + 2b ..]`.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-pub(super) fn block_run_quants(
+pub(super) fn block_run_quants<A: Float>(
     w: &Tensor<U32x4>,
     first: usize,
     s: usize,
-    out: &mut Array<f32>,
+    out: &mut Array<A>,
     scale: &mut Array<f32>,
     #[comptime] at: usize,
     #[comptime] at_scales: usize,
@@ -230,12 +230,12 @@ pub(super) fn block_run_quants(
 /// already read: [`block_run_quants`] for one block.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn block_quants(
+fn block_quants<A: Float>(
     w: &Tensor<U32x4>,
     base: usize,
     j: usize,
     head: u32,
-    out: &mut Array<f32>,
+    out: &mut Array<A>,
     scale: &mut Array<f32>,
     #[comptime] at: usize,
     #[comptime] at_scales: usize,
@@ -253,7 +253,7 @@ fn block_quants(
         );
         #[unroll]
         for i in 0..32usize {
-            out[comptime![at + i]] = f32::cast_from(window_signed_byte(&q, i));
+            out[comptime![at + i]] = A::cast_from(window_signed_byte(&q, i));
         }
     } else {
         let has_min = comptime![has_min(format)];
@@ -287,8 +287,8 @@ fn block_quants(
                 lo |= ((qh >> comptime![i as u32]) << 4) & 0x10;
                 hi |= (qh >> comptime![i as u32 + 12]) & 0x10;
             }
-            out[comptime![at + i]] = f32::cast_from(lo as i32 - offset);
-            out[comptime![at + i + 16]] = f32::cast_from(hi as i32 - offset);
+            out[comptime![at + i]] = A::cast_from(lo as i32 - offset);
+            out[comptime![at + i + 16]] = A::cast_from(hi as i32 - offset);
         }
     }
 }
@@ -310,13 +310,14 @@ pub(super) fn in_superblock(i: usize, #[comptime] format: GgmlType) -> usize {
 /// (one for the 32-element formats, a pair for Q4_K/Q5_K, a 128-element half for Q6_K) —
 /// dequantized into registers. Block data is read a whole unit at a time, each unit once;
 /// scales are decoded once per group; each element is computed with the operations, in the
-/// order, of the host reference (`gguf::dequant`), so it is the same f32 value.
+/// order, of the host reference (`gguf::dequant`), so it is the same f32 value (in `A` = f16,
+/// the same operations on f16 operands).
 #[cube]
-pub(crate) fn natural_values(
+pub(crate) fn natural_values<A: Float>(
     w: &Tensor<U32x4>,
     first: usize,
     s: usize,
-    out: &mut Array<f32>,
+    out: &mut Array<A>,
     #[comptime] at: usize,
     #[comptime] format: GgmlType,
 ) {
@@ -324,17 +325,17 @@ pub(crate) fn natural_values(
         // q · d (+ m): the integers and scales of `natural_quants`, in the host's order.
         let width = comptime![32 * natural_group(format)];
         let chunk = comptime![chunk_len(format)];
-        let mut q = Array::<f32>::new(comptime![32 * natural_group(format)]);
+        let mut q = Array::<A>::new(comptime![32 * natural_group(format)]);
         let mut scales = Array::<f32>::new(comptime![
             2 * 32 * natural_group(format) / chunk_len(format)
         ]);
         natural_quants(w, first, s, &mut q, &mut scales, 0usize, 0usize, format);
         #[unroll]
         for i in 0..width {
-            let mut v = q[i] * scales[comptime![2 * (i / chunk)]];
+            let d = A::cast_from(scales[comptime![2 * (i / chunk)]]);
+            let mut v = q[i] * d;
             if comptime![has_min(format)] {
-                v = q[i] * scales[comptime![2 * (i / chunk)]]
-                    + scales[comptime![2 * (i / chunk) + 1]];
+                v = q[i] * d + A::cast_from(scales[comptime![2 * (i / chunk) + 1]]);
             }
             out[comptime![at + i]] = v;
         }
@@ -348,7 +349,7 @@ pub(crate) fn natural_values(
         );
         #[unroll]
         for i in 0..32usize {
-            out[comptime![at + i]] = f32::reinterpret(v[i]);
+            out[comptime![at + i]] = A::cast_from(f32::reinterpret(v[i]));
         }
     } else if comptime![format == GgmlType::F16 || format == GgmlType::BF16] {
         // Two values a word.
@@ -368,8 +369,8 @@ pub(crate) fn natural_values(
                 v0 = f16_to_f32(word & 0xFFFF);
                 v1 = f16_to_f32(word >> 16);
             }
-            out[comptime![at + 2 * k]] = v0;
-            out[comptime![at + 2 * k + 1]] = v1;
+            out[comptime![at + 2 * k]] = A::cast_from(v0);
+            out[comptime![at + 2 * k + 1]] = A::cast_from(v1);
         }
     }
 }

@@ -18,11 +18,11 @@ use crate::gguf::GgmlType;
 /// Element `d·sc·q − dmin·mn`: `m = −dmin·mn`.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-pub(super) fn k4_quants(
+pub(super) fn k4_quants<A: Float>(
     w: &Tensor<U32x4>,
     first: usize,
     s: usize,
-    out: &mut Array<f32>,
+    out: &mut Array<A>,
     scales: &mut Array<f32>,
     #[comptime] at: usize,
     #[comptime] at_scales: usize,
@@ -76,7 +76,7 @@ pub(super) fn k4_quants(
                 if is_q5 {
                     q += ((high >> comptime![(8 * b + half) as u32]) & 1) * 16;
                 }
-                out[comptime![at + 32 * half + 4 * k + b]] = f32::cast_from(q as i32);
+                out[comptime![at + 32 * half + 4 * k + b]] = A::cast_from(q as i32);
             }
         }
     }
@@ -90,11 +90,11 @@ pub(super) fn k4_quants(
 /// other 208 bytes 13 units further on.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-pub(super) fn q6_k_quants(
+pub(super) fn q6_k_quants<A: Float>(
     w: &Tensor<U32x4>,
     first: usize,
     s: usize,
-    out: &mut Array<f32>,
+    out: &mut Array<A>,
     scales: &mut Array<f32>,
     #[comptime] at: usize,
     #[comptime] at_scales: usize,
@@ -130,7 +130,7 @@ pub(super) fn q6_k_quants(
                 let low = (lo_word >> comptime![(8 * b + 4 * (quarter / 2)) as u32]) & 0xF;
                 let high = (hi_word >> comptime![(8 * b + 2 * quarter) as u32]) & 3;
                 let q = (low | (high << 4)) as i32 - 32;
-                out[comptime![at + 32 * quarter + 4 * k + b]] = f32::cast_from(q);
+                out[comptime![at + 32 * quarter + 4 * k + b]] = A::cast_from(q);
             }
         }
     }

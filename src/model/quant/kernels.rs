@@ -34,12 +34,12 @@ pub type F32x4 = Vector<f32, Const<4>>;
 /// once, four at a time, and shared by every row a unit computes: on a software GPU each load
 /// is a loop over the SIMD lanes, so loads are what a dot product pays for.
 #[cube]
-pub fn load_subblock_x(
+pub fn load_subblock_x<A: Float>(
     x: &Tensor<F32x4>,
     xi: usize,
     nw: &Tensor<F32x4>,
     s: usize,
-    xs: &mut Array<f32>,
+    xs: &mut Array<A>,
     #[comptime] at: usize,
     #[comptime] normed: bool,
 ) {
@@ -52,7 +52,7 @@ pub fn load_subblock_x(
         }
         #[unroll]
         for c in 0..4usize {
-            xs[comptime![at + 4 * k + c]] = v.extract(c);
+            xs[comptime![at + 4 * k + c]] = A::cast_from(v.extract(c));
         }
     }
 }
@@ -61,12 +61,12 @@ pub fn load_subblock_x(
 /// [`load_subblock_x`] loads it.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-pub fn load_group_x(
+pub fn load_group_x<A: Float>(
     x: &Tensor<F32x4>,
     xi: usize,
     nw: &Tensor<F32x4>,
     g: usize,
-    xs: &mut Array<f32>,
+    xs: &mut Array<A>,
     #[comptime] at: usize,
     #[comptime] group: usize,
     #[comptime] normed: bool,
@@ -92,11 +92,11 @@ pub fn natural_group(format: GgmlType) -> usize {
 /// of the format's [`natural_group`]) of the row whose first block is block `first` of the
 /// chunk, dequantized.
 #[cube]
-pub fn group_values(
+pub fn group_values<A: Float>(
     w: &Tensor<U32x4>,
     first: usize,
     g: usize,
-    out: &mut Array<f32>,
+    out: &mut Array<A>,
     #[comptime] group: usize,
     #[comptime] format: GgmlType,
 ) {
@@ -135,11 +135,11 @@ pub fn dot_group(format: GgmlType, cols: usize) -> usize {
 /// superblock.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-pub fn group_quants(
+pub fn group_quants<A: Float>(
     w: &Tensor<U32x4>,
     first: usize,
     g: usize,
-    q: &mut Array<f32>,
+    q: &mut Array<A>,
     scales: &mut Array<f32>,
     #[comptime] group: usize,
     #[comptime] runs: bool,
@@ -169,9 +169,9 @@ pub fn group_quants(
 /// `sums[at_sums + c] = Σ_i xs[at + chunk·c + i]`, i < `chunk`, c < `chunks`: the input's sum
 /// over each chunk, for the minimum's term of [`factored_dot`].
 #[cube]
-pub fn chunk_sums(
-    xs: &Array<f32>,
-    sums: &mut Array<f32>,
+pub fn chunk_sums<A: Float>(
+    xs: &Array<A>,
+    sums: &mut Array<A>,
     #[comptime] at: usize,
     #[comptime] at_sums: usize,
     #[comptime] chunk: usize,
@@ -179,7 +179,7 @@ pub fn chunk_sums(
 ) {
     #[unroll]
     for c in 0..chunks {
-        let mut sum = 0.0f32;
+        let mut sum = A::new(0.0);
         #[unroll]
         for i in 0..chunk {
             sum += xs[comptime![at + chunk * c + i]];
@@ -195,11 +195,11 @@ pub fn chunk_sums(
 /// format with a minimum.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-pub fn factored_dot(
-    xs: &Array<f32>,
-    q: &Array<f32>,
+pub fn factored_dot<A: Float>(
+    xs: &Array<A>,
+    q: &Array<A>,
     scales: &Array<f32>,
-    sums: &Array<f32>,
+    sums: &Array<A>,
     #[comptime] at: usize,
     #[comptime] at_sums: usize,
     #[comptime] group: usize,
@@ -209,14 +209,14 @@ pub fn factored_dot(
     let mut total = 0.0f32;
     #[unroll]
     for c in 0..comptime![group_chunks(format, group)] {
-        let mut dot = 0.0f32;
+        let mut dot = A::new(0.0);
         #[unroll]
         for i in 0..chunk {
             dot += xs[comptime![at + chunk * c + i]] * q[comptime![chunk * c + i]];
         }
-        total += scales[comptime![2 * c]] * dot;
+        total += scales[comptime![2 * c]] * f32::cast_from(dot);
         if comptime![has_min(format)] {
-            total += scales[comptime![2 * c + 1]] * sums[comptime![at_sums + c]];
+            total += scales[comptime![2 * c + 1]] * f32::cast_from(sums[comptime![at_sums + c]]);
         }
     }
     total

@@ -7,6 +7,7 @@
 //! CubeCL runtime, so there the model keeps dequantized f32 weights instead.
 
 pub(crate) mod blocks;
+mod choice;
 pub(crate) mod k_quants;
 pub(crate) mod kernels;
 pub(crate) mod layout;
@@ -22,154 +23,13 @@ use cubecl::prelude::*;
 
 use crate::gguf::{GgmlType, TensorInfo};
 
+pub use choice::{Arithmetic, Cooperative, DecodeKernel, Subgroups};
+
 use super::device::{ComputeDevice, read_vec};
 use super::error::ModelError;
 use super::llama::LogitsFor;
 use super::project::{Epilogue, project};
 use super::weights::Linear;
-
-/// How a matrix is multiplied, chosen by the kind of GPU: named for the single token (decode)
-/// it was made for, it also shapes the tile for several tokens (prefill).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DecodeKernel {
-    /// The lanes of a workgroup share a row and read neighbouring blocks (coalesced), then
-    /// reduce: the GEMV for hardware GPUs, for one token or eight at a time.
-    Cooperative(Cooperative),
-    /// One unit per row, no barrier: faster on software GPUs, where a barrier is expensive
-    /// (lavapipe: 1.5 vs 0.9 tok/s on SmolLM2, 0.088 vs 0.062 on the 8B Q4_0); for several
-    /// tokens, a unit takes up to 16 rows × 8 tokens.
-    RowPerUnit,
-}
-
-/// The shape of the cooperative GEMV ([`DecodeKernel::Cooperative`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cooperative {
-    /// Lanes sharing a row (32; a power of two).
-    pub lanes: u32,
-    /// The most rows a unit takes for one token, each input value loaded once for all of them
-    /// (fewer where a matrix's rows do not divide); one for several tokens.
-    pub rows: u32,
-    /// How the lanes' partial sums are added up.
-    pub subgroups: Subgroups,
-}
-
-impl Cooperative {
-    /// The default shape: 32 lanes a row, up to 4 rows a unit for one token (the input
-    /// loaded once for 4 rows, as llama.cpp's Vulkan GEMV takes several rows a workgroup),
-    /// subgroup sums where the device has them.
-    pub const DEFAULT: Cooperative = Cooperative {
-        lanes: 32,
-        rows: 4,
-        subgroups: Subgroups::Auto,
-    };
-}
-
-/// Whether the cooperative GEMV adds its lanes' partial sums with subgroup shuffles (no
-/// workgroup memory, no barrier) or through workgroup memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Subgroups {
-    /// Through workgroup memory, always.
-    Off,
-    /// Subgroup shuffles where CubeCL reports subgroup operations (native Vulkan and Metal on a
-    /// hardware GPU; wgpu 30's WebGPU backend does not ask the browser for `subgroups`) with
-    /// subgroups of at least the row's lanes; workgroup memory elsewhere.
-    Auto,
-    /// Subgroup shuffles: the caller knows the device has subgroups of at least the row's lanes
-    /// (tests, on lavapipe, whose subgroups of 8 CubeCL does not report for a CPU device).
-    Forced,
-}
-
-impl DecodeKernel {
-    /// The kernel for `device`: the one it was given ([`ComputeDevice::with_decode_kernel`]),
-    /// else by its kind of GPU.
-    pub fn for_device(device: &ComputeDevice) -> Self {
-        if let Some(kernel) = device.decode_kernel() {
-            return kernel;
-        }
-        match device.is_software_gpu() {
-            true => DecodeKernel::RowPerUnit,
-            false => DecodeKernel::Cooperative(Cooperative::DEFAULT),
-        }
-    }
-
-    /// Units per cube of the kernels on this kind of GPU (the projections and the KV cache's):
-    /// 64 on a hardware GPU; 8 on a software GPU (one SIMD group of lavapipe's, two of
-    /// SwiftShader's), so that a matrix of a few hundred rows, or a decode step's 9 to 32 heads,
-    /// still split into as many cubes as the CPU has cores — decode on lavapipe ~87 → ~76 ms a
-    /// token, prefill in Chromium 17–18.6 → 19.7–20.4 tok/s (BENCHMARKS.md, session 14).
-    pub fn cube_units(self) -> u32 {
-        match self {
-            DecodeKernel::Cooperative(_) => 64,
-            DecodeKernel::RowPerUnit => 8,
-        }
-    }
-}
-
-impl std::fmt::Display for DecodeKernel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DecodeKernel::RowPerUnit => write!(f, "row-per-unit"),
-            DecodeKernel::Cooperative(c) => {
-                let subgroups = match c.subgroups {
-                    Subgroups::Off => "off",
-                    Subgroups::Auto => "auto",
-                    Subgroups::Forced => "forced",
-                };
-                write!(
-                    f,
-                    "cooperative,lanes={},rows={},subgroups={subgroups}",
-                    c.lanes, c.rows
-                )
-            }
-        }
-    }
-}
-
-impl std::str::FromStr for DecodeKernel {
-    type Err = String;
-
-    /// `row-per-unit`, or `cooperative` with any of `,lanes=N` (a power of two, 8 to 64),
-    /// `,rows=N` (1 to 16, at most `lanes`), `,subgroups=off|auto|forced` (defaults:
-    /// [`Cooperative::DEFAULT`]).
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let mut fields = s.split(',');
-        match fields.next() {
-            Some("row-per-unit") if s == "row-per-unit" => return Ok(DecodeKernel::RowPerUnit),
-            Some("cooperative") => {}
-            _ => {
-                return Err(format!(
-                    "`{s}`: expected `row-per-unit` or `cooperative[,…]`"
-                ));
-            }
-        }
-        let mut shape = Cooperative::DEFAULT;
-        for field in fields {
-            let bad = || format!("`{field}` in `{s}`: expected lanes=N, rows=N or subgroups=…");
-            let (key, value) = field.split_once('=').ok_or_else(bad)?;
-            let number = || value.parse::<u32>().map_err(|_| bad());
-            match key {
-                "lanes" => shape.lanes = number()?,
-                "rows" => shape.rows = number()?,
-                "subgroups" => {
-                    shape.subgroups = match value {
-                        "off" => Subgroups::Off,
-                        "auto" => Subgroups::Auto,
-                        "forced" => Subgroups::Forced,
-                        _ => return Err(bad()),
-                    }
-                }
-                _ => return Err(bad()),
-            }
-        }
-        let lanes_ok = shape.lanes.is_power_of_two() && (8..=64).contains(&shape.lanes);
-        if !lanes_ok || !(1..=shape.lanes.min(16)).contains(&shape.rows) {
-            return Err(format!(
-                "`{s}`: lanes a power of two from 8 to 64, rows from 1 to 16 and at most lanes"
-            ));
-        }
-        Ok(DecodeKernel::Cooperative(shape))
-    }
-}
 
 /// Where a matrix's rows lie in its word buffer, and their format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,6 +42,8 @@ pub struct Layout {
     pub format: GgmlType,
     /// The kernel shape (by the kind of GPU).
     pub decode: DecodeKernel,
+    /// The type the dot products are taken in (the device's).
+    pub arithmetic: Arithmetic,
 }
 
 /// Threads per workgroup of the bandwidth probe.
@@ -303,6 +165,7 @@ impl QuantMatrix {
             cols,
             format: t,
             decode: DecodeKernel::for_device(device),
+            arithmetic: device.arithmetic(),
         };
         // As many rows as fit one binding with the last superblock's padding.
         let mut rows_per_chunk = max_chunk_bytes / row_bytes;
@@ -346,6 +209,15 @@ impl QuantMatrix {
     #[cfg(test)]
     pub(crate) fn with_decode_kernel(mut self, decode: DecodeKernel) -> Self {
         self.chunks.iter_mut().for_each(|(_, l)| l.decode = decode);
+        self
+    }
+
+    /// The same matrix multiplied in another arithmetic (tests compare f16 with f32).
+    #[cfg(test)]
+    pub(crate) fn with_arithmetic(mut self, arithmetic: Arithmetic) -> Self {
+        self.chunks
+            .iter_mut()
+            .for_each(|(_, l)| l.arithmetic = arithmetic);
         self
     }
 

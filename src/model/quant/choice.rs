@@ -1,0 +1,185 @@
+//! How a matrix is multiplied: the kernel's shape ([`DecodeKernel`], by the kind of GPU) and the
+//! type its dot products are taken in ([`Arithmetic`]).
+
+use crate::model::device::ComputeDevice;
+
+/// How a matrix is multiplied, chosen by the kind of GPU: named for the single token (decode)
+/// it was made for, it also shapes the tile for several tokens (prefill).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeKernel {
+    /// The lanes of a workgroup share a row and read neighbouring blocks (coalesced), then
+    /// reduce: the GEMV for hardware GPUs, for one token or eight at a time.
+    Cooperative(Cooperative),
+    /// One unit per row, no barrier: faster on software GPUs, where a barrier is expensive
+    /// (lavapipe: 1.5 vs 0.9 tok/s on SmolLM2, 0.088 vs 0.062 on the 8B Q4_0); for several
+    /// tokens, a unit takes up to 16 rows × 8 tokens.
+    RowPerUnit,
+}
+
+/// The shape of the cooperative GEMV ([`DecodeKernel::Cooperative`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cooperative {
+    /// Lanes sharing a row (32; a power of two).
+    pub lanes: u32,
+    /// The most rows a unit takes for one token, each input value loaded once for all of them
+    /// (fewer where a matrix's rows do not divide); one for several tokens.
+    pub rows: u32,
+    /// How the lanes' partial sums are added up.
+    pub subgroups: Subgroups,
+}
+
+impl Cooperative {
+    /// The default shape: 32 lanes a row, up to 4 rows a unit for one token (the input
+    /// loaded once for 4 rows, as llama.cpp's Vulkan GEMV takes several rows a workgroup),
+    /// subgroup sums where the device has them.
+    pub const DEFAULT: Cooperative = Cooperative {
+        lanes: 32,
+        rows: 4,
+        subgroups: Subgroups::Auto,
+    };
+}
+
+/// Whether the cooperative GEMV adds its lanes' partial sums with subgroup shuffles (no
+/// workgroup memory, no barrier) or through workgroup memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subgroups {
+    /// Through workgroup memory, always.
+    Off,
+    /// Subgroup shuffles where CubeCL reports subgroup operations (native Vulkan and Metal on a
+    /// hardware GPU; wgpu 30's WebGPU backend does not ask the browser for `subgroups`) with
+    /// subgroups of at least the row's lanes; workgroup memory elsewhere.
+    Auto,
+    /// Subgroup shuffles: the caller knows the device has subgroups of at least the row's lanes
+    /// (tests, on lavapipe, whose subgroups of 8 CubeCL does not report for a CPU device).
+    Forced,
+}
+
+impl DecodeKernel {
+    /// The kernel for `device`: the one it was given ([`ComputeDevice::with_decode_kernel`]),
+    /// else by its kind of GPU.
+    pub fn for_device(device: &ComputeDevice) -> Self {
+        if let Some(kernel) = device.decode_kernel() {
+            return kernel;
+        }
+        match device.is_software_gpu() {
+            true => DecodeKernel::RowPerUnit,
+            false => DecodeKernel::Cooperative(Cooperative::DEFAULT),
+        }
+    }
+
+    /// Units per cube of the kernels on this kind of GPU (the projections and the KV cache's):
+    /// 64 on a hardware GPU; 8 on a software GPU (one SIMD group of lavapipe's, two of
+    /// SwiftShader's), so that a matrix of a few hundred rows, or a decode step's 9 to 32 heads,
+    /// still split into as many cubes as the CPU has cores — decode on lavapipe ~87 → ~76 ms a
+    /// token, prefill in Chromium 17–18.6 → 19.7–20.4 tok/s (BENCHMARKS.md, session 14).
+    pub fn cube_units(self) -> u32 {
+        match self {
+            DecodeKernel::Cooperative(_) => 64,
+            DecodeKernel::RowPerUnit => 8,
+        }
+    }
+}
+
+impl std::fmt::Display for DecodeKernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeKernel::RowPerUnit => write!(f, "row-per-unit"),
+            DecodeKernel::Cooperative(c) => {
+                let subgroups = match c.subgroups {
+                    Subgroups::Off => "off",
+                    Subgroups::Auto => "auto",
+                    Subgroups::Forced => "forced",
+                };
+                write!(
+                    f,
+                    "cooperative,lanes={},rows={},subgroups={subgroups}",
+                    c.lanes, c.rows
+                )
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for DecodeKernel {
+    type Err = String;
+
+    /// `row-per-unit`, or `cooperative` with any of `,lanes=N` (a power of two, 8 to 64),
+    /// `,rows=N` (1 to 16, at most `lanes`), `,subgroups=off|auto|forced` (defaults:
+    /// [`Cooperative::DEFAULT`]).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut fields = s.split(',');
+        match fields.next() {
+            Some("row-per-unit") if s == "row-per-unit" => return Ok(DecodeKernel::RowPerUnit),
+            Some("cooperative") => {}
+            _ => {
+                return Err(format!(
+                    "`{s}`: expected `row-per-unit` or `cooperative[,…]`"
+                ));
+            }
+        }
+        let mut shape = Cooperative::DEFAULT;
+        for field in fields {
+            let bad = || format!("`{field}` in `{s}`: expected lanes=N, rows=N or subgroups=…");
+            let (key, value) = field.split_once('=').ok_or_else(bad)?;
+            let number = || value.parse::<u32>().map_err(|_| bad());
+            match key {
+                "lanes" => shape.lanes = number()?,
+                "rows" => shape.rows = number()?,
+                "subgroups" => {
+                    shape.subgroups = match value {
+                        "off" => Subgroups::Off,
+                        "auto" => Subgroups::Auto,
+                        "forced" => Subgroups::Forced,
+                        _ => return Err(bad()),
+                    }
+                }
+                _ => return Err(bad()),
+            }
+        }
+        let lanes_ok = shape.lanes.is_power_of_two() && (8..=64).contains(&shape.lanes);
+        if !lanes_ok || !(1..=shape.lanes.min(16)).contains(&shape.rows) {
+            return Err(format!(
+                "`{s}`: lanes a power of two from 8 to 64, rows from 1 to 16 and at most lanes"
+            ));
+        }
+        Ok(DecodeKernel::Cooperative(shape))
+    }
+}
+
+/// The type a projection's dot products are taken in: the input values and the weights'
+/// integers (or dequantized values) loaded as it, each group's products summed in it, and the
+/// groups' sums added up in f32 (mixed precision, as the tensor cores' and llama.cpp's f16
+/// paths do). The input, the output and the scales stay f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Arithmetic {
+    /// f32 throughout: the fidelity reference, and the default everywhere.
+    #[default]
+    F32,
+    /// IEEE half precision (WGSL `f16`): needs the adapter's `shader-f16` feature
+    /// ([`ComputeDevice::supports_f16`]); half the registers a value, twice the rate on GPUs
+    /// with packed f16 arithmetic. Its bound against f32 is in the tests (`project::tests`,
+    /// `tests/fidelity.rs`).
+    F16,
+}
+
+impl std::fmt::Display for Arithmetic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Arithmetic::F32 => "f32",
+            Arithmetic::F16 => "f16",
+        })
+    }
+}
+
+impl std::str::FromStr for Arithmetic {
+    type Err = String;
+
+    /// `f32` or `f16`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "f32" => Ok(Arithmetic::F32),
+            "f16" => Ok(Arithmetic::F16),
+            _ => Err(format!("`{s}`: expected `f32` or `f16`")),
+        }
+    }
+}
