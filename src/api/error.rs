@@ -248,6 +248,17 @@ mod tests {
             code(ModelError::BadInput { detail: detail() }.into()),
             ErrorCode::BadRequest
         );
+        let missing = DeviceError::MissingFeature {
+            feature: "shader-f16",
+            wanted: "f16 arithmetic",
+        };
+        assert_eq!(
+            code(ModelError::Device(missing).into()),
+            ErrorCode::BadRequest,
+            "asked for what the adapter lacks"
+        );
+        let lost = DeviceError::Execution { reason: detail() };
+        assert_eq!(code(ModelError::Device(lost).into()), ErrorCode::DeviceLost);
         assert_eq!(code(EngineError::NonFiniteLogits), ErrorCode::BadModel);
         let fetch = GgufError::Source {
             offset: 0,
