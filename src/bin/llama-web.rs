@@ -568,7 +568,6 @@ mod cli {
         let extra = json!({
             "model": model_name,
             "decode_kernel": decode_kernel,
-            "arithmetic": device.arithmetic().to_string(),
             "load_s": load_s,
             "plan": plans,
         });

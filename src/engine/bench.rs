@@ -7,6 +7,7 @@
 
 use serde::Serialize;
 
+use crate::model::Arithmetic;
 use crate::model::device::{DeviceChoice, DeviceCounters, TASKS_PER_SUBMIT};
 use crate::model::error::ModelError;
 use crate::model::llama::{Llama, LogitsFor, StageTime};
@@ -37,6 +38,8 @@ pub struct BenchReport {
     /// Whether decode steps were recorded once and replayed (`ComputeDevice::with_decode_graphs`;
     /// wgpu only).
     pub decode_graphs: bool,
+    /// The type the projections' dot products were taken in (`ComputeDevice::with_arithmetic`).
+    pub arithmetic: Arithmetic,
     /// Seconds of the warm-up before the timed runs (a short prefill and one decode step):
     /// mostly compiling the kernels, which a page pays once per load.
     pub warmup_s: f64,
@@ -242,6 +245,7 @@ pub async fn run(
         context,
         kv_format: params.kv_format,
         decode_graphs: model.device().decode_graphs(),
+        arithmetic: model.device().arithmetic(),
         warmup_s,
         prefill_tok_s: prompt.len() as f64 / prefill_s,
         decode_tok_s,

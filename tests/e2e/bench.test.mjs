@@ -30,6 +30,7 @@ test("the bench page measures the tiny model on WebGPU", { timeout: 300_000 }, a
     assert.equal(report.gen, 6);
     assert.equal(report.kv_format, "q8");
     assert.equal(report.decode_graphs, true, "decode steps replayed by default");
+    assert.equal(report.arithmetic, "f32", "f32 arithmetic by default");
     assert.equal(report.context, 18);
     for (const key of ["prefill_tok_s", "decode_tok_s", "effective_gb_s", "read_bandwidth_gb_s", "roofline_fraction"]) {
       assert.ok(Number.isFinite(report[key]) && report[key] > 0, `${key}: ${report[key]}`);

@@ -146,19 +146,22 @@ impl std::str::FromStr for DecodeKernel {
     }
 }
 
-/// The type a projection's dot products are taken in: the input values and the weights'
-/// integers (or dequantized values) loaded as it, each group's products summed in it, and the
-/// groups' sums added up in f32 (mixed precision, as the tensor cores' and llama.cpp's f16
-/// paths do). The input, the output and the scales stay f32.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// The type a projection's dot products are taken in. The input, the output, the scales and
+/// the epilogue stay f32 in both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Arithmetic {
-    /// f32 throughout: the fidelity reference, and the default everywhere.
+    /// f32 throughout: the fidelity reference, and the default everywhere. The quantized
+    /// formats' integers are dotted with the inputs and scaled once a chunk.
     #[default]
     F32,
     /// IEEE half precision (WGSL `f16`): needs the adapter's `shader-f16` feature
-    /// ([`ComputeDevice::supports_f16`]); half the registers a value, twice the rate on GPUs
-    /// with packed f16 arithmetic. Its bound against f32 is in the tests (`project::tests`,
-    /// `tests/fidelity.rs`).
+    /// ([`ComputeDevice::supports_f16`]). The inputs and the dequantized weights held as f16,
+    /// each group of 32–128 products summed in f16, the groups' sums added in f32 (mixed
+    /// precision, as llama.cpp's f16 paths); every format is dequantized first, since integer
+    /// dots outgrow f16. Half the registers a value, twice the rate on GPUs with packed f16
+    /// arithmetic. Its bounds against f32 are in the tests (`quant::tests`, `project::tests`,
+    /// `tests/forward.rs`).
     F16,
 }
 
