@@ -32,7 +32,7 @@ pub(crate) mod top;
 pub(crate) mod weights;
 
 #[cfg(feature = "gpu")]
-pub use quant::{Arithmetic, Cooperative, DecodeKernel, Subgroups};
+pub use quant::{Arithmetic, Cooperative, DecodeKernel, Prefill, Subgroups};
 #[cfg(feature = "gpu")]
 pub use top::{Shortlist, TopLogits};
 #[cfg(feature = "gpu")]

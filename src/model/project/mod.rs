@@ -6,9 +6,11 @@
 //! three matrices (each in its own block format), gate and up one launch storing
 //! `silu(gate) · up`, the output and down projections add the residual stream as they store.
 
+mod choose;
 pub(crate) mod kernels;
 mod rows_tile;
 mod shared_row;
+pub(crate) mod shared_tile;
 mod store;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests;
@@ -23,7 +25,7 @@ use cubecl::prelude::*;
 
 use super::llama::LogitsFor;
 use super::quant::layout::{device_block, device_bytes, row_blocks};
-use super::quant::{Arithmetic, CHUNK_ROW_MULTIPLE, DecodeKernel, Layout, QuantMatrix, Subgroups};
+use super::quant::{Arithmetic, Layout, QuantMatrix};
 use super::weights::Linear;
 
 /// RMSNorm with a learned scale, as HF: `w · x / sqrt(mean(x²) + eps)`.
@@ -236,8 +238,6 @@ impl ProjectOps for CubeBackend {
         let x = into_contiguous(x);
         let residual = into_contiguous(residual);
         let [p0, p1, p2] = spec.parts;
-        let tile = tile_for(&spec, p0.decode, subgroup_size(&x.client));
-        let rows_per_cube = tile.units / tile.lanes * tile.rows;
         let client = x.client.clone();
         // Launched without CubeCL's per-index bounds checks (a compare and a select on every
         // load, and a counter on every loop: ~3 % of a decode step's kernel time on lavapipe,
@@ -247,41 +247,64 @@ impl ProjectOps for CubeBackend {
         // and `tok < n` — and `check_spec` refuses any spec whose parts do not fit the tensors
         // passed. (A browser's WebGPU adds its own bounds checks to every shader regardless.)
         check_spec(&spec, [&x, &norm_weight, &residual, &out], [&w0, &w1, &w2]);
-        unsafe {
-            kernels::project_kernel::launch_unchecked(
-                &client,
-                CubeCount::Static(
-                    (spec.rows as u32).div_ceil(rows_per_cube),
-                    (spec.tokens as u32).div_ceil(tile.tokens),
-                    1,
-                ),
-                CubeDim::new_1d(tile.units),
-                x.into_tensor_arg(),
-                norm_weight.into_tensor_arg(),
-                w0.into_tensor_arg(),
-                w1.into_tensor_arg(),
-                w2.into_tensor_arg(),
-                residual.into_tensor_arg(),
-                out.clone().into_tensor_arg(),
-                spec.rows,
-                p0.rows,
-                p1.rows,
-                spec.first,
-                spec.tokens,
-                spec.out_width,
-                spec.offset,
-                f32::from_bits(spec.eps_bits.unwrap_or(0)),
-                tile,
-                spec.eps_bits.is_some(),
-                spec.epilogue,
-                spec.part_count,
-                p0.format,
-                p1.format,
-                p2.format,
-                p0.cols,
-                arithmetic_type(p0.arithmetic),
-            )
-        };
+        // The two kernels take the same arguments but their tile's.
+        macro_rules! launch {
+            ($kernel:path, $rows_per_cube:expr, $tokens_per_cube:expr, $units:expr, $tile:expr) => {
+                unsafe {
+                    $kernel(
+                        &client,
+                        CubeCount::Static(
+                            (spec.rows as u32).div_ceil($rows_per_cube),
+                            (spec.tokens as u32).div_ceil($tokens_per_cube),
+                            1,
+                        ),
+                        CubeDim::new_1d($units),
+                        x.into_tensor_arg(),
+                        norm_weight.into_tensor_arg(),
+                        w0.into_tensor_arg(),
+                        w1.into_tensor_arg(),
+                        w2.into_tensor_arg(),
+                        residual.into_tensor_arg(),
+                        out.clone().into_tensor_arg(),
+                        spec.rows,
+                        p0.rows,
+                        p1.rows,
+                        spec.first,
+                        spec.tokens,
+                        spec.out_width,
+                        spec.offset,
+                        f32::from_bits(spec.eps_bits.unwrap_or(0)),
+                        $tile,
+                        spec.eps_bits.is_some(),
+                        spec.epilogue,
+                        spec.part_count,
+                        p0.format,
+                        p1.format,
+                        p2.format,
+                        p0.cols,
+                        arithmetic_type(p0.arithmetic),
+                    )
+                }
+            };
+        }
+        if let Some(tile) = choose::shared_tile_for(&spec, p0.decode, &client) {
+            launch!(
+                shared_tile::shared_tile_kernel::launch_unchecked,
+                tile.rows,
+                tile.tokens,
+                shared_tile::SHARED_TILE_UNITS,
+                tile
+            );
+        } else {
+            let tile = choose::tile_for(&spec, p0.decode, choose::subgroup_size(&client));
+            launch!(
+                kernels::project_kernel::launch_unchecked,
+                tile.units / tile.lanes * tile.rows,
+                tile.tokens,
+                tile.units,
+                tile
+            );
+        }
         out
     }
 }
@@ -292,17 +315,6 @@ fn arithmetic_type(arithmetic: Arithmetic) -> ElemType {
         Arithmetic::F32 => cubecl::ir::FloatKind::F32,
         Arithmetic::F16 => cubecl::ir::FloatKind::F16,
     })
-}
-
-/// The device's subgroup size (the smallest it may pick) where CubeCL reports subgroup
-/// operations, else `None`.
-fn subgroup_size(client: &cubecl::client::Client) -> Option<u32> {
-    let properties = client.properties();
-    let ops = properties
-        .features
-        .plane
-        .contains(cubecl::features::Plane::Ops);
-    ops.then_some(properties.hardware.plane_size_min)
 }
 
 /// Panics unless every index the projection kernel forms for `spec` lies inside the tensors
@@ -335,66 +347,4 @@ fn check_spec(
             w.meta.shape().num_elements() as u64 * 4 >= device_bytes(p.format, file_bytes as u64)
         });
     assert!(fits, "a projection launch outside its tensors: {spec:?}");
-}
-
-/// The tile a unit computes. On a hardware GPU 32 lanes share each row (the cooperative GEMV):
-/// for one token each unit takes up to 4 rows (`Cooperative::rows`: each input value loaded
-/// once for them; cubes of 8 rows, hundreds to thousands of them for a matrix), their sums added
-/// with subgroup shuffles where `subgroup_size` allows; for up to 8 tokens one row (each block
-/// dequantized once for 8 tokens). (The software GPU's tile below gave the H200 a 4096-row
-/// matrix in 8 cubes of 64 units for a 16-token prefill: 6.6 tok/s for the 8B Q4_K_M,
-/// BENCHMARKS.md session 17.) On a software GPU one lane takes whole rows: for one token up to
-/// 16 rows (each input value loaded once for 16 rows); for several, up to 16 rows × 8 tokens in
-/// every format (each block dequantized once for 8 tokens, each token's inputs loaded once for
-/// 16 rows) — as many rows as keep every unit's rows inside one part (each part but the last a
-/// whole number of units). The kernel unrolls its token loop, not its row loop, so rows cost no
-/// compile time.
-///
-/// Measured in Chromium on SwiftShader (SmolLM2, 64-token prompt): 4 × 4 → 8 × 8 → 16 × 8
-/// took prefill from 3.6 to 11.6 to 13.5 tok/s (BENCHMARKS.md, session 7); on lavapipe the 8B
-/// Q4_K_M's prefill from 0.38 to 0.81 tok/s with 16 × 8 over the K-quants too, whose groups of
-/// 2–4 sub-blocks double the warm-up (69 → 131 s; session 8). One token, 8 → 16 rows: decode
-/// in Chromium 2.92 → 3.32 tok/s (three runs each), on lavapipe the same (session 14).
-fn tile_for(spec: &ProjectSpec, decode: DecodeKernel, subgroup_size: Option<u32>) -> kernels::Tile {
-    let tokens = match spec.tokens {
-        1 => 1,
-        _ => 8,
-    };
-    let used = &spec.parts[..spec.part_count as usize];
-    let inner = &used[..used.len().saturating_sub(1)];
-    let integer_dots = used[0].arithmetic == Arithmetic::F32;
-    // The most rows, from `most` down by halves, that keep every unit's rows in one part.
-    let rows_from = |most: u32| {
-        std::iter::successors(Some(most), |&r| (r > 1).then_some(r / 2))
-            .find(|&rows| {
-                spec.epilogue == kernels::SWIGLU
-                    || inner.iter().all(|p| p.rows % rows as usize == 0)
-            })
-            .unwrap_or(1)
-    };
-    match decode {
-        DecodeKernel::Cooperative(shape) => kernels::Tile {
-            units: decode.cube_units(),
-            lanes: shape.lanes,
-            rows: match tokens {
-                1 => rows_from(shape.rows),
-                _ => 1,
-            },
-            tokens,
-            subgroup: match shape.subgroups {
-                Subgroups::Off => false,
-                Subgroups::Auto => subgroup_size.is_some_and(|size| size >= shape.lanes),
-                Subgroups::Forced => true,
-            },
-            integer_dots,
-        },
-        DecodeKernel::RowPerUnit => kernels::Tile {
-            units: decode.cube_units(),
-            lanes: 1,
-            rows: rows_from(CHUNK_ROW_MULTIPLE as u32),
-            tokens,
-            subgroup: false,
-            integer_dots,
-        },
-    }
 }

@@ -110,7 +110,7 @@ fn lanes_sum(v: f32, #[comptime] lanes: u32) -> f32 {
 /// or `gate` plus the residual stream's value. Nothing past `rows` or the `n` tokens is stored.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn store_output(
+pub(super) fn store_output(
     out: &mut Tensor<f32>,
     residual: &Tensor<f32>,
     gate: f32,

@@ -1,8 +1,8 @@
 //! The fused projection kernel against the reference path (the same weights dequantized, Burn's
 //! f32 operations in HF's order) on the wgpu device (lavapipe): every epilogue, with and without
 //! RMSNorm, one to three parts in different formats, both decode kernels (the cooperative one
-//! is what hardware GPUs run), one token and several (a whole tile of 8 and a part), outputs
-//! poisoned beforehand.
+//! is what hardware GPUs run), one token and several (a whole tile of 8 and a part; 37 tokens
+//! are a whole shared tile of 32 or 16 and a part), outputs poisoned beforehand.
 
 use burn::backend::Dispatch;
 use burn::tensor::{Tensor, TensorData};
@@ -114,7 +114,7 @@ fn the_fused_projection_matches_the_reference_for_every_epilogue() {
             Case::SwiGlu => parts[0].1,
             _ => parts.iter().map(|p| p.1).sum(),
         };
-        for n in [1, 5, 11] {
+        for n in [1, 5, 11, 37] {
             let x = tensor(&device, values(&mut rng, n * COLS), [n, COLS]);
             let outputs = match which {
                 LogitsFor::All => n,
@@ -161,6 +161,57 @@ fn the_fused_projection_matches_the_reference_for_every_epilogue() {
     }
     assert!(worst_f16 > 0.0, "the f16 arithmetic rounds as f16");
     eprintln!("f16 arithmetic: largest error {worst_f16:.2e} of the largest output");
+}
+
+/// The shared tile's shape: the most rows, then tokens, that fit the device's workgroup memory
+/// (32 KiB: lavapipe's and most browsers'; 48 KiB: NVIDIA's on Vulkan), a slab that holds
+/// every part's natural group and divides the row, none where the parts do not split.
+#[test]
+fn the_shared_tile_fits_workgroup_memory_and_the_parts() {
+    use super::shared_tile::SharedTile;
+    use GgmlType::*;
+    let tile = |rows, tokens, slab| Some(SharedTile { rows, tokens, slab });
+    let qkv = [(Q4_K, 4096), (Q4_K, 1024), (Q6_K, 1024)];
+    // Q6_K's 128-element halves take a 128 slab: 32 tokens would need 33,024 bytes.
+    assert_eq!(
+        SharedTile::choose(&qkv, false, 4096, 64, 32768),
+        tile(32, 16, 128)
+    );
+    assert_eq!(
+        SharedTile::choose(&qkv, false, 4096, 64, 49152),
+        tile(32, 32, 128)
+    );
+    // Gate and up stage twice the rows; Q4_K's pairs of sub-blocks fit a 64 slab.
+    let gate_up = [(Q4_K, 14336), (Q4_K, 14336)];
+    assert_eq!(
+        SharedTile::choose(&gate_up, true, 4096, 64, 32768),
+        tile(32, 32, 64)
+    );
+    // SmolLM2's 576 columns are 4.5 slabs of 128; a 5-token prompt needs no 32-token tile.
+    assert_eq!(
+        SharedTile::choose(&[(Q4_1, 576)], false, 576, 5, 32768),
+        tile(32, 8, 64)
+    );
+    assert_eq!(
+        SharedTile::choose(&[(Q4_1, 576)], false, 576, 9, 32768),
+        tile(32, 16, 64)
+    );
+    // Parts of 40 rows split into 8-row tiles only; of 20 rows not at all.
+    let forty = [(Q8_0, 40), (Q8_0, 40)];
+    assert_eq!(
+        SharedTile::choose(&forty, false, 512, 64, 32768),
+        tile(8, 32, 128)
+    );
+    assert_eq!(
+        SharedTile::choose(&[(Q8_0, 20), (Q8_0, 20)], false, 512, 64, 32768),
+        None
+    );
+    // No room at all.
+    assert_eq!(SharedTile::choose(&qkv, false, 4096, 64, 4096), None);
+    for max_shared in [16384, 32768, 49152] {
+        let chosen = SharedTile::choose(&qkv, false, 4096, 64, max_shared).unwrap();
+        assert!(chosen.shared_bytes(false) <= max_shared, "{chosen:?}");
+    }
 }
 
 /// The guard of the kernel's unchecked launch: a spec with more rows than the weights' words

@@ -26,17 +26,35 @@ pub struct Cooperative {
     pub rows: u32,
     /// How the lanes' partial sums are added up.
     pub subgroups: Subgroups,
+    /// The tile for several tokens (prefill).
+    pub prefill: Prefill,
 }
 
 impl Cooperative {
     /// The default shape: 32 lanes a row, up to 4 rows a unit for one token (the input
     /// loaded once for 4 rows, as llama.cpp's Vulkan GEMV takes several rows a workgroup),
-    /// subgroup sums where the device has them.
+    /// subgroup sums where the device has them; prefill by the shared tile.
     pub const DEFAULT: Cooperative = Cooperative {
         lanes: 32,
         rows: 4,
         subgroups: Subgroups::Auto,
+        prefill: Prefill::SharedTile,
     };
+}
+
+/// How a hardware GPU multiplies a matrix by several tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prefill {
+    /// A cube computes a block of up to 32 rows × 32 tokens, the weights of a slab of columns
+    /// dequantized once into workgroup memory and the inputs staged beside them, each unit a
+    /// register tile of up to 4 × 4 from there (`project::shared_tile`); where the device's
+    /// workgroup memory holds no tile, or the parts' rows do not split into whole tiles, the
+    /// shared row.
+    SharedTile,
+    /// The cooperative GEMV's lanes share one row and take 8 tokens at a time, each group
+    /// dequantized once for them and every input loaded from cache for every product
+    /// (`project::shared_row`; session 17's shape).
+    SharedRow,
 }
 
 /// Whether the cooperative GEMV adds its lanes' partial sums with subgroup shuffles (no
@@ -90,9 +108,13 @@ impl std::fmt::Display for DecodeKernel {
                     Subgroups::Auto => "auto",
                     Subgroups::Forced => "forced",
                 };
+                let prefill = match c.prefill {
+                    Prefill::SharedTile => "tile",
+                    Prefill::SharedRow => "row",
+                };
                 write!(
                     f,
-                    "cooperative,lanes={},rows={},subgroups={subgroups}",
+                    "cooperative,lanes={},rows={},subgroups={subgroups},prefill={prefill}",
                     c.lanes, c.rows
                 )
             }
@@ -104,8 +126,8 @@ impl std::str::FromStr for DecodeKernel {
     type Err = String;
 
     /// `row-per-unit`, or `cooperative` with any of `,lanes=N` (a power of two, 8 to 64),
-    /// `,rows=N` (1 to 16, at most `lanes`), `,subgroups=off|auto|forced` (defaults:
-    /// [`Cooperative::DEFAULT`]).
+    /// `,rows=N` (1 to 16, at most `lanes`), `,subgroups=off|auto|forced`, `,prefill=tile|row`
+    /// (defaults: [`Cooperative::DEFAULT`]).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut fields = s.split(',');
         match fields.next() {
@@ -119,7 +141,9 @@ impl std::str::FromStr for DecodeKernel {
         }
         let mut shape = Cooperative::DEFAULT;
         for field in fields {
-            let bad = || format!("`{field}` in `{s}`: expected lanes=N, rows=N or subgroups=…");
+            let bad = || {
+                format!("`{field}` in `{s}`: expected lanes=N, rows=N, subgroups=… or prefill=…")
+            };
             let (key, value) = field.split_once('=').ok_or_else(bad)?;
             let number = || value.parse::<u32>().map_err(|_| bad());
             match key {
@@ -130,6 +154,13 @@ impl std::str::FromStr for DecodeKernel {
                         "off" => Subgroups::Off,
                         "auto" => Subgroups::Auto,
                         "forced" => Subgroups::Forced,
+                        _ => return Err(bad()),
+                    }
+                }
+                "prefill" => {
+                    shape.prefill = match value {
+                        "tile" => Prefill::SharedTile,
+                        "row" => Prefill::SharedRow,
                         _ => return Err(bad()),
                     }
                 }

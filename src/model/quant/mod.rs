@@ -23,7 +23,7 @@ use cubecl::prelude::*;
 
 use crate::gguf::{GgmlType, TensorInfo};
 
-pub use choice::{Arithmetic, Cooperative, DecodeKernel, Subgroups};
+pub use choice::{Arithmetic, Cooperative, DecodeKernel, Prefill, Subgroups};
 
 use super::device::{ComputeDevice, read_vec};
 use super::error::ModelError;

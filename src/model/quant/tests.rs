@@ -6,8 +6,8 @@ use burn::backend::Dispatch;
 use burn::tensor::{DType, Int, Tensor, TensorData};
 
 use super::{
-    Arithmetic, CHUNK_ROW_MULTIPLE, Cooperative, DecodeKernel, QuantMatrix, QuantOps, Subgroups,
-    streaming_read_gb_s,
+    Arithmetic, CHUNK_ROW_MULTIPLE, Cooperative, DecodeKernel, Prefill, QuantMatrix, QuantOps,
+    Subgroups, streaming_read_gb_s,
 };
 use crate::gguf::dequant::dequantize;
 use crate::gguf::{GgmlType, TensorInfo};
@@ -15,15 +15,16 @@ use crate::model::device::{ComputeDevice, DeviceChoice};
 use crate::rng::SplitMix64;
 
 /// The matrix kernels every product is checked with: the hardware GPU's default (on lavapipe
-/// its lanes' sums go through workgroup memory: CubeCL reports no subgroups for a CPU device),
-/// its shape with sums by subgroup shuffles (lavapipe's subgroups are 8 lanes), and the
-/// software GPU's.
+/// its lanes' sums go through workgroup memory: CubeCL reports no subgroups for a CPU device;
+/// several tokens take the shared tile), its shape with sums by subgroup shuffles (lavapipe's
+/// subgroups are 8 lanes) and several tokens on a shared row, and the software GPU's.
 pub(crate) const KERNELS: [DecodeKernel; 3] = [
     DecodeKernel::Cooperative(Cooperative::DEFAULT),
     DecodeKernel::Cooperative(Cooperative {
         lanes: 8,
         rows: 2,
         subgroups: Subgroups::Forced,
+        prefill: Prefill::SharedRow,
     }),
     DecodeKernel::RowPerUnit,
 ];
@@ -139,7 +140,8 @@ fn matmul_matches_dequantize_then_matmul_for_every_format() {
         // workgroup or tile (up to 16 rows × 8 tokens: 11 tokens are a whole tile and a part);
         // 1280 columns are 40 groups of 32, not a multiple of the GEMV's 32 lanes.
         // Rows of 18 and 19 blocks of 32: the 32-element formats' dot products then take blocks
-        // two at a time and one at a time (`dot_group`), four for the others.
+        // two at a time and one at a time (`dot_group`), four for the others; the shared tile
+        // stages 64 and 32 columns at a time. 37 tokens: a whole shared tile of 32 and a part.
         for (rows, cols, n) in [
             (1, 256, 1),
             (67, 512, 1),
@@ -149,6 +151,7 @@ fn matmul_matches_dequantize_then_matmul_for_every_format() {
             (5, 1280, 7),
             (37, 576, 1),
             (13, 608, 3),
+            (21, 608, 37),
         ] {
             if cols % t.block_elements() as usize != 0 {
                 continue;
@@ -285,6 +288,12 @@ fn decode_kernel_names_round_trip() {
         ..Cooperative::DEFAULT
     };
     assert_eq!(parsed, DecodeKernel::Cooperative(expected));
+    let parsed: DecodeKernel = "cooperative,prefill=row".parse().unwrap();
+    let expected = Cooperative {
+        prefill: Prefill::SharedRow,
+        ..Cooperative::DEFAULT
+    };
+    assert_eq!(parsed, DecodeKernel::Cooperative(expected));
     for bad in [
         "",
         "cooperative,",
@@ -293,6 +302,8 @@ fn decode_kernel_names_round_trip() {
         "cooperative,lanes=8,rows=16",
         "cooperative,lanes=48",
         "cooperative,subgroups=yes",
+        "cooperative,prefill=",
+        "cooperative,prefill=tiled",
         "row-per-unit,rows=2",
         "tiled",
     ] {
