@@ -100,8 +100,19 @@ const TINY_Q4_0: &[u8] = include_bytes!("fixtures/tiny_llama31/tiny-llama31-Q4_0
 const GOLDEN: &[u8] = include_bytes!("fixtures/tiny_llama31/golden/golden.json");
 
 async fn tiny_engine(gguf: &[u8]) -> llama_web::engine::Engine {
+    tiny_engine_with(gguf, None).await
+}
+
+/// [`tiny_engine`] with its matrices multiplied by `kernel` (else the device's own).
+async fn tiny_engine_with(
+    gguf: &[u8],
+    kernel: Option<llama_web::model::DecodeKernel>,
+) -> llama_web::engine::Engine {
     use llama_web::gguf::{GgufHeader, MemorySource};
-    let device = ComputeDevice::init_webgpu().await.expect("WebGPU device");
+    let mut device = ComputeDevice::init_webgpu().await.expect("WebGPU device");
+    if let Some(kernel) = kernel {
+        device = device.with_decode_kernel(kernel);
+    }
     let source = MemorySource::new(gguf.to_vec());
     let header = GgufHeader::read(&source).unwrap();
     let mut engine =
@@ -223,6 +234,32 @@ async fn the_f16_cache_needs_no_shader_f16() {
     assert!(
         diff > 0.0 && diff <= 5e-4 * scale,
         "max |diff| {diff} of {scale}"
+    );
+}
+
+/// The hardware GPU's kernels — the cooperative GEMV for one token, the shared tile (workgroup
+/// memory, barriers) for several — are what a browser on a real GPU runs; SwiftShader takes the
+/// software GPU's. Forced here, Chromium's WGSL compiler must accept them (its uniformity
+/// analysis refuses a barrier in non-uniform control flow) and their prefill and decode steps
+/// must give the software kernels' logits (1e-4 × max, as against HF).
+#[wasm_bindgen_test]
+async fn the_hardware_gpu_kernels_run_in_the_browser() {
+    use llama_web::model::plan::KvFormat;
+    use llama_web::model::{Cooperative, DecodeKernel};
+    let hardware = DecodeKernel::Cooperative(Cooperative::DEFAULT);
+    let engine = tiny_engine_with(TINY_Q4_0, Some(hardware)).await;
+    let cooperative = prefill_and_decode(engine.model(), KvFormat::F32).await;
+    let engine = tiny_engine(TINY_Q4_0).await;
+    let software = prefill_and_decode(engine.model(), KvFormat::F32).await;
+    assert_eq!(cooperative.len(), software.len());
+    let scale = software.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = max_abs_diff(&cooperative, &software);
+    web_sys::console::log_1(
+        &format!("hardware vs software kernels: max |diff| {diff:e} (scale {scale})").into(),
+    );
+    assert!(
+        diff > 0.0 && diff <= 1e-4 * scale,
+        "max |diff| {diff} of {scale} (0: the same kernels ran)"
     );
 }
 
