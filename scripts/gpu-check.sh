@@ -10,8 +10,11 @@
 # First the fidelity checks on the same device (scripts/gpu-fidelity.py: the hardware kernels
 # against HF transformers' goldens).
 #
-# Then the 8B Q4_K_M's decode with other shapes of the cooperative GEMV (`bench --decode-kernel`,
-# KERNELS: rows a unit, subgroup sums or workgroup memory) beside the default's, in one run.
+# Then the 8B Q4_K_M's prefill of a chat-sized prompt (PROMPT_LONG) with the shared tile (the
+# default: workgroup memory, register tiles) and with session 17's shared row
+# (`--decode-kernel cooperative,prefill=row`), and its decode with other shapes of the cooperative
+# GEMV (`bench --decode-kernel`, KERNELS: rows a unit, subgroup sums or workgroup memory) beside
+# the default's, in one run.
 #
 # Then the same without the decode step's recording replayed (`--no-decode-graphs`), and in f16
 # arithmetic (`--arithmetic f16`).
@@ -82,13 +85,13 @@ print(f"  sum        {total:8.3f} ms {100 * total / step:5.1f} % (the rest: hand
 PY
 done
 
-# One more 8B Q4_K_M decode with the extra `bench` arguments after the label: one line beside the
-# default's above.
+# One more 8B Q4_K_M run, a prompt of the second argument's tokens, with the extra `bench`
+# arguments after it: one line beside the default's above.
 variant() {
-  local label=$1; shift
+  local label=$1 prompt=$2; shift 2
   local report="$OUT/bench-8b-variant-${label//[^A-Za-z0-9]/_}.json"
   if timeout "$STEP_S" "$BIN" bench --synthetic llama3.1-8b:Q4_K_M --device wgpu --context 8192 --kv q8 \
-    --prompt-len 4 --gen "$GEN" "$@" >"$report" 2>"$report.log"; then
+    --prompt-len "$prompt" --gen "$GEN" "$@" >"$report" 2>"$report.log"; then
     python3 - "$report" "$label" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
@@ -101,19 +104,23 @@ PY
   fi
 }
 
+echo "== prefill kernels, synthetic llama3.1-8b:Q4_K_M, prompt $PROMPT_LONG, decode $GEN"
+variant "default (on a GPU: the shared tile)" "$PROMPT_LONG"
+variant "cooperative,prefill=row" "$PROMPT_LONG" --decode-kernel cooperative,prefill=row
+
 # The session-17 shape (one row a unit, sums through workgroup memory), 4 rows without subgroups,
 # 8 rows with them: against the default (4 rows, subgroups where the device has them) above.
 KERNELS=${KERNELS:-"cooperative,rows=1,subgroups=off cooperative,rows=4,subgroups=off cooperative,rows=8"}
 echo "== decode kernel shapes, synthetic llama3.1-8b:Q4_K_M, prompt 4, decode $GEN"
 for kernel in $KERNELS; do
-  variant "$kernel" --decode-kernel "$kernel"
+  variant "$kernel" 4 --decode-kernel "$kernel"
 done
 # The default kernel with every decode step launched kernel by kernel (no recording replayed):
 # what the replay saves the host and the step on this GPU.
-variant "default, launched (--no-decode-graphs)" --no-decode-graphs
+variant "default, launched (--no-decode-graphs)" 4 --no-decode-graphs
 # The default kernel in f16 arithmetic (shader-f16: every format dequantized, groups summed in
 # f16): what half-precision registers and packed arithmetic give on this GPU.
-variant "default, f16 arithmetic (--arithmetic f16)" --arithmetic f16
+variant "default, f16 arithmetic (--arithmetic f16)" "$PROMPT_LONG" --arithmetic f16
 
 if [ -x "$FLOOR" ]; then
   echo "== the hand-written floor (examples/vulkan_floor, 4096 × 4096 Q4_1)"
