@@ -12,7 +12,8 @@
 #
 # Then the 8B Q4_K_M's prefill of a chat-sized prompt (PROMPT_LONG) with the shared tile (the
 # default: workgroup memory, register tiles) and with session 17's shared row
-# (`--decode-kernel cooperative,prefill=row`), and its decode with other shapes of the cooperative
+# (`--decode-kernel cooperative,prefill=row`), its decode after that prompt with attention in
+# segments of 256 keys (`segment=256`, the software GPU's; 32 by default), and its decode with other shapes of the cooperative
 # GEMV (`bench --decode-kernel`, KERNELS: rows a unit, subgroup sums or workgroup memory) beside
 # the default's, in one run.
 #
@@ -107,6 +108,9 @@ PY
 echo "== prefill kernels, synthetic llama3.1-8b:Q4_K_M, prompt $PROMPT_LONG, decode $GEN"
 variant "default (on a GPU: the shared tile)" "$PROMPT_LONG"
 variant "cooperative,prefill=row" "$PROMPT_LONG" --decode-kernel cooperative,prefill=row
+# Decode attention in the software GPU's segments of 256 keys (the default's are 32): 1 unit a
+# head against 4-5 at this prompt's length.
+variant "cooperative,segment=256" "$PROMPT_LONG" --decode-kernel cooperative,segment=256
 
 # The session-17 shape (one row a unit, sums through workgroup memory), 4 rows without subgroups,
 # 8 rows with them: against the default (4 rows, subgroups where the device has them) above.

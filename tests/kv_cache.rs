@@ -16,6 +16,7 @@ use llama_web::model::error::ModelError;
 use llama_web::model::kv_cache::KvCache;
 use llama_web::model::llama::{Llama, LogitsFor};
 use llama_web::model::plan::{KvFormat, attention_segments};
+use llama_web::model::{Cooperative, DecodeKernel};
 use llama_web::rng::SplitMix64;
 use pollster::block_on;
 
@@ -50,18 +51,40 @@ fn prefill_then_decode(
 /// the prefill's later chunks attend to a full cache. Every row equals the CPU reference's.
 #[test]
 fn long_context_on_the_gpu_matches_the_reference_attention() {
-    assert_eq!(attention_segments(1, 601), (3, 256));
+    assert_eq!(attention_segments(1, 601, 256), (3, 256));
+    long_context_matches_the_reference(&tiny(DeviceChoice::Wgpu), "software kernels");
+}
+
+/// The hardware GPU's kernels, forced on lavapipe: decode attention in 19 segments of 32 keys,
+/// the prefill's shared tile, the cooperative GEMV — every row the CPU reference's too.
+#[test]
+fn the_hardware_kernels_match_the_reference_over_a_long_context() {
+    let hardware = DecodeKernel::Cooperative(Cooperative::DEFAULT);
+    assert_eq!(
+        attention_segments(1, 601, hardware.segment_keys()),
+        (19, 32)
+    );
+    let device = ComputeDevice::init_native(DeviceChoice::Wgpu)
+        .unwrap()
+        .with_decode_kernel(hardware);
+    let gpu = load_llama_on(fixture("tiny_llama31/tiny-llama31-F32.gguf"), &device);
+    long_context_matches_the_reference(&gpu, "hardware kernels");
+}
+
+/// A 600-token prompt and 6 decode steps on `gpu`, in an f32 cache of 1024 tokens: every row
+/// within 1e-4 (relative) of the CPU reference's.
+fn long_context_matches_the_reference(gpu: &Llama, what: &str) {
     let cpu = tiny(DeviceChoice::Cpu);
-    let gpu = tiny(DeviceChoice::Wgpu);
     let vocab = cpu.config().vocab_size;
     let prompt = random_ids(600, vocab, 7);
     let decode = random_ids(6, vocab, 8);
     let mut cpu_cache = cpu.new_cache(1024, KvFormat::F32).unwrap();
     let expected = prefill_then_decode(&cpu, &mut cpu_cache, &prompt, &decode);
     let mut gpu_cache = gpu.new_cache(1024, KvFormat::F32).unwrap();
-    let actual = prefill_then_decode(&gpu, &mut gpu_cache, &prompt, &decode);
+    let actual = prefill_then_decode(gpu, &mut gpu_cache, &prompt, &decode);
     assert_eq!(gpu_cache.len(), 606);
-    assert_close_rel("600-token context, f32 cache", &actual, &expected, 1e-4);
+    let label = format!("600-token context, f32 cache, {what}");
+    assert_close_rel(&label, &actual, &expected, 1e-4);
 }
 
 /// A cleared cache keeps its rows (the previous sequence's keys stay in memory); the kernels

@@ -11,7 +11,7 @@ use super::config::LlamaConfig;
 use super::device::{ComputeDevice, DeviceChoice};
 use super::error::ModelError;
 use super::llama::GraphSlot;
-use super::plan::KvFormat;
+use super::plan::{KvFormat, SEGMENT_KEYS};
 use super::quant::{DecodeKernel, MAX_CHUNK_BYTES};
 
 /// The shape of a preallocated cache, as the kernels see it.
@@ -28,6 +28,8 @@ pub struct KvLayout {
     /// Units per cube of the cache kernels (`DecodeKernel::cube_units`: 8 on a software GPU, 64
     /// on hardware).
     pub cube_units: u32,
+    /// Keys one unit of the decode attention reads (`DecodeKernel::segment_keys`).
+    pub segment_keys: usize,
 }
 
 impl KvLayout {
@@ -83,12 +85,14 @@ impl KvCache {
             }
             DeviceChoice::Cpu => Store::Tensors(vec![None; config.n_layers]),
             DeviceChoice::Wgpu => {
+                let kernel = DecodeKernel::for_device(device);
                 let layout = KvLayout {
                     kv_heads: config.n_kv_heads,
                     head_dim: config.head_dim,
                     capacity,
                     format,
-                    cube_units: DecodeKernel::for_device(device).cube_units(),
+                    cube_units: kernel.cube_units(),
+                    segment_keys: kernel.segment_keys(),
                 };
                 let per_word = format.values_per_word();
                 if !config.head_dim.is_multiple_of(per_word) {
@@ -138,6 +142,15 @@ impl KvCache {
     /// Tokens the cache can hold (the context size).
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// Keys one unit of the decode attention reads on this cache (the segments the attention
+    /// kernels split the cached keys into for one token).
+    pub fn segment_keys(&self) -> usize {
+        match &self.store {
+            Store::Rows { layout, .. } => layout.segment_keys,
+            Store::Tensors(_) => SEGMENT_KEYS,
+        }
     }
 
     /// How keys and values are stored.

@@ -236,7 +236,7 @@ impl Llama {
         let half = self.config.head_dim / 2;
         let angles = self.rope.angles(positions);
         let info = cache.is_preallocated().then(|| {
-            let info = step_info(n, past);
+            let info = step_info(n, past, cache.segment_keys());
             let len = info.len();
             Tensor::<1, Int>::from_data(TensorData::new(info, [len]), (device, DType::U32))
         });

@@ -130,12 +130,14 @@ impl AttentionOps for CubeBackend {
         let angles = into_contiguous(angles);
         assert_eq!(qkv.meta.shape()[0], 1, "one token");
         let head_dim = layout.head_dim;
-        let (segments, seg_len) = attention_segments(1, past + 1);
+        let (segments, seg_len) = attention_segments(1, past + 1, layout.segment_keys);
         // Room for as many segments as the whole cache has: the launch is recorded once and
         // replayed at later positions (`info` says how many there are now).
         let room = match segments {
             1 => 1,
-            _ => attention_segments(1, layout.capacity).0.max(2),
+            _ => attention_segments(1, layout.capacity, layout.segment_keys)
+                .0
+                .max(2),
         };
         let outputs = Outputs::new(&qkv, heads, 1, room, head_dim);
         // Units for every segment there is room for: those past the step's count stop at once.
@@ -174,7 +176,7 @@ impl AttentionOps for CubeBackend {
     ) -> FloatTensor<Self> {
         let q = into_contiguous(q);
         let [heads, n, head_dim] = [q.meta.shape()[0], q.meta.shape()[1], q.meta.shape()[2]];
-        let (segments, seg_len) = attention_segments(n, past + n);
+        let (segments, seg_len) = attention_segments(n, past + n, layout.segment_keys);
         let outputs = Outputs::new(&q, heads, n, segments, head_dim);
         let units = (heads * n * segments) as u32;
         kernels::attend_kernel::launch(
@@ -272,9 +274,10 @@ pub(crate) struct StepInputs<'a> {
 }
 
 /// The step parameters the attention kernels read from the device for `n` tokens after `past`
-/// (`kernels::STEP_WORDS`): the first slot, the number of key segments.
-pub(crate) fn step_info(n: usize, past: usize) -> Vec<u32> {
-    let (segments, _) = attention_segments(n, past + n);
+/// (`kernels::STEP_WORDS`): the first slot, the number of key segments (of `segment_keys` keys
+/// for one token: the cache's).
+pub(crate) fn step_info(n: usize, past: usize, segment_keys: usize) -> Vec<u32> {
+    let (segments, _) = attention_segments(n, past + n, segment_keys);
     let mut info = vec![0; kernels::STEP_WORDS];
     info[kernels::STEP_PAST] = past as u32;
     info[kernels::STEP_SEGMENTS] = segments as u32;

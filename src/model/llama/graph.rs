@@ -15,10 +15,9 @@
 //! A recording belongs to one cache (its rows are among the buffers replayed) and one model (its
 //! weights too), and holds every buffer it touched: cubecl keeps the pages of the step's
 //! activations out of reuse while a recording lives, and this module keeps the inputs and the
-//! output. A step that needs other launches — the first with more than [`SEGMENT_KEYS`] keys,
-//! where attention splits into segments and merges them — records again, once.
-//!
-//! [`SEGMENT_KEYS`]: crate::model::plan::SEGMENT_KEYS
+//! output. A step that needs other launches — the first with more than one segment of keys
+//! ([`KvCache::segment_keys`]), where attention splits into segments and merges them — records
+//! again, once.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -157,7 +156,7 @@ impl Llama {
         if !cache.is_preallocated() {
             return Err(not_rows());
         }
-        let info = step_info(1, cache.len());
+        let info = step_info(1, cache.len(), cache.segment_keys());
         let segmented = info[STEP_SEGMENTS] > 1;
         if let GraphSlot::Ready(graph) = &cache.decode_graph
             && graph.model == self.identity

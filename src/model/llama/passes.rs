@@ -89,7 +89,7 @@ impl Llama {
         self.forward_argmax(&[0], &[2], &mut cache).await?;
         self.forward_top(&[0], &[3], &mut cache, 1.0).await?;
         let past = (2 * SEGMENT_KEYS).min(cache.capacity().saturating_sub(3));
-        if cache.is_preallocated() && past >= SEGMENT_KEYS {
+        if cache.is_preallocated() && past >= cache.segment_keys() {
             cache.advance(past - cache.len());
             self.prefill(&[0, 0], &mut cache).await?;
             let position = cache.len() as u64;

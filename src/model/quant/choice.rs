@@ -28,17 +28,24 @@ pub struct Cooperative {
     pub subgroups: Subgroups,
     /// The tile for several tokens (prefill).
     pub prefill: Prefill,
+    /// Keys one unit of the decode attention reads (a segment; the segments' sums are then
+    /// merged): a power of two from 16 to 256.
+    pub segment_keys: u32,
 }
 
 impl Cooperative {
     /// The default shape: 32 lanes a row, up to 4 rows a unit for one token (the input
     /// loaded once for 4 rows, as llama.cpp's Vulkan GEMV takes several rows a workgroup),
-    /// subgroup sums where the device has them; prefill by the shared tile.
+    /// subgroup sums where the device has them; prefill by the shared tile; decode attention
+    /// in segments of 32 keys (a unit walking its keys alone waits on memory for each one: the
+    /// software GPU's 256 gave the 8B's 32 heads 32 units up to 256 tokens of context, each
+    /// walking every key).
     pub const DEFAULT: Cooperative = Cooperative {
         lanes: 32,
         rows: 4,
         subgroups: Subgroups::Auto,
         prefill: Prefill::SharedTile,
+        segment_keys: 32,
     };
 }
 
@@ -85,6 +92,18 @@ impl DecodeKernel {
         }
     }
 
+    /// Keys one unit of the decode attention reads: the cooperative shape's
+    /// ([`Cooperative::segment_keys`]), on a software GPU [`SEGMENT_KEYS`] (256: enough units for
+    /// its cores at any length, and fewer partial sums to merge).
+    ///
+    /// [`SEGMENT_KEYS`]: crate::model::plan::SEGMENT_KEYS
+    pub fn segment_keys(self) -> usize {
+        match self {
+            DecodeKernel::Cooperative(shape) => shape.segment_keys as usize,
+            DecodeKernel::RowPerUnit => crate::model::plan::SEGMENT_KEYS,
+        }
+    }
+
     /// Units per cube of the kernels on this kind of GPU (the projections and the KV cache's):
     /// 64 on a hardware GPU; 8 on a software GPU (one SIMD group of lavapipe's, two of
     /// SwiftShader's), so that a matrix of a few hundred rows, or a decode step's 9 to 32 heads,
@@ -114,8 +133,8 @@ impl std::fmt::Display for DecodeKernel {
                 };
                 write!(
                     f,
-                    "cooperative,lanes={},rows={},subgroups={subgroups},prefill={prefill}",
-                    c.lanes, c.rows
+                    "cooperative,lanes={},rows={},subgroups={subgroups},prefill={prefill},segment={}",
+                    c.lanes, c.rows, c.segment_keys
                 )
             }
         }
@@ -126,8 +145,8 @@ impl std::str::FromStr for DecodeKernel {
     type Err = String;
 
     /// `row-per-unit`, or `cooperative` with any of `,lanes=N` (a power of two, 8 to 64),
-    /// `,rows=N` (1 to 16, at most `lanes`), `,subgroups=off|auto|forced`, `,prefill=tile|row`
-    /// (defaults: [`Cooperative::DEFAULT`]).
+    /// `,rows=N` (1 to 16, at most `lanes`), `,subgroups=off|auto|forced`, `,prefill=tile|row`,
+    /// `,segment=N` (a power of two, 16 to 256) (defaults: [`Cooperative::DEFAULT`]).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut fields = s.split(',');
         match fields.next() {
@@ -142,7 +161,9 @@ impl std::str::FromStr for DecodeKernel {
         let mut shape = Cooperative::DEFAULT;
         for field in fields {
             let bad = || {
-                format!("`{field}` in `{s}`: expected lanes=N, rows=N, subgroups=… or prefill=…")
+                format!(
+                    "`{field}` in `{s}`: expected lanes=N, rows=N, subgroups=…, prefill=… or segment=N"
+                )
             };
             let (key, value) = field.split_once('=').ok_or_else(bad)?;
             let number = || value.parse::<u32>().map_err(|_| bad());
@@ -157,6 +178,7 @@ impl std::str::FromStr for DecodeKernel {
                         _ => return Err(bad()),
                     }
                 }
+                "segment" => shape.segment_keys = number()?,
                 "prefill" => {
                     shape.prefill = match value {
                         "tile" => Prefill::SharedTile,
@@ -168,9 +190,12 @@ impl std::str::FromStr for DecodeKernel {
             }
         }
         let lanes_ok = shape.lanes.is_power_of_two() && (8..=64).contains(&shape.lanes);
-        if !lanes_ok || !(1..=shape.lanes.min(16)).contains(&shape.rows) {
+        let segment = shape.segment_keys;
+        let segment_ok = segment.is_power_of_two() && (16..=256).contains(&segment);
+        if !lanes_ok || !segment_ok || !(1..=shape.lanes.min(16)).contains(&shape.rows) {
             return Err(format!(
-                "`{s}`: lanes a power of two from 8 to 64, rows from 1 to 16 and at most lanes"
+                "`{s}`: lanes a power of two from 8 to 64, rows from 1 to 16 and at most lanes, \
+                 segment a power of two from 16 to 256"
             ));
         }
         Ok(DecodeKernel::Cooperative(shape))

@@ -25,6 +25,7 @@ pub(crate) const KERNELS: [DecodeKernel; 3] = [
         rows: 2,
         subgroups: Subgroups::Forced,
         prefill: Prefill::SharedRow,
+        segment_keys: 32,
     }),
     DecodeKernel::RowPerUnit,
 ];
@@ -288,12 +289,15 @@ fn decode_kernel_names_round_trip() {
         ..Cooperative::DEFAULT
     };
     assert_eq!(parsed, DecodeKernel::Cooperative(expected));
-    let parsed: DecodeKernel = "cooperative,prefill=row".parse().unwrap();
+    let parsed: DecodeKernel = "cooperative,prefill=row,segment=256".parse().unwrap();
     let expected = Cooperative {
         prefill: Prefill::SharedRow,
+        segment_keys: 256,
         ..Cooperative::DEFAULT
     };
     assert_eq!(parsed, DecodeKernel::Cooperative(expected));
+    assert_eq!(parsed.segment_keys(), 256);
+    assert_eq!(DecodeKernel::RowPerUnit.segment_keys(), 256);
     for bad in [
         "",
         "cooperative,",
@@ -304,6 +308,8 @@ fn decode_kernel_names_round_trip() {
         "cooperative,subgroups=yes",
         "cooperative,prefill=",
         "cooperative,prefill=tiled",
+        "cooperative,segment=8",
+        "cooperative,segment=48",
         "row-per-unit,rows=2",
         "tiled",
     ] {
