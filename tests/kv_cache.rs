@@ -55,14 +55,23 @@ fn long_context_on_the_gpu_matches_the_reference_attention() {
     long_context_matches_the_reference(&tiny(DeviceChoice::Wgpu), "software kernels");
 }
 
-/// The hardware GPU's kernels, forced on lavapipe: decode attention in 19 segments of 32 keys,
-/// the prefill's shared tile, the cooperative GEMV — every row the CPU reference's too.
+/// The hardware GPU's kernels, forced on lavapipe, with segments of 16 keys a query token (32
+/// by default) so that both kinds of step split: decode attention in 38 segments, the prompt's
+/// last chunk of 24 tokens in 2; the prefill's shared tile, the cooperative GEMV — every row
+/// the CPU reference's too.
 #[test]
 fn the_hardware_kernels_match_the_reference_over_a_long_context() {
-    let hardware = DecodeKernel::Cooperative(Cooperative::DEFAULT);
+    let hardware = DecodeKernel::Cooperative(Cooperative {
+        segment_keys: 16,
+        ..Cooperative::DEFAULT
+    });
     assert_eq!(
         attention_segments(1, 601, hardware.segment_keys()),
-        (19, 32)
+        (38, 16)
+    );
+    assert_eq!(
+        attention_segments(24, 600, hardware.segment_keys()),
+        (2, 384)
     );
     let device = ComputeDevice::init_native(DeviceChoice::Wgpu)
         .unwrap()

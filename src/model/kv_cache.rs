@@ -28,7 +28,7 @@ pub struct KvLayout {
     /// Units per cube of the cache kernels (`DecodeKernel::cube_units`: 8 on a software GPU, 64
     /// on hardware).
     pub cube_units: u32,
-    /// Keys one unit of the decode attention reads (`DecodeKernel::segment_keys`).
+    /// Keys one unit of the attention reads a query token (`DecodeKernel::segment_keys`).
     pub segment_keys: usize,
 }
 
@@ -144,8 +144,8 @@ impl KvCache {
         self.capacity
     }
 
-    /// Keys one unit of the decode attention reads on this cache (the segments the attention
-    /// kernels split the cached keys into for one token).
+    /// Keys one unit of the attention reads a query token on this cache (the segments the
+    /// attention kernels split the cached keys into: `plan::attention_segments`).
     pub fn segment_keys(&self) -> usize {
         match &self.store {
             Store::Rows { layout, .. } => layout.segment_keys,

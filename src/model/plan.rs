@@ -7,7 +7,7 @@ use crate::gguf::GgufHeader;
 
 use super::config::LlamaConfig;
 use super::device::DeviceChoice;
-use super::quant::device_bytes_for;
+use super::quant::{Cooperative, DecodeKernel, device_bytes_for};
 
 /// How the KV cache stores keys and values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -82,19 +82,16 @@ impl std::str::FromStr for KvFormat {
 /// Tokens the engine runs through the model at once while prefilling.
 pub const PREFILL_CHUNK: usize = 64;
 
-/// Keys one unit of the attention kernel reads per query token: when decoding on a software
-/// GPU (a hardware GPU's are `DecodeKernel::segment_keys`), and in a prefill chunk on any.
+/// Keys one unit of the attention kernel reads per query token on a software GPU (a hardware
+/// GPU's: `DecodeKernel::segment_keys`).
 pub const SEGMENT_KEYS: usize = 256;
 
 /// How the attention kernels split `total` keys for `tokens` queries: `(segments, keys per
-/// segment)`. A single token (decode) gets segments of `decode_keys` keys (the device's
-/// `DecodeKernel::segment_keys`), so a long context still spreads over many units; a prefill
-/// chunk has units enough in its queries (segments of [`SEGMENT_KEYS`] keys a token).
-pub fn attention_segments(tokens: usize, total: usize, decode_keys: usize) -> (usize, usize) {
-    let seg_len = match tokens {
-        0 | 1 => decode_keys,
-        _ => SEGMENT_KEYS * tokens,
-    };
+/// segment)`, `segment_keys` keys a query token (the device's `DecodeKernel::segment_keys`), so
+/// that a long context still spreads over many units: for one token (decode) segments of
+/// `segment_keys`, for a prefill chunk of 64 tokens 64 times as many (its queries are units too).
+pub fn attention_segments(tokens: usize, total: usize, segment_keys: usize) -> (usize, usize) {
+    let seg_len = segment_keys * tokens.max(1);
     (total.div_ceil(seg_len).max(1), seg_len)
 }
 
@@ -164,7 +161,9 @@ impl MemoryPlan {
         let kv_cache_bytes =
             c.n_layers as u64 * 2 * c.n_kv_heads as u64 * ctx * kv_format.row_bytes(c.head_dim);
         let p = PREFILL_CHUNK.min(context.max(1));
-        let (segments, _) = attention_segments(p, context, SEGMENT_KEYS);
+        // The most segments any device's default kernel makes (a hardware GPU's).
+        let segment_keys = DecodeKernel::Cooperative(Cooperative::DEFAULT).segment_keys();
+        let (segments, _) = attention_segments(p, context, segment_keys);
         let p = p as u64;
         let q_width = (c.n_heads * c.head_dim) as u64;
         let kv_width = (c.n_kv_heads * c.head_dim) as u64;

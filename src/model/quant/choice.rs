@@ -28,8 +28,9 @@ pub struct Cooperative {
     pub subgroups: Subgroups,
     /// The tile for several tokens (prefill).
     pub prefill: Prefill,
-    /// Keys one unit of the decode attention reads (a segment; the segments' sums are then
-    /// merged): a power of two from 16 to 256.
+    /// Keys one unit of the attention reads a query token (a segment when decoding, times the
+    /// tokens of a prefill chunk; the segments' sums are then merged): a power of two from 16 to
+    /// 256.
     pub segment_keys: u32,
 }
 
@@ -92,7 +93,7 @@ impl DecodeKernel {
         }
     }
 
-    /// Keys one unit of the decode attention reads: the cooperative shape's
+    /// Keys one unit of the attention reads a query token: the cooperative shape's
     /// ([`Cooperative::segment_keys`]), on a software GPU [`SEGMENT_KEYS`] (256: enough units for
     /// its cores at any length, and fewer partial sums to merge).
     ///
