@@ -17,8 +17,10 @@
 # GEMV (`bench --decode-kernel`, KERNELS: rows a unit, subgroup sums or workgroup memory) beside
 # the default's, in one run.
 #
-# Then the same without the decode step's recording replayed (`--no-decode-graphs`), and in f16
-# arithmetic (`--arithmetic f16`).
+# Then in f16 arithmetic (`--arithmetic f16`), then the other GEMV shapes, then without the
+# decode step's recording replayed (`--no-decode-graphs`). Variants, the floor and the peer start
+# only within BUDGET_S seconds of the script's start (420 by default): the rest are listed as
+# skipped, so one run fits the device's 15 minutes with its start.
 #
 # Then, when carried, the hand-written floor on the same device (examples/vulkan_floor/, a
 # 4096 × 4096 Q4_1 matrix): streaming read and the best hand-written GEMV, beside our kernels.
@@ -32,8 +34,8 @@
 # loader (.gl: the Debian packages ../.library/device/README.md names), e.g.
 #   run(command="for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig; scripts/gpu-check.sh",
 #       carry=["target/release/llama-web", "target/release/examples/vulkan_floor", ".gl"],
-#       timeout_s=480)
-# A dry run on lavapipe works anywhere: GEN=2 PROMPT=4 PROMPT_LONG=8 scripts/gpu-check.sh
+#       timeout_s=600)
+# A dry run on lavapipe works anywhere (~30 min): GEN=2 PROMPT=4 PROMPT_LONG=8 BUDGET_S=99999 scripts/gpu-check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,6 +46,9 @@ GEN=${GEN:-32}
 PROMPT=${PROMPT:-16}
 PROMPT_LONG=${PROMPT_LONG:-128}
 STEP_S=${STEP_S:-150}
+# Variants start only while the script has run less than this (the device's 15 minutes include its
+# start; each 8B variant takes about a minute on a GPU): those past it are listed as skipped.
+BUDGET_S=${BUDGET_S:-420}
 mkdir -p "$OUT"
 
 echo "== machine"
@@ -91,6 +96,9 @@ done
 variant() {
   local label=$1 prompt=$2; shift 2
   local report="$OUT/bench-8b-variant-${label//[^A-Za-z0-9]/_}.json"
+  if [ "$SECONDS" -ge "$BUDGET_S" ]; then
+    echo "$label: skipped (${SECONDS} s in, past BUDGET_S=$BUDGET_S)"; return
+  fi
   if timeout "$STEP_S" "$BIN" bench --synthetic llama3.1-8b:Q4_K_M --device wgpu --context 8192 --kv q8 \
     --prompt-len "$prompt" --gen "$GEN" "$@" >"$report" 2>"$report.log"; then
     python3 - "$report" "$label" <<'PY'
@@ -111,6 +119,9 @@ variant "cooperative,prefill=row" "$PROMPT_LONG" --decode-kernel cooperative,pre
 # Decode attention in the software GPU's segments of 256 keys (the default's are 32): 1 unit a
 # head against 4-5 at this prompt's length.
 variant "cooperative,segment=256" "$PROMPT_LONG" --decode-kernel cooperative,segment=256
+# The default kernel in f16 arithmetic (shader-f16: every format dequantized, groups summed in
+# f16): what half-precision registers and packed arithmetic give on this GPU.
+variant "default, f16 arithmetic (--arithmetic f16)" "$PROMPT_LONG" --arithmetic f16
 
 # The session-17 shape (one row a unit, sums through workgroup memory), 4 rows without subgroups,
 # 8 rows with them: against the default (4 rows, subgroups where the device has them) above.
@@ -122,11 +133,10 @@ done
 # The default kernel with every decode step launched kernel by kernel (no recording replayed):
 # what the replay saves the host and the step on this GPU.
 variant "default, launched (--no-decode-graphs)" 4 --no-decode-graphs
-# The default kernel in f16 arithmetic (shader-f16: every format dequantized, groups summed in
-# f16): what half-precision registers and packed arithmetic give on this GPU.
-variant "default, f16 arithmetic (--arithmetic f16)" "$PROMPT_LONG" --arithmetic f16
 
-if [ -x "$FLOOR" ]; then
+if [ "$SECONDS" -ge "$BUDGET_S" ]; then
+  echo "== the hand-written floor: skipped (${SECONDS} s in, past BUDGET_S=$BUDGET_S)"
+elif [ -x "$FLOOR" ]; then
   echo "== the hand-written floor (examples/vulkan_floor, 4096 × 4096 Q4_1)"
   if timeout "$STEP_S" "$FLOOR" 4096 4096 >"$OUT/vulkan-floor.json" 2>"$OUT/vulkan-floor.log"; then
     python3 - "$OUT/vulkan-floor.json" <<'PY'
@@ -146,7 +156,9 @@ else
   echo "== no hand-written floor ($FLOOR not carried)"
 fi
 
-if python3 -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+if [ "$SECONDS" -ge "$BUDGET_S" ]; then
+  echo "== the PyTorch peer: skipped (${SECONDS} s in, past BUDGET_S=$BUDGET_S)"
+elif python3 -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
   echo "== the PyTorch peer (random-weight 8B, bf16, transformers eager), prompt $PROMPT, decode $GEN"
   if timeout "$STEP_S" python3 scripts/gpu-torch-peer.py "$PROMPT" "$GEN" >"$OUT/torch-peer.json" 2>"$OUT/torch-peer.log"; then
     python3 - "$OUT/torch-peer.json" <<'PY'
