@@ -8,7 +8,7 @@ use crate::model::device::ComputeDevice;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DecodeKernel {
     /// The lanes of a workgroup share a row and read neighbouring blocks (coalesced), then
-    /// reduce: the GEMV for hardware GPUs, for one token or eight at a time.
+    /// reduce: the GEMV for hardware GPUs; several tokens take the shape's [`Prefill`] tile.
     Cooperative(Cooperative),
     /// One unit per row, no barrier: faster on software GPUs, where a barrier is expensive
     /// (lavapipe: 1.5 vs 0.9 tok/s on SmolLM2, 0.088 vs 0.062 on the 8B Q4_0); for several
