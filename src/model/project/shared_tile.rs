@@ -141,34 +141,8 @@ pub fn shared_tile_kernel<A: Float>(
     let mut squares = 0.0f32;
 
     for s in 0..comptime![cols / slab] {
-        if comptime![mats == 2] {
-            stage_rows::<A>(
-                w0,
-                row0,
-                rows - 1,
-                s,
-                &mut ws,
-                unit,
-                0usize,
-                tile,
-                mats,
-                f0,
-                cols,
-            );
-            stage_rows::<A>(
-                w1,
-                row0,
-                rows - 1,
-                s,
-                &mut ws,
-                unit,
-                1usize,
-                tile,
-                mats,
-                f1,
-                cols,
-            );
-        } else if row0 < rows0 {
+        // Under SwiGLU, gate and up both have `rows0` = `rows` rows (`check_spec`).
+        if row0 < rows0 {
             stage_rows::<A>(
                 w0,
                 row0,
@@ -182,7 +156,22 @@ pub fn shared_tile_kernel<A: Float>(
                 f0,
                 cols,
             );
-        } else if comptime![parts > 1] {
+            if comptime![mats == 2] {
+                stage_rows::<A>(
+                    w1,
+                    row0,
+                    rows0 - 1,
+                    s,
+                    &mut ws,
+                    unit,
+                    1usize,
+                    tile,
+                    mats,
+                    f1,
+                    cols,
+                );
+            }
+        } else if comptime![parts > 1 && mats == 1] {
             if row0 < rows0 + rows1 {
                 let local = row0 - rows0;
                 stage_rows::<A>(
