@@ -225,15 +225,19 @@ async fn the_f16_cache_needs_no_shader_f16() {
     let engine = tiny_engine(TINY_F32).await;
     let exact = prefill_and_decode(engine.model(), KvFormat::F32).await;
     let half = prefill_and_decode(engine.model(), KvFormat::F16).await;
-    assert_eq!(half.len(), exact.len());
-    let scale = exact.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let diff = max_abs_diff(&half, &exact);
-    web_sys::console::log_1(
-        &format!("f16 vs f32 cache: max |diff| {diff:e} (scale {scale})").into(),
-    );
+    assert_near_not_equal("f16 vs f32 cache", &half, &exact, 5e-4);
+}
+
+/// `actual` within `bound` × max |expected| of `expected`, and not equal to it (what is compared
+/// took another path): logged, then asserted.
+fn assert_near_not_equal(what: &str, actual: &[f32], expected: &[f32], bound: f32) {
+    assert_eq!(actual.len(), expected.len(), "{what}");
+    let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = max_abs_diff(actual, expected);
+    web_sys::console::log_1(&format!("{what}: max |diff| {diff:e} (scale {scale})").into());
     assert!(
-        diff > 0.0 && diff <= 5e-4 * scale,
-        "max |diff| {diff} of {scale}"
+        diff > 0.0 && diff <= bound * scale,
+        "{what}: max |diff| {diff} of {scale} (0: the same path ran)"
     );
 }
 
@@ -251,15 +255,11 @@ async fn the_hardware_gpu_kernels_run_in_the_browser() {
     let cooperative = prefill_and_decode(engine.model(), KvFormat::F32).await;
     let engine = tiny_engine(TINY_Q4_0).await;
     let software = prefill_and_decode(engine.model(), KvFormat::F32).await;
-    assert_eq!(cooperative.len(), software.len());
-    let scale = software.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let diff = max_abs_diff(&cooperative, &software);
-    web_sys::console::log_1(
-        &format!("hardware vs software kernels: max |diff| {diff:e} (scale {scale})").into(),
-    );
-    assert!(
-        diff > 0.0 && diff <= 1e-4 * scale,
-        "max |diff| {diff} of {scale} (0: the same kernels ran)"
+    assert_near_not_equal(
+        "hardware vs software kernels",
+        &cooperative,
+        &software,
+        1e-4,
     );
 }
 
