@@ -78,7 +78,8 @@ impl Llama {
     /// `context_size` tokens in `format` (the attention kernels are chosen by the cache's
     /// format and size). Where the context reaches past one segment of keys, a prefill and a
     /// greedy step again after up to 512 of the cache's (zero) rows: attention in segments and
-    /// their merge are other kernels, which a first decode past 256 tokens would otherwise
+    /// their merge are other kernels, which a first decode past one segment (256 tokens on a
+    /// software GPU, `KvCache::segment_keys`) would otherwise
     /// compile mid-answer (1.4 s with the q8 cache, 3.5 s with f16, SmolLM2 on lavapipe:
     /// BENCHMARKS.md, session 20). Its steps are launched, never recorded (a recording compiles
     /// nothing and costs a step).
