@@ -6,7 +6,10 @@
 //! Then the floor of a whole SmolLM2-135M decode step: its matrices alone, by the best of those
 //! kernels (`step.rs`).
 //!
-//! `cargo run --example vulkan_floor [-- ROWS COLS]` (default 1536 × 576: SmolLM2's gate/up).
+//! With `--step llama8b`, also the floor of a Llama 3.1 8B step's matrices on a hardware GPU.
+//!
+//! `cargo run --example vulkan_floor [-- ROWS COLS] [--step smollm2|llama8b]` (default 1536 × 576:
+//! SmolLM2's gate/up; the SmolLM2 step always).
 
 use std::time::Instant;
 
@@ -190,9 +193,22 @@ fn q4_1_words(blocks: usize, seed: &mut u64) -> Vec<u32> {
 }
 
 fn main() {
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .map(|a| a.parse().expect("ROWS COLS"))
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let llama_8b = match args.iter().position(|a| a == "--step") {
+        Some(at) => {
+            let step = args.get(at + 1).cloned().unwrap_or_default();
+            args.drain(at..(at + 2).min(args.len()));
+            match step.as_str() {
+                "llama8b" => true,
+                "smollm2" => false,
+                _ => panic!("--step takes smollm2 or llama8b, not {step:?}"),
+            }
+        }
+        None => false,
+    };
+    let args: Vec<usize> = args
+        .iter()
+        .map(|a| a.parse().expect("[ROWS COLS] [--step smollm2|llama8b]"))
         .collect();
     let (rows, cols) = (
         args.first().copied().unwrap_or(1536),
@@ -285,7 +301,10 @@ fn main() {
             );
         }
     }
-    let step = step::measure(&gpu, &mut seed);
+    let smollm2 = step::Weights::new(&gpu, &step::SMOLLM2, &mut seed);
+    let step = step::measure(&gpu, &smollm2, step::Kernel::Rows);
+    let step_bytes = smollm2.bytes;
+    drop(smollm2);
     eprintln!(
         "SmolLM2 step's matrices: {:.2} ms (min), {:.2} ms (median)",
         step.ms_min, step.ms_median
@@ -294,8 +313,11 @@ fn main() {
         "\"step_ms_min\": {:.3}, \"step_ms_median\": {:.3}, \"step_weight_bytes\": {}, \"step_tok_s\": {:.2}",
         step.ms_min,
         step.ms_median,
-        step.weight_bytes,
+        step_bytes,
         1e3 / step.ms_median
     ));
+    if llama_8b {
+        report.push(step::llama_8b_report(&gpu, &mut seed));
+    }
     println!("{{{}}}", report.join(", "));
 }

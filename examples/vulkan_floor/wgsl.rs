@@ -116,6 +116,45 @@ pub fn gemv_elementwise(rows: usize, cols: usize, wg: u32, per: u32) -> String {
 /// `lanes` units share a row, each taking every `lanes`-th block; their sums are added through
 /// workgroup memory (one barrier) or a subgroup add (lanes = the subgroup's size).
 pub fn gemv_split(rows: usize, cols: usize, lanes: u32, subgroup: bool) -> String {
+    let block = "let base = (r * BLOCKS + b) * 5u;
+    let dm = unpack2x16float(w[base]);
+    var sq = 0.0;
+    var sx = 0.0;
+    for (var j = 0u; j < 4u; j++) {
+      let q = w[base + 1u + j];
+      let xl = x[b * 8u + j];
+      let xh = x[b * 8u + 4u + j];
+      sq += dot(nibbles_lo(q), xl) + dot(nibbles_hi(q), xh);
+      sx += dot(xl, vec4f(1.0)) + dot(xh, vec4f(1.0));
+    }";
+    split_skeleton(header(rows, cols, "u32"), lanes, subgroup, block)
+}
+
+/// As [`gemv_split`], the blocks repacked as [`gemv_repacked`] lays them out: a lane's block is
+/// one d·m word and one aligned vec4 of nibbles, and a subgroup's 32 lanes read 512 contiguous
+/// bytes of nibbles — the shape of a hardware GPU's GEMV.
+pub fn gemv_split_repacked(rows: usize, cols: usize, lanes: u32, subgroup: bool) -> String {
+    let nibbles = (rows * cols / 32).div_ceil(4);
+    let block = format!(
+        "let i = r * BLOCKS + b;
+    let dm = unpack2x16float(w[i >> 2u][i & 3u]);
+    let q = w[{nibbles}u + i];
+    var xs: array<vec4f, 8>;
+    for (var j = 0u; j < 8u; j++) {{ xs[j] = x[b * 8u + j]; }}
+    let sq = dot(nibbles_lo(q.x), xs[0]) + dot(nibbles_hi(q.x), xs[4])
+      + dot(nibbles_lo(q.y), xs[1]) + dot(nibbles_hi(q.y), xs[5])
+      + dot(nibbles_lo(q.z), xs[2]) + dot(nibbles_hi(q.z), xs[6])
+      + dot(nibbles_lo(q.w), xs[3]) + dot(nibbles_hi(q.w), xs[7]);
+    let sx = dot(xs[0] + xs[1] + xs[2] + xs[3] + xs[4] + xs[5] + xs[6] + xs[7], vec4f(1.0));"
+    );
+    split_skeleton(header(rows, cols, "vec4<u32>"), lanes, subgroup, &block)
+}
+
+/// A GEMV of `lanes` units a row in 64-unit workgroups: each lane runs `block` (which leaves the
+/// block's `dm`, `sq` = Σq·x and `sx` = Σx) for blocks `lane, lane + lanes, …` of row `r`, then
+/// the lanes' sums are added through workgroup memory (one barrier) or a subgroup add (lanes =
+/// the subgroup's size).
+fn split_skeleton(header: String, lanes: u32, subgroup: bool, block: &str) -> String {
     let reduce = match subgroup {
         true => "let total = subgroupAdd(acc);
   if (lane == 0u && row < ROWS) { y[row] = total; }"
@@ -131,7 +170,7 @@ pub fn gemv_split(rows: usize, cols: usize, lanes: u32, subgroup: bool) -> Strin
         ),
     };
     format!(
-        "{}
+        "{header}
 var<workgroup> sums: array<f32, 64>;
 @compute @workgroup_size(64) fn main(@builtin(global_invocation_id) g: vec3u, @builtin(local_invocation_id) l: vec3u) {{
   let lane = l.x % {lanes}u;
@@ -139,22 +178,11 @@ var<workgroup> sums: array<f32, 64>;
   let r = min(row, ROWS - 1u);
   var acc = 0.0;
   for (var b = lane; b < BLOCKS; b += {lanes}u) {{
-    let base = (r * BLOCKS + b) * 5u;
-    let dm = unpack2x16float(w[base]);
-    var sq = 0.0;
-    var sx = 0.0;
-    for (var j = 0u; j < 4u; j++) {{
-      let q = w[base + 1u + j];
-      let xl = x[b * 8u + j];
-      let xh = x[b * 8u + 4u + j];
-      sq += dot(nibbles_lo(q), xl) + dot(nibbles_hi(q), xh);
-      sx += dot(xl, vec4f(1.0)) + dot(xh, vec4f(1.0));
-    }}
+    {block}
     acc += dm.x * sq + dm.y * sx;
   }}
   {reduce}
-}}",
-        header(rows, cols, "u32")
+}}"
     )
 }
 
