@@ -1,9 +1,10 @@
 //! The f16 cache's conversions on the wgpu device (lavapipe) against the `half` crate, bit for
-//! bit: ties, subnormals, overflow, infinities and NaN, then random values of every magnitude.
+//! bit: ties, subnormals, overflow, infinities and NaN, then random values of every magnitude;
+//! and every half decoded against the host reference that the weights' scales follow.
 
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Dispatch, backend_extension};
-use burn::tensor::{Int, Shape, TensorData};
+use burn::tensor::{DType, Int, Shape, TensorData};
 use burn_cubecl::CubeBackend;
 use burn_cubecl::ops::numeric::empty_device;
 use cubecl::prelude::*;
@@ -23,9 +24,19 @@ fn half_round_trip_kernel(x: &Tensor<f32>, out: &mut Tensor<u32>) {
     }
 }
 
+/// `out[i]` = the f32 bits of the half whose bits are `halves[i]`.
+#[cube(launch)]
+fn decode_halves_kernel(halves: &Tensor<u32>, out: &mut Tensor<u32>) {
+    let i = ABSOLUTE_POS;
+    if i < halves.len() {
+        out[i] = u32::reinterpret(f16_to_f32(halves[i]));
+    }
+}
+
 #[backend_extension(Cube)]
 trait HalfOps: burn::backend::Backend {
     fn half_round_trip(x: FloatTensor<Self>) -> IntTensor<Self>;
+    fn decode_halves(halves: IntTensor<Self>) -> IntTensor<Self>;
 }
 
 impl HalfOps for CubeBackend {
@@ -38,6 +49,20 @@ impl HalfOps for CubeBackend {
             CubeCount::Static((n as u32).div_ceil(64), 1, 1),
             CubeDim::new_1d(64),
             x.into_tensor_arg(),
+            out.clone().into_tensor_arg(),
+        );
+        out
+    }
+
+    fn decode_halves(halves: IntTensor<Self>) -> IntTensor<Self> {
+        let n = halves.meta.shape().num_elements();
+        let client = halves.client.clone();
+        let out = empty_device::<u32>(client.clone(), halves.device.clone(), Shape::new([n]));
+        decode_halves_kernel::launch(
+            &client,
+            CubeCount::Static((n as u32).div_ceil(64), 1, 1),
+            CubeDim::new_1d(64),
+            halves.into_tensor_arg(),
             out.clone().into_tensor_arg(),
         );
         out
@@ -103,5 +128,26 @@ fn f32_to_f16_rounds_as_ieee_round_to_nearest_even() {
         }
         assert_eq!(bits, expected.to_bits() as u32, "f16 bits of {x:e}");
         assert_eq!(back.to_bits(), expected.to_f32().to_bits(), "{x:e} decoded");
+    }
+}
+
+#[test]
+fn every_half_decodes_to_the_host_references_bits() {
+    let device = ComputeDevice::init_native(DeviceChoice::Wgpu).unwrap();
+    let halves: Vec<u32> = (0..=u16::MAX as u32).collect();
+    let input = burn::tensor::Tensor::<1, Int>::from_data(
+        TensorData::new(halves.clone(), [halves.len()]),
+        (device.burn(), DType::U32),
+    );
+    let out = burn::tensor::Tensor::<1, Int>::from_dispatch(<Dispatch as HalfOps>::decode_halves(
+        input.into_dispatch(),
+    ));
+    let out = pollster::block_on(read_vec::<u32, 1, Int>(out)).unwrap();
+    for (&h, &bits) in halves.iter().zip(&out) {
+        let expected = crate::gguf::dequant::f16_to_f32(h as u16).to_bits();
+        assert_eq!(
+            bits, expected,
+            "half {h:#06x}: {bits:#010x}, not {expected:#010x}"
+        );
     }
 }

@@ -74,25 +74,21 @@ pub(super) fn window_signed_byte(win: &Array<u32>, #[comptime] b: usize) -> i32 
     (top as i32) >> 24i32
 }
 
-/// IEEE half-precision bits to f32, exactly (subnormals, infinities and NaN included).
+/// IEEE half-precision bits to f32, exactly (subnormals, infinities and NaN payloads included):
+/// the host reference's bits (`gguf::dequant::f16_to_f32`). Without branches — on a software
+/// GPU both sides of a branch run on every lane — and in integer operations but one exact
+/// subtraction: the half's exponent and mantissa shifted into f32's places and rebiased; a
+/// subnormal `m · 2^-24` as `2^-14 · (1 + m/1024) − 2^-14`, exact since the two are within a
+/// factor of two (Sterbenz), and never an f32 subnormal that a GPU may flush.
 #[cube]
 pub(crate) fn f16_to_f32(h: u32) -> f32 {
-    let sign = (h >> 15) & 1;
-    let exp = (h >> 10) & 0x1F;
-    let mant = h & 0x3FF;
-    let mut bits = (sign << 31) | ((exp + 112u32) << 23) | (mant << 13);
-    if exp == 31 {
-        bits = (sign << 31) | (0xFFu32 << 23) | (mant << 13);
-    }
-    let mut value = f32::reinterpret(bits);
-    if exp == 0 {
-        // Zero or subnormal: mant × 2^-24 is exact in f32.
-        value = f32::cast_from(mant) * 5.9604645e-8f32;
-        if sign == 1 {
-            value = -value;
-        }
-    }
-    value
+    let magnitude = (h & 0x7FFF) << 13;
+    let exp = h & 0x7C00;
+    let mut bits = magnitude + 0x3800_0000u32;
+    let subnormal = f32::reinterpret(magnitude + 0x3880_0000u32) - f32::reinterpret(0x3880_0000u32);
+    bits = select(exp == 0, u32::reinterpret(subnormal), bits);
+    bits = select(exp == 0x7C00, magnitude | 0x7F80_0000u32, bits);
+    f32::reinterpret(bits | ((h & 0x8000) << 16))
 }
 
 /// The IEEE half-precision bits nearest to `x` (ties to even; beyond the largest half ∞, NaN a
