@@ -7,6 +7,12 @@ fn nibbles_lo(q: u32) -> vec4f { return vec4f(f32(q & 15u), f32((q >> 8u) & 15u)
 fn nibbles_hi(q: u32) -> vec4f { return vec4f(f32((q >> 4u) & 15u), f32((q >> 12u) & 15u), f32((q >> 20u) & 15u), f32(q >> 28u)); }
 ";
 
+/// `sq` = Σq·x of a repacked Q4_1 block: its nibbles `q` (one vec4) against its inputs `xs`.
+const REPACKED_SQ: &str = "let sq = dot(nibbles_lo(q.x), xs[0]) + dot(nibbles_hi(q.x), xs[4])
+      + dot(nibbles_lo(q.y), xs[1]) + dot(nibbles_hi(q.y), xs[5])
+      + dot(nibbles_lo(q.z), xs[2]) + dot(nibbles_hi(q.z), xs[6])
+      + dot(nibbles_lo(q.w), xs[3]) + dot(nibbles_hi(q.w), xs[7]);";
+
 /// The bindings and constants every GEMV shares, the weights bound as `array<{weight}>`.
 fn header(rows: usize, cols: usize, weight: &str) -> String {
     format!(
@@ -75,10 +81,7 @@ pub fn gemv_repacked(rows: usize, cols: usize, wg: u32, per: u32) -> String {
         "let i = row * BLOCKS + b;
       let dm = unpack2x16float(w[i >> 2u][i & 3u]);
       let q = w[{nibbles}u + i];
-      let sq = dot(nibbles_lo(q.x), xs[0]) + dot(nibbles_hi(q.x), xs[4])
-        + dot(nibbles_lo(q.y), xs[1]) + dot(nibbles_hi(q.y), xs[5])
-        + dot(nibbles_lo(q.z), xs[2]) + dot(nibbles_hi(q.z), xs[6])
-        + dot(nibbles_lo(q.w), xs[3]) + dot(nibbles_hi(q.w), xs[7]);
+      {REPACKED_SQ}
       acc[r] += dm.x * sq + dm.y * sx;"
     );
     gemv_skeleton(header(rows, cols, "vec4<u32>"), wg, per, &block)
@@ -141,10 +144,7 @@ pub fn gemv_split_repacked(rows: usize, cols: usize, lanes: u32, subgroup: bool)
     let q = w[{nibbles}u + i];
     var xs: array<vec4f, 8>;
     for (var j = 0u; j < 8u; j++) {{ xs[j] = x[b * 8u + j]; }}
-    let sq = dot(nibbles_lo(q.x), xs[0]) + dot(nibbles_hi(q.x), xs[4])
-      + dot(nibbles_lo(q.y), xs[1]) + dot(nibbles_hi(q.y), xs[5])
-      + dot(nibbles_lo(q.z), xs[2]) + dot(nibbles_hi(q.z), xs[6])
-      + dot(nibbles_lo(q.w), xs[3]) + dot(nibbles_hi(q.w), xs[7]);
+    {REPACKED_SQ}
     let sx = dot(xs[0] + xs[1] + xs[2] + xs[3] + xs[4] + xs[5] + xs[6] + xs[7], vec4f(1.0));"
     );
     split_skeleton(header(rows, cols, "vec4<u32>"), lanes, subgroup, &block)
