@@ -129,11 +129,7 @@ impl Weights {
         }
         upload(model.vocab, model.hidden, model.head_q8_0);
         // The read's units write one float each: `y` holds the largest matrix's.
-        let largest = matrices
-            .iter()
-            .map(|m| m.2.size() as usize)
-            .max()
-            .unwrap_or(0);
+        let largest = largest(&matrices).size() as usize;
         Weights {
             matrices,
             bytes,
@@ -157,6 +153,15 @@ fn q8_0_words(blocks: usize, seed: &mut u64) -> Vec<u32> {
         *word = 0x3400_3400 ^ (*word & 0x8000_8000);
     }
     words
+}
+
+/// The buffer of the largest of `matrices` (rows, cols, buffer, Q8_0).
+fn largest(matrices: &[(usize, usize, wgpu::Buffer, bool)]) -> &wgpu::Buffer {
+    matrices
+        .iter()
+        .map(|m| &m.2)
+        .max_by_key(|b| b.size())
+        .expect("a matrix")
 }
 
 /// Units of a streaming read of `bytes`: about eight vec4s each, whole workgroups of 64.
@@ -259,12 +264,7 @@ pub fn llama_8b_report(gpu: &Gpu, seed: &mut u64) -> String {
             gb_s
         ));
     }
-    let largest = weights
-        .matrices
-        .iter()
-        .map(|m| &m.2)
-        .max_by_key(|b| b.size())
-        .expect("a matrix");
+    let largest = largest(&weights.matrices);
     let units = read_units(largest.size() as usize);
     let pipeline = gpu.pipeline(&read_stream(units as u32));
     let group = gpu.bind(&[largest, &weights.x, &weights.y]);

@@ -7,11 +7,19 @@ fn nibbles_lo(q: u32) -> vec4f { return vec4f(f32(q & 15u), f32((q >> 8u) & 15u)
 fn nibbles_hi(q: u32) -> vec4f { return vec4f(f32((q >> 4u) & 15u), f32((q >> 12u) & 15u), f32((q >> 20u) & 15u), f32(q >> 28u)); }
 ";
 
-/// `sq` = Σq·x of a repacked Q4_1 block: its nibbles `q` (one vec4) against its inputs `xs`.
-const REPACKED_SQ: &str = "let sq = dot(nibbles_lo(q.x), xs[0]) + dot(nibbles_hi(q.x), xs[4])
+/// Block `b` of row `row` (a WGSL expression) of a repacked Q4_1 matrix whose nibbles start at
+/// vec4 `nibbles`: its `dm` (d, m) and `sq` = Σq·x against the block's inputs `xs`.
+fn repacked_block(row: &str, nibbles: usize) -> String {
+    format!(
+        "let i = {row} * BLOCKS + b;
+    let dm = unpack2x16float(w[i >> 2u][i & 3u]);
+    let q = w[{nibbles}u + i];
+    let sq = dot(nibbles_lo(q.x), xs[0]) + dot(nibbles_hi(q.x), xs[4])
       + dot(nibbles_lo(q.y), xs[1]) + dot(nibbles_hi(q.y), xs[5])
       + dot(nibbles_lo(q.z), xs[2]) + dot(nibbles_hi(q.z), xs[6])
-      + dot(nibbles_lo(q.w), xs[3]) + dot(nibbles_hi(q.w), xs[7]);";
+      + dot(nibbles_lo(q.w), xs[3]) + dot(nibbles_hi(q.w), xs[7]);"
+    )
+}
 
 /// The bindings and constants every GEMV shares, the weights bound as `array<{weight}>`.
 fn header(rows: usize, cols: usize, weight: &str) -> String {
@@ -78,18 +86,16 @@ pub fn gemv_rows(rows: usize, cols: usize, wg: u32, per: u32, interleaved: bool)
 pub fn gemv_repacked(rows: usize, cols: usize, wg: u32, per: u32) -> String {
     let nibbles = (rows * cols / 32).div_ceil(4);
     let block = format!(
-        "let i = row * BLOCKS + b;
-      let dm = unpack2x16float(w[i >> 2u][i & 3u]);
-      let q = w[{nibbles}u + i];
-      {REPACKED_SQ}
-      acc[r] += dm.x * sq + dm.y * sx;"
+        "{}
+      acc[r] += dm.x * sq + dm.y * sx;",
+        repacked_block("row", nibbles)
     );
     gemv_skeleton(header(rows, cols, "vec4<u32>"), wg, per, &block)
 }
 
-/// As `gemv_rows` in GGUF's order, but the way our CubeCL kernel computes it: every element
-/// dequantized (`q · d + m`) before its product, the f16 scales decoded with integer operations
-/// and branches (exact, no `unpack2x16float`).
+/// As `gemv_rows` in GGUF's order, but the way our CubeCL kernel computed it until session 25:
+/// every element dequantized (`q · d + m`) before its product, the f16 scales decoded with
+/// integer operations and branches (exact, no `unpack2x16float`).
 pub fn gemv_elementwise(rows: usize, cols: usize, wg: u32, per: u32) -> String {
     let f16 = "fn f16(h: u32) -> f32 {
   let sign = (h >> 15u) & 1u; let e = (h >> 10u) & 31u; let mant = h & 1023u;
@@ -139,13 +145,11 @@ pub fn gemv_split(rows: usize, cols: usize, lanes: u32, subgroup: bool) -> Strin
 pub fn gemv_split_repacked(rows: usize, cols: usize, lanes: u32, subgroup: bool) -> String {
     let nibbles = (rows * cols / 32).div_ceil(4);
     let block = format!(
-        "let i = r * BLOCKS + b;
-    let dm = unpack2x16float(w[i >> 2u][i & 3u]);
-    let q = w[{nibbles}u + i];
-    var xs: array<vec4f, 8>;
+        "var xs: array<vec4f, 8>;
     for (var j = 0u; j < 8u; j++) {{ xs[j] = x[b * 8u + j]; }}
-    {REPACKED_SQ}
-    let sx = dot(xs[0] + xs[1] + xs[2] + xs[3] + xs[4] + xs[5] + xs[6] + xs[7], vec4f(1.0));"
+    {}
+    let sx = dot(xs[0] + xs[1] + xs[2] + xs[3] + xs[4] + xs[5] + xs[6] + xs[7], vec4f(1.0));",
+        repacked_block("r", nibbles)
     );
     split_skeleton(header(rows, cols, "vec4<u32>"), lanes, subgroup, &block)
 }
