@@ -218,6 +218,11 @@ print(f"\nWebGPU floor ({r['adapter']}, hand-written kernels): "
       f"(one row a lane: {r['q4_1_gemv_gb_s']:.3f}), the best tiled Q4_1 GEMM as fast as a SmolLM2 prefill "
       f"of {gemm:.1f} tok/s with nothing but its matrices; "
       f"shader-f16: {'shader-f16' in r['features']}, subgroups: {'subgroups' in r['features']}.")
+int8_gemv = max(v for k, v in r.items() if k.startswith("int8_q4_1_gemv"))
+print(f"With int8 activations (llama.cpp's way; WGSL's dot4I8Packed, which CubeCL cannot emit): "
+      f"the best Q4_1 GEMV {int8_gemv:.3f} GB/s (by the polyfill CubeCL emits: "
+      f"{r['int8_polyfill_q4_1_gemv_rows16_wg8_gb_s']:.3f}), the tiled GEMM a prefill of "
+      f"{r['int8_q4_1_gemm_rows8_tokens8_wg8_smollm2_tok_s']:.1f} tok/s.")
 PY
 else
   say "the WebGPU probe failed: $(tail -1 "$OUT/webgpu-floor.log")"
