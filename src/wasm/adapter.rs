@@ -40,7 +40,7 @@ pub struct AdapterInfo {
     pub description: String,
     /// Whether this is a software fallback adapter (SwiftShader in headless Chromium).
     pub is_fallback_adapter: bool,
-    /// Selected limits, as `(name, value)` pairs in [`LIMIT_NAMES`] order.
+    /// Selected limits, as `(name, value)` pairs in the order of `LIMIT_NAMES`.
     pub limits: Vec<(String, f64)>,
     /// The adapter's features, sorted.
     pub features: Vec<String>,
