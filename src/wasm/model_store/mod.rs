@@ -45,7 +45,7 @@ pub struct StoreOptions {
     /// The file's SHA-256 (lowercase hex), checked before the model is kept as complete.
     pub sha256: Option<String>,
     /// Seconds one Range request may take before it is sent again (default: by its size,
-    /// [`time_limit_ms`](super::range_fetch::time_limit_ms)).
+    /// `range_fetch::time_limit_ms`).
     pub piece_timeout_seconds: Option<f64>,
 }
 
