@@ -11,6 +11,7 @@
 //! reading the header; large metadata arrays (the tokenizer's vocabulary and merges) are only
 //! located, and read on demand with [`GgufHeader::read_array`].
 
+mod cursor;
 pub mod dequant;
 mod error;
 mod header;
