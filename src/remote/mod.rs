@@ -17,4 +17,6 @@ pub const IONOS_BASE_URL: &str = "https://openai.inference.de-txl.ionos.com/v1";
 pub const IONOS_MODEL: &str = "meta-llama/Meta-Llama-3.1-8B-Instruct";
 
 #[cfg(target_arch = "wasm32")]
+pub mod abort;
+#[cfg(target_arch = "wasm32")]
 pub mod fetch;

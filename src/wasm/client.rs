@@ -26,7 +26,8 @@ use super::model_cache::ModelCache;
 use super::options::{Options, read_params};
 use super::stream::{Queued, start};
 use super::worker::WorkerBackend;
-use crate::remote::fetch::{RemoteClient, follow};
+use crate::remote::abort::follow;
+use crate::remote::fetch::RemoteClient;
 
 /// Which backend answers.
 #[derive(Clone)]

@@ -15,7 +15,8 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{AbortController, AbortSignal, ReadableStreamDefaultReader};
 
 use crate::api::{ApiError, ErrorCode};
-use crate::remote::fetch::{follow, read_result_bytes, sleep_unless_aborted};
+use crate::remote::abort::{follow, sleep_unless_aborted};
+use crate::remote::fetch::read_result_bytes;
 use crate::remote::protocol::RetryPolicy;
 use crate::store::{ContentRange, FileVersion};
 

@@ -20,7 +20,8 @@ use super::local::Turn;
 use super::to_js;
 use super::worker::WorkerRequest;
 use crate::api::{ApiError, ChatParams, ErrorCode};
-use crate::remote::fetch::{AbortListener, Opened};
+use crate::remote::abort::AbortListener;
+use crate::remote::fetch::Opened;
 
 #[wasm_bindgen(inline_js = r#"
 export function asyncIterable(stream) {

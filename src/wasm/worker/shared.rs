@@ -18,7 +18,7 @@ use super::{
     FromWorker, ToWorker, decode, encode, post_to_worker, spawn_engine_worker, terminate_worker,
 };
 use crate::api::{ApiError, ErrorCode};
-use crate::remote::fetch::on_abort;
+use crate::remote::abort::on_abort;
 
 /// Where a request's answer goes.
 pub(super) enum Pending {
