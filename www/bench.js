@@ -21,13 +21,15 @@ async function main() {
   const sampled = params.get("sampled") === "1";
   // graphs=0: every decode step launched kernel by kernel, not replayed from a recording.
   const graphs = params.get("graphs") !== "0";
+  // stages=1: also time a decode step stage by stage (q/k/v, attention, output, gate/up, down, head).
+  const stages = params.get("stages") === "1";
   await init();
   setStatus("loading", `Downloading ${model}…`);
   const response = await fetch(model);
   if (!response.ok) throw new Error(`${model}: HTTP ${response.status}`);
   const bytes = new Uint8Array(await response.arrayBuffer());
   setStatus("loading", `Running ${promptLen} prompt tokens and ${gen} decoded tokens on WebGPU…`);
-  const report = await benchmark(bytes, promptLen, gen, kv, context, sampled, graphs);
+  const report = await benchmark(bytes, promptLen, gen, kv, context, sampled, graphs, stages);
   report.model = model;
   $("report").textContent = JSON.stringify(report, null, 2);
   setStatus("done", `Decode ${report.decode_tok_s.toFixed(2)} tok/s, ` +

@@ -102,15 +102,17 @@ pub async fn gpu_memory() -> Result<JsValue, JsError> {
     to_js(&device.memory_usage())
 }
 
-/// `benchmark(ggufBytes, promptLen, gen, kv?, context?, sampled?, decodeGraphs?)`: loads the
+/// `benchmark(ggufBytes, promptLen, gen, kv?, context?, sampled?, decodeGraphs?, stages?)`: loads the
 /// model onto Burn's WebGPU device and resolves to the same JSON object as `llama-web bench` (prefill and decode
 /// tok/s, weight bytes per token, effective GB/s, the streaming-read roofline, peak GPU bytes).
 /// `kv` is the KV cache's format, `"f32"`, `"f16"` or `"q8"` (default: the device's, q8); `context` the
 /// tokens the cache is allocated for (default: prompt + gen; the chat page's is 4096);
 /// `sampled` also times sampled decoding from the shortlist and from every logit (`--sampled`);
 /// `decodeGraphs: false` launches every decode step kernel by kernel instead of replaying the
-/// first step's recording (`--no-decode-graphs`).
+/// first step's recording (`--no-decode-graphs`); `stages` also times a decode step stage by
+/// stage (`--stages`). Times are taken with `performance.now()`.
 #[wasm_bindgen(js_name = benchmark)]
+#[allow(clippy::too_many_arguments)] // one per argument of the JS function
 pub async fn benchmark(
     gguf: Vec<u8>,
     prompt_len: usize,
@@ -119,6 +121,7 @@ pub async fn benchmark(
     context: Option<usize>,
     sampled: Option<bool>,
     decode_graphs: Option<bool>,
+    stages: Option<bool>,
 ) -> Result<JsValue, JsError> {
     use crate::engine::bench::BenchParams;
     use crate::model::plan::KvFormat;
@@ -142,7 +145,7 @@ pub async fn benchmark(
         adapter::Probe::Available { adapter } => adapter.name(),
         adapter::Probe::Unavailable { reason } => reason,
     };
-    let now = || js_sys::Date::now() / 1000.0;
+    let now = || instant::now() / 1000.0;
     let params = BenchParams {
         prompt_len,
         gen_tokens,
@@ -150,7 +153,7 @@ pub async fn benchmark(
         kv_format,
         compare_f32: false,
         sampled: sampled.unwrap_or(false),
-        stages: false,
+        stages: stages.unwrap_or(false),
     };
     let report = crate::engine::bench::run(&model, name, params, &now, None)
         .await

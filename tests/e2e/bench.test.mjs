@@ -47,14 +47,20 @@ test("the bench page measures the tiny model on WebGPU", { timeout: 300_000 }, a
     assert.ok(report.weight_bytes_per_token > 50_000 && report.weight_bytes_per_token < 120_000,
       `weight_bytes_per_token ${report.weight_bytes_per_token}`);
     assert.ok(report.device.length > 0);
+    assert.equal(report.stages, null, "no stage table unless asked for");
 
-    // graphs=0: the same step launched kernel by kernel, counted the same.
-    await page.goto(`${server.url}bench.html?model=${model}&prompt=12&gen=6&kv=q8&graphs=0`);
+    // graphs=0: the same step launched kernel by kernel, counted the same; stages=1 with it.
+    await page.goto(`${server.url}bench.html?model=${model}&prompt=12&gen=6&kv=q8&graphs=0&stages=1`);
     await page.waitForSelector('#status:not([data-state="loading"])', { timeout: 240_000 });
     const launched = JSON.parse(await page.$eval("#report", (el) => el.textContent));
     assert.equal(launched.decode_graphs, false);
     assert.equal(launched.dispatches_per_token, 12);
     assert.equal(launched.readback_bytes_per_token, 4);
+    // The step stage by stage, as `llama-web bench --stages` reports it: every launch but the
+    // greedy choice's, in the step's order.
+    assert.deepEqual(launched.stages.map((s) => s.stage), ["qkv", "attention", "output", "gate_up", "down", "head"]);
+    assert.deepEqual(launched.stages.map((s) => s.launches_per_token), [2, 2, 2, 2, 2, 1]);
+    for (const s of launched.stages) assert.ok(Number.isFinite(s.ms_per_token), `${s.stage}: ${s.ms_per_token}`);
     assert.deepEqual(errors, []);
   } finally {
     await browser.close();
