@@ -92,6 +92,7 @@ pub(super) fn tile_for(
                 Subgroups::Forced => true,
             },
             integer_dots,
+            solo_norm: false,
         },
         DecodeKernel::RowPerUnit => Tile {
             units: decode.cube_units(),
@@ -100,6 +101,16 @@ pub(super) fn tile_for(
             tokens,
             subgroup: false,
             integer_dots,
+            solo_norm: solo_norm(decode.cube_units(), subgroup_size),
         },
     }
+}
+
+/// Whether a software GPU's cube of `units` sums RMSNorm's squares unit by unit
+/// ([`Tile::solo_norm`]): where its units span more than one subgroup, or the subgroup size is
+/// not reported (a browser: wgpu's WebGPU backend does not ask for subgroups; SwiftShader's
+/// are 4 lanes). On lavapipe a cube of 8 is one of its 8-lane SIMD groups and the barrier
+/// costs nothing measurable (BENCHMARKS.md, session 26).
+pub(super) fn solo_norm(units: u32, subgroup_size: Option<u32>) -> bool {
+    subgroup_size.is_none_or(|size| size < units)
 }

@@ -9,7 +9,7 @@
 //!
 //! RMSNorm: `W · (nw ⊙ x · r) = r · (W · (nw ⊙ x))` with `r = 1/√(mean(x²) + eps)`; the cube
 //! sums `x²` cooperatively (one barrier), every cube over the same partition, so every row
-//! gets the same `r` bit for bit.
+//! gets the same `r` bit for bit — or, with [`Tile::solo_norm`], every unit alone in one order.
 
 use cubecl::prelude::*;
 
@@ -49,6 +49,13 @@ pub struct Tile {
     /// the integers' sums (`Σq·x`, q up to 127) outgrow f16's 65504 where the weights' own
     /// products do not (SmolLM2's logits turned NaN).
     pub integer_dots: bool,
+    /// RMSNorm's `Σx²` summed by every unit alone over the whole row, not split across the
+    /// cube and added up after a barrier: where a cube's units span several of the device's
+    /// SIMD groups on a software GPU (SwiftShader's are 4 lanes wide), a barrier makes the
+    /// whole shader a coroutine that switches between them — the projections took ~10 % longer
+    /// with it in Chromium (BENCHMARKS.md, session 26). The sum's order is the same for every
+    /// unit, so every row still gets the same `r` bit for bit.
+    pub solo_norm: bool,
 }
 
 /// Adds to `acc[t · rows + r]` the dot products of rows `row0 + r` of `a` (rows of
@@ -234,7 +241,23 @@ pub fn project_kernel<A: Float>(
     for t in 0..tokens {
         scale[t] = 1.0f32;
     }
-    if comptime![normed] {
+    if comptime![normed && tile.solo_norm] {
+        // Each unit sums every square itself, in one order, so every row gets the same r
+        // without a barrier (see `Tile::solo_norm`).
+        #[unroll]
+        for t in 0..tokens {
+            let mut ss = 0.0f32;
+            for k in 0..cols / 4 {
+                let v = x[token_rows[t] + k];
+                #[unroll]
+                for c in 0..4usize {
+                    let e = v.extract(c);
+                    ss += e * e;
+                }
+            }
+            scale[t] = 1.0f32 / f32::sqrt(ss / f32::cast_from(cols) + eps);
+        }
+    } else if comptime![normed] {
         let mut squares =
             Shared::<[f32]>::new_slice(comptime![(tile.units * tile.tokens) as usize]);
         #[unroll]

@@ -214,6 +214,18 @@ fn the_shared_tile_fits_workgroup_memory_and_the_parts() {
     }
 }
 
+/// RMSNorm's squares summed unit by unit where a software GPU's cube of 8 spans several SIMD
+/// groups or the subgroup size is not reported (a browser), through the cube's barrier where
+/// the cube is one group (lavapipe's 8 lanes) or wider.
+#[test]
+fn the_norm_skips_the_barrier_where_a_cube_spans_several_subgroups() {
+    use super::choose::solo_norm;
+    assert!(solo_norm(8, None));
+    assert!(solo_norm(8, Some(4)));
+    assert!(!solo_norm(8, Some(8)));
+    assert!(!solo_norm(8, Some(16)));
+}
+
 /// The guard of the kernel's unchecked launch: a spec with more rows than the weights' words
 /// hold is refused before anything is launched (the same launch with the right rows runs).
 #[test]
