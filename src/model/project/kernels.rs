@@ -171,6 +171,36 @@ fn tile_dot<A: Float>(
     }
 }
 
+/// `Σ_k Σ_c x[at + k].c²` over the fours `k = from, from + step, …` below `fours`: a row's
+/// squares for RMSNorm, by one unit (`step` 1) or by each unit of a cube in turn.
+#[cube]
+fn sum_squares(
+    x: &Tensor<F32x4>,
+    at: usize,
+    from: usize,
+    fours: usize,
+    #[comptime] step: usize,
+) -> f32 {
+    let mut ss = 0.0f32;
+    let mut k = from;
+    while k < fours {
+        let v = x[at + k];
+        #[unroll]
+        for c in 0..4usize {
+            let e = v.extract(c);
+            ss += e * e;
+        }
+        k += step;
+    }
+    ss
+}
+
+/// RMSNorm's `r = 1/√(Σx²/cols + eps)` from the row's sum of squares.
+#[cube]
+fn rms_scale(squares: f32, #[comptime] cols: usize, eps: f32) -> f32 {
+    1.0f32 / f32::sqrt(squares / f32::cast_from(cols) + eps)
+}
+
 /// `out[t, offset + r] = epilogue(r_t · Σ_k x[first + t, k] · nw[k] · W[r, k])` for the rows
 /// `r < rows` of the parts laid end to end (`W = [w0; w1; w2]`, part `i` having `rows_i` rows of
 /// `cols` elements in format `f_i`, in the device layout) and the tokens `t < tokens`, or,
@@ -246,34 +276,15 @@ pub fn project_kernel<A: Float>(
         // without a barrier (see `Tile::solo_norm`).
         #[unroll]
         for t in 0..tokens {
-            let mut ss = 0.0f32;
-            for k in 0..cols / 4 {
-                let v = x[token_rows[t] + k];
-                #[unroll]
-                for c in 0..4usize {
-                    let e = v.extract(c);
-                    ss += e * e;
-                }
-            }
-            scale[t] = 1.0f32 / f32::sqrt(ss / f32::cast_from(cols) + eps);
+            let ss = sum_squares(x, token_rows[t], 0usize, cols / 4, 1usize);
+            scale[t] = rms_scale(ss, cols, eps);
         }
     } else if comptime![normed] {
         let mut squares =
             Shared::<[f32]>::new_slice(comptime![(tile.units * tile.tokens) as usize]);
         #[unroll]
         for t in 0..tokens {
-            let mut ss = 0.0f32;
-            let mut k = unit;
-            while k < cols / 4 {
-                let v = x[token_rows[t] + k];
-                #[unroll]
-                for c in 0..4usize {
-                    let e = v.extract(c);
-                    ss += e * e;
-                }
-                k += units;
-            }
-            squares[t * units + unit] = ss;
+            squares[t * units + unit] = sum_squares(x, token_rows[t], unit, cols / 4, units);
         }
         sync_cube();
         #[unroll]
@@ -282,7 +293,7 @@ pub fn project_kernel<A: Float>(
             for i in 0..units {
                 total += squares[t * units + i];
             }
-            scale[t] = 1.0f32 / f32::sqrt(total / f32::cast_from(cols) + eps);
+            scale[t] = rms_scale(total, cols, eps);
         }
     }
 
